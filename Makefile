@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run report test lint check clean
+
+$(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/binance-report $(ARGS)
+
+report: $(STAMP)
+	$(BIN)/binance-report $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95 $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/pylint collector
+	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name
+	$(BIN)/mypy collector
+
+clean:
+	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache *.egg-info

@@ -1,0 +1,139 @@
+"""Pure functions that turn validated records into the product's answers (Q1–Q5).
+
+No I/O and no floats: everything is exact ``Decimal``. Rankings break ties by
+symbol name, ascending, so the same market always gives the same answer
+whatever order Binance listed the symbols in. Inputs are never mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable, Literal, Mapping
+
+from collector.models import BookTop, OrderBook, SymbolInfo, Ticker24h
+
+RankBy = Literal["quote", "base"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notional:
+    """Q3 for one book: Σ price × quantity per side, and how many levels were summed."""
+
+    symbol: str
+    bids: Decimal
+    asks: Decimal
+    bid_levels: int
+    ask_levels: int
+
+
+def quoted_in(
+    tickers: Iterable[Ticker24h], infos: Mapping[str, SymbolInfo], quote_asset: str
+) -> list[Ticker24h]:
+    """Tickers of ``TRADING`` symbols whose quote asset, per exchangeInfo, is ``quote_asset``.
+
+    The symbol's spelling is never used: ``BTCUSDT`` is quoted in USDT and
+    ``WBTCETH`` in ETH. Symbols unknown to exchangeInfo (listed since it was
+    fetched) are left out rather than guessed.
+    """
+    selected = []
+    for ticker in tickers:
+        info = infos.get(ticker.symbol)
+        if info is not None and info.trading and info.quote_asset == quote_asset:
+            selected.append(ticker)
+    return selected
+
+
+def top_by_volume(
+    tickers: Iterable[Ticker24h],
+    infos: Mapping[str, SymbolInfo],
+    *,
+    quote_asset: str = "BTC",
+    top: int = 5,
+    rank_by: RankBy = "quote",
+) -> list[Ticker24h]:
+    """Q1: the ``top`` symbols quoted in ``quote_asset`` by 24 h volume, descending.
+
+    ``quote`` ranks by ``quoteVolume`` (in BTC for BTC-quoted symbols, so coins
+    are comparable, as on Binance's own market pages); ``base`` by ``volume``.
+    """
+    candidates = quoted_in(tickers, infos, quote_asset)
+    if rank_by == "quote":
+        candidates.sort(key=lambda t: (-t.quote_volume, t.symbol))
+    else:
+        candidates.sort(key=lambda t: (-t.volume, t.symbol))
+    return candidates[:top]
+
+
+def top_by_trades(
+    tickers: Iterable[Ticker24h],
+    infos: Mapping[str, SymbolInfo],
+    *,
+    quote_asset: str = "USDT",
+    top: int = 5,
+) -> list[Ticker24h]:
+    """Q2: the ``top`` symbols quoted in ``quote_asset`` by 24 h trade count, descending."""
+    candidates = quoted_in(tickers, infos, quote_asset)
+    candidates.sort(key=lambda t: (-t.trades, t.symbol))
+    return candidates[:top]
+
+
+def book_notional(book: OrderBook, levels: int) -> Notional:
+    """Q3: Σ price × quantity over the first ``levels`` levels of each side, as returned.
+
+    Binance returns levels best first, so the first N are the top N. A thin
+    book sums what it has and says how many levels that was.
+    """
+    bids = book.bids[:levels]
+    asks = book.asks[:levels]
+    return Notional(
+        symbol=book.symbol,
+        bids=sum((price * qty for price, qty in bids), Decimal(0)),
+        asks=sum((price * qty for price, qty in asks), Decimal(0)),
+        bid_levels=len(bids),
+        ask_levels=len(asks),
+    )
+
+
+def spread(top: BookTop) -> Decimal | None:
+    """Q4: best ask − best bid, or ``None`` when there is no meaningful spread.
+
+    A side priced ``0`` is an empty side: no spread rather than a made-up one.
+    A crossed or locked book (bid ≥ ask) cannot persist on a matching engine,
+    so it is treated as an inconsistent answer: no spread, never a negative one.
+    """
+    if top.bid_price <= 0 or top.ask_price <= 0 or top.bid_price >= top.ask_price:
+        return None
+    return top.ask_price - top.bid_price
+
+
+def relative_spread(top: BookTop) -> Decimal | None:
+    """Spread divided by the mid price, a ratio comparable across symbols."""
+    value = spread(top)
+    if value is None:
+        return None
+    return value / ((top.bid_price + top.ask_price) / 2)
+
+
+def spreads_of(symbols: Iterable[str], tops: Mapping[str, BookTop]) -> dict[str, Decimal | None]:
+    """Q4 for each symbol, in the given order; ``None`` if Binance returned no book top."""
+    result: dict[str, Decimal | None] = {}
+    for symbol in symbols:
+        top = tops.get(symbol)
+        result[symbol] = None if top is None else spread(top)
+    return result
+
+
+def spread_deltas(
+    previous: Mapping[str, Decimal | None] | None, current: Mapping[str, Decimal | None]
+) -> dict[str, Decimal | None]:
+    """Q5: |spread − previous spread| per symbol of ``current``.
+
+    ``None`` where either observation has no spread: on the first tick, for a
+    symbol that just entered the set, or after a side was empty.
+    """
+    deltas: dict[str, Decimal | None] = {}
+    for symbol, value in current.items():
+        before = None if previous is None else previous.get(symbol)
+        deltas[symbol] = None if value is None or before is None else abs(value - before)
+    return deltas

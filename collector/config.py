@@ -1,0 +1,163 @@
+"""Command-line flags and ``BINANCE_*`` environment variables → validated settings.
+
+Every flag has an environment variable (for containers); a flag given on the
+command line wins. Invalid values, from either source, end the program with a
+one-line message and exit code 2 before anything starts. Both front ends
+(``binance-report`` and ``binance-exporter``) share the upstream flags here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from typing import Callable, Sequence
+from urllib.parse import urlsplit
+
+from collector.binance import DEFAULT_BASE_URL, BinanceClient
+from collector.market import Settings
+
+EXIT_OK = 0
+EXIT_UPSTREAM = 1
+EXIT_USAGE = 2
+
+MIN_TTL = 10.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def env(name: str, default: str) -> str:
+    """The value of ``BINANCE_<NAME>`` or ``default``; argparse validates either."""
+    return os.environ.get(f"BINANCE_{name}", default)
+
+
+def _number(kind: Callable[[str], float], text: str, minimum: float, what: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if math.isnan(value) or value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum:g}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    return int(_number(int, text, 1, "a whole number"))
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0."""
+    return int(_number(int, text, 0, "a whole number"))
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (seconds)."""
+    value = _number(float, text, 0, "a number")
+    if value == 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def ttl(text: str) -> float:
+    """A TTL in seconds: at least 10, so Binance is called at most every 10 s."""
+    value = positive_float(text)
+    if value < MIN_TTL:
+        raise argparse.ArgumentTypeError(f"{text!r} is below the {MIN_TTL:g} s minimum TTL")
+    return value
+
+
+def depth_levels(text: str) -> int:
+    """Order book levels per side: Binance serves 1 to 5000."""
+    value = positive_int(text)
+    if value > 5000:
+        raise argparse.ArgumentTypeError(f"{text!r} is above Binance's maximum depth of 5000")
+    return value
+
+
+def base_url(text: str) -> str:
+    """An http(s) URL with a host and no path beyond '/'."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL like {DEFAULT_BASE_URL}")
+    try:
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has an invalid port") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r} must not have a path: give the host only")
+    return text.strip().rstrip("/")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by the report and the exporter: where and what to ask Binance."""
+    group = parser.add_argument_group("upstream (Binance)")
+    group.add_argument(
+        "--base-url", action="append", type=base_url, dest="base_urls", metavar="URL",
+        help="Binance Spot API base URL; repeat to give fallbacks tried in order when a "
+        f"connection fails (env BINANCE_BASE_URL, comma-separated; default {DEFAULT_BASE_URL})",
+    )
+    group.add_argument(
+        "--timeout", type=positive_float, default=env("TIMEOUT", "3"), metavar="SECONDS",
+        help="connect and read timeout of each request (env BINANCE_TIMEOUT; default 3)",
+    )
+    group.add_argument(
+        "--retries", type=non_negative_int, default=env("RETRIES", "1"), metavar="N",
+        help="retries after a timeout, connection error or 5xx (env BINANCE_RETRIES; default 1)",
+    )
+    group.add_argument(
+        "--top", type=positive_int, default=env("TOP", "5"), metavar="N",
+        help="how many symbols each ranking keeps (env BINANCE_TOP; default 5)",
+    )
+    group.add_argument(
+        "--depth-levels", type=depth_levels, default=env("DEPTH_LEVELS", "200"), metavar="N",
+        help="order book levels per side summed for the notional (env BINANCE_DEPTH_LEVELS; "
+        "default 200)",
+    )
+    group.add_argument(
+        "--rank-by", choices=("quote", "base"), default=env("RANK_BY", "quote"),
+        help="Q1 ranks BTC-quoted symbols by quote volume (in BTC, comparable across coins) "
+        "or base-asset volume (env BINANCE_RANK_BY; default quote)",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=env("LOG_LEVEL", "info").lower(),
+        help="log verbosity on stderr (env BINANCE_LOG_LEVEL; default info)",
+    )
+
+
+def resolve_base_urls(parser: argparse.ArgumentParser, given: Sequence[str] | None) -> list[str]:
+    """Flags win; else BINANCE_BASE_URL (comma-separated); else the default."""
+    if given:
+        return list(given)
+    urls = []
+    for item in env("BASE_URL", DEFAULT_BASE_URL).split(","):
+        try:
+            urls.append(base_url(item))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"BINANCE_BASE_URL: {exc}")
+    return urls
+
+
+def make_client(args: argparse.Namespace) -> BinanceClient:
+    """The Binance client the flags describe."""
+    return BinanceClient(args.base_urls, timeout=args.timeout, retries=args.retries)
+
+
+def make_settings(args: argparse.Namespace) -> Settings:
+    """Market settings from the shared flags (front ends replace() what is theirs)."""
+    return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by)
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr, UTC timestamps."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,65 @@
+"""The library's own errors: every upstream failure becomes one of these.
+
+Callers (the exporter, the report) catch :class:`BinanceError` and nothing
+else, so a bad answer from Binance can never surface as ``KeyError`` or
+``TypeError``. Each error names the endpoint it came from; ``kind`` is a short
+stable word used as a metric label and in one-line messages.
+"""
+
+from __future__ import annotations
+
+
+class BinanceError(Exception):
+    """Base class: something went wrong talking to Binance."""
+
+    kind = "error"
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"{endpoint}: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason
+
+
+class UpstreamUnavailable(BinanceError):
+    """No usable answer: connection refused or reset, timeout, or 5xx after retries."""
+
+    kind = "unavailable"
+
+
+class RateLimited(BinanceError):
+    """HTTP 429/418, or a call refused locally while the cool-down lasts."""
+
+    kind = "rate_limited"
+
+    def __init__(self, endpoint: str, reason: str, retry_after: float) -> None:
+        super().__init__(endpoint, reason)
+        self.retry_after = retry_after
+
+
+class RestrictedLocation(BinanceError):
+    """HTTP 451: Binance refuses this machine's location; another base URL may work."""
+
+    kind = "restricted"
+
+
+class ApiError(BinanceError):
+    """Any other 4xx with Binance's ``{"code": ..., "msg": ...}`` body, e.g. -1121."""
+
+    kind = "api_error"
+
+    def __init__(self, endpoint: str, status: int, code: int | None, msg: str) -> None:
+        super().__init__(endpoint, f"HTTP {status}, Binance error {code}: {msg}")
+        self.status = status
+        self.code = code
+        self.msg = msg
+
+
+class BadResponse(BinanceError):
+    """A 200 answer whose body is not what the API documents (names the field)."""
+
+    kind = "bad_response"
+
+    def __init__(self, endpoint: str, field: str, problem: str) -> None:
+        super().__init__(endpoint, f"field {field}: {problem}")
+        self.field = field
+        self.problem = problem

@@ -1,0 +1,220 @@
+"""The refresh layer: which upstream calls answer Q1–Q5, when, and with what delta.
+
+:class:`Market` wires the Binance client to the pure answers through four
+cached groups, each with its own TTL:
+
+========== ======================================= ======= ==========
+group      upstream call                           weight  default TTL
+========== ======================================= ======= ==========
+exchange   ``/api/v3/exchangeInfo``                20      3600 s
+rankings   ``/api/v3/ticker/24hr`` (all, MINI)     80      300 s
+books      ``/api/v3/depth?limit=200`` × top N     25 × N  30 s
+spreads    ``/api/v3/ticker/bookTicker?symbols=``  4       10 s
+========== ======================================= ======= ==========
+
+A refresh takes at most two rounds of round trips: exchangeInfo and the
+ticker in parallel, then the books (in parallel with each other) and the
+spreads. The books and spreads depend on the rankings only for *which*
+symbols to ask for; if a rankings refresh fails, they keep using the last
+successful ranking's symbols (their own values are still fresh), while the
+ranking figures themselves are reported as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Mapping
+
+from collector import answers
+from collector.answers import Notional, RankBy
+from collector.binance import BinanceClient
+from collector.cache import Outcome, TtlGroup
+from collector.errors import BinanceError, UpstreamUnavailable
+from collector.models import BookTop, SymbolInfo, Ticker24h
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("exchange", "rankings", "books", "spreads")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:  # pylint: disable=too-many-instance-attributes
+    """What to compute and how often; the CLI fills it from flags."""
+
+    top: int = 5
+    depth_levels: int = 200
+    rank_by: RankBy = "quote"
+    volume_quote: str = "BTC"
+    trades_quote: str = "USDT"
+    ttl_exchange: float = 3600.0
+    ttl_rankings: float = 300.0
+    ttl_books: float = 30.0
+    ttl_spreads: float = 10.0
+    retry_delay: float = 10.0
+    refresh_budget: float | None = None  # seconds a refresh may take (scrape timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Rankings:
+    """Q1 and Q2, with the quote asset of each ranked symbol."""
+
+    by_volume: tuple[Ticker24h, ...]
+    by_trades: tuple[Ticker24h, ...]
+    quote_assets: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Spreads:
+    """One spread refresh: Q4 per symbol and the Q5 delta from the refresh before."""
+
+    tops: Mapping[str, BookTop]
+    spreads: Mapping[str, Decimal | None]
+    deltas: Mapping[str, Decimal | None]
+    at: float  # Unix time of this refresh
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one scrape or report tick can publish; failed parts carry their error."""
+
+    rankings: Outcome[Rankings]
+    books: Outcome[Mapping[str, Notional]]
+    spreads: Outcome[Spreads]
+    exchange: Outcome[Mapping[str, SymbolInfo]]
+
+    def errors(self) -> list[BinanceError]:
+        """The distinct errors of this snapshot, first one first."""
+        found: list[BinanceError] = []
+        for outcome in (self.exchange, self.rankings, self.books, self.spreads):
+            if outcome.error is not None and outcome.error not in found:
+                found.append(outcome.error)
+        return found
+
+
+class Market:  # pylint: disable=too-many-instance-attributes
+    """Cached, single-flight access to the answers (see module docstring)."""
+
+    def __init__(
+        self,
+        client: BinanceClient,
+        settings: Settings = Settings(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self._clock = clock
+        self._wall = wall
+
+        def group(name: str, ttl: float) -> TtlGroup[object]:
+            return TtlGroup(name, ttl, retry_delay=settings.retry_delay, clock=clock, wall=wall)
+
+        self.groups = {
+            "exchange": group("exchange", settings.ttl_exchange),
+            "rankings": group("rankings", settings.ttl_rankings),
+            "books": group("books", settings.ttl_books),
+            "spreads": group("spreads", settings.ttl_spreads),
+        }
+        # the books fan out one depth call per symbol; spreads run beside them
+        self._pool = ThreadPoolExecutor(max_workers=settings.top + 2, thread_name_prefix="binance")
+        self._rank_lock = threading.Lock()
+        self._ranked: tuple[tuple[int, int], Rankings] | None = None
+        self._previous_spreads: Mapping[str, Decimal | None] | None = None
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def expire(self, name: str) -> None:
+        """Make the next snapshot refresh group ``name`` (the report's Q5 ticks use it)."""
+        self.groups[name].invalidate()
+
+    # -- one snapshot ----------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Current answers, refreshing only the groups whose TTL ran out."""
+        deadline = None
+        if self.settings.refresh_budget is not None:
+            deadline = self._clock() + self.settings.refresh_budget
+        exchange_future = self._pool.submit(
+            self.groups["exchange"].get, lambda: self.client.exchange_info(deadline)
+        )
+        tickers = self.groups["rankings"].get(lambda: self.client.tickers_24h(deadline))
+        exchange = exchange_future.result()
+        rankings = self._rank(exchange, tickers)  # type: ignore[arg-type]
+        q1, q2 = self._symbols(rankings)
+        spreads_future = self._pool.submit(self._spreads, q2, deadline)
+        books = self._books(q1, deadline)
+        spreads = spreads_future.result()
+        return Snapshot(rankings, books, spreads, exchange)  # type: ignore[arg-type]
+
+    def _rank(
+        self, exchange: Outcome[Mapping[str, SymbolInfo]], tickers: Outcome[tuple[Ticker24h, ...]]
+    ) -> Outcome[Rankings]:
+        """Rank once per (exchangeInfo, ticker) pair, not once per scrape."""
+        if exchange.value is None or tickers.value is None:
+            error = tickers.error or exchange.error
+            return Outcome(None, error, tickers.refreshed or exchange.refreshed)
+        key = (id(exchange.value), id(tickers.value))
+        with self._rank_lock:
+            if self._ranked is None or self._ranked[0] != key:
+                self._ranked = (key, self._compute_rankings(exchange.value, tickers.value))
+            return Outcome(self._ranked[1], refreshed=tickers.refreshed or exchange.refreshed)
+
+    def _compute_rankings(
+        self, infos: Mapping[str, SymbolInfo], tickers: tuple[Ticker24h, ...]
+    ) -> Rankings:
+        s = self.settings
+        by_volume = answers.top_by_volume(
+            tickers, infos, quote_asset=s.volume_quote, top=s.top, rank_by=s.rank_by
+        )
+        by_trades = answers.top_by_trades(tickers, infos, quote_asset=s.trades_quote, top=s.top)
+        quote_assets = {t.symbol: infos[t.symbol].quote_asset for t in (*by_volume, *by_trades)}
+        return Rankings(tuple(by_volume), tuple(by_trades), quote_assets)
+
+    def _symbols(self, rankings: Outcome[Rankings]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Q1 and Q2 symbols, from the current ranking or else the last good one."""
+        current = rankings.value
+        if current is None:
+            with self._rank_lock:
+                current = self._ranked[1] if self._ranked else None
+        if current is None:
+            return (), ()
+        return (
+            tuple(t.symbol for t in current.by_volume),
+            tuple(t.symbol for t in current.by_trades),
+        )
+
+    def _books(self, symbols: tuple[str, ...], deadline: float | None) -> Outcome[object]:
+        def load() -> Mapping[str, Notional]:
+            if not symbols:
+                raise UpstreamUnavailable("/api/v3/depth", "no ranking yet to pick books from")
+            levels = self.settings.depth_levels
+            futures = [
+                self._pool.submit(self.client.order_book, symbol, levels, deadline)
+                for symbol in symbols
+            ]
+            books = [future.result() for future in futures]
+            return {book.symbol: answers.book_notional(book, levels) for book in books}
+
+        return self.groups["books"].get(load, key=symbols)
+
+    def _spreads(self, symbols: tuple[str, ...], deadline: float | None) -> Outcome[object]:
+        def load() -> Spreads:
+            if not symbols:
+                raise UpstreamUnavailable(
+                    "/api/v3/ticker/bookTicker", "no ranking yet to pick symbols from"
+                )
+            tops = self.client.book_tickers(symbols, deadline)
+            current = answers.spreads_of(symbols, tops)
+            deltas = answers.spread_deltas(self._previous_spreads, current)
+            self._previous_spreads = current  # only under the group's lock, only on success
+            return Spreads(tops, current, deltas, self._wall())
+
+        return self.groups["spreads"].get(load, key=symbols)

@@ -1,0 +1,213 @@
+"""Validated, immutable records parsed from Binance's JSON.
+
+Binance sends prices and quantities as strings (``"0.05691000"``); they become
+exact :class:`~decimal.Decimal` here and stay exact until a Prometheus sample
+needs a float. Every field the product uses is checked: a missing,
+mistyped or non-numeric field raises :class:`~collector.errors.BadResponse`
+naming the endpoint and the field's path, e.g. ``[17].quoteVolume``.
+Fields the product does not use are ignored, so additions upstream (such as
+``permissionSets``) never break parsing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from collector.errors import BadResponse
+
+EXCHANGE_INFO = "/api/v3/exchangeInfo"
+TICKER_24H = "/api/v3/ticker/24hr"
+DEPTH = "/api/v3/depth"
+BOOK_TICKER = "/api/v3/ticker/bookTicker"
+
+Level = tuple[Decimal, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """One symbol of ``exchangeInfo``: the only trusted source of its quote asset."""
+
+    symbol: str
+    status: str
+    base_asset: str
+    quote_asset: str
+
+    @property
+    def trading(self) -> bool:
+        """Only ``TRADING`` symbols take part in rankings (not ``BREAK``, ``HALT``...)."""
+        return self.status == "TRADING"
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker24h:
+    """24 h rolling statistics of one symbol."""
+
+    symbol: str
+    volume: Decimal  # in the base asset
+    quote_volume: Decimal  # in the quote asset
+    trades: int  # Binance's ``count``
+
+
+@dataclass(frozen=True, slots=True)
+class BookTop:
+    """Best bid and ask of one symbol; a price of 0 means that side is empty."""
+
+    symbol: str
+    bid_price: Decimal
+    bid_qty: Decimal
+    ask_price: Decimal
+    ask_qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBook:
+    """Price levels best first, exactly as ``/api/v3/depth`` returned them."""
+
+    symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+class _Fields:
+    """Typed accessors that raise ``BadResponse`` with the field's path."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def fail(self, path: str, problem: str) -> BadResponse:
+        """The error for ``path``; returned so callers can ``raise`` it."""
+        return BadResponse(self.endpoint, path, problem)
+
+    def obj(self, value: Any, path: str) -> Mapping[str, Any]:
+        """``value`` must be a JSON object."""
+        if not isinstance(value, dict):
+            raise self.fail(path or "body", f"expected an object, got {_kind(value)}")
+        return value
+
+    def array(self, value: Any, path: str) -> list[Any]:
+        """``value`` must be a JSON array."""
+        if not isinstance(value, list):
+            raise self.fail(path or "body", f"expected a list, got {_kind(value)}")
+        return value
+
+    def get(self, parent: Mapping[str, Any], key: str, path: str) -> Any:
+        """``parent[key]``, which must be present."""
+        try:
+            return parent[key]
+        except KeyError:
+            raise self.fail(_join(path, key), "missing") from None
+
+    def text(self, parent: Mapping[str, Any], key: str, path: str) -> str:
+        """A non-empty string field."""
+        value = self.get(parent, key, path)
+        if not isinstance(value, str) or not value:
+            raise self.fail(_join(path, key), f"expected a non-empty string, got {value!r:.40}")
+        return value
+
+    def decimal(self, value: Any, path: str, *, positive: bool = False) -> Decimal:
+        """A decimal string, finite and not negative (strictly positive if asked)."""
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a decimal string, got {_kind(value)}")
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise self.fail(path, f"not a decimal: {value!r:.40}") from None
+        if not number.is_finite() or number < 0 or (positive and number == 0):
+            raise self.fail(path, f"out of range: {value!r:.40}")
+        return number
+
+    def decimal_field(self, parent: Mapping[str, Any], key: str, path: str) -> Decimal:
+        """A non-negative decimal string field."""
+        return self.decimal(self.get(parent, key, path), _join(path, key))
+
+    def count(self, parent: Mapping[str, Any], key: str, path: str) -> int:
+        """A non-negative JSON integer (``true`` is not a count)."""
+        value = self.get(parent, key, path)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(_join(path, key), f"expected a non-negative integer, got {value!r:.40}")
+        return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def parse_exchange_info(payload: Any) -> Mapping[str, SymbolInfo]:
+    """``/api/v3/exchangeInfo`` → read-only mapping of symbol → :class:`SymbolInfo`."""
+    fields = _Fields(EXCHANGE_INFO)
+    symbols = fields.array(fields.get(fields.obj(payload, ""), "symbols", ""), "symbols")
+    infos: dict[str, SymbolInfo] = {}
+    for index, raw in enumerate(symbols):
+        path = f"symbols[{index}]"
+        entry = fields.obj(raw, path)
+        info = SymbolInfo(
+            symbol=fields.text(entry, "symbol", path),
+            status=fields.text(entry, "status", path),
+            base_asset=fields.text(entry, "baseAsset", path),
+            quote_asset=fields.text(entry, "quoteAsset", path),
+        )
+        infos[info.symbol] = info
+    return MappingProxyType(infos)
+
+
+def parse_tickers(payload: Any) -> tuple[Ticker24h, ...]:
+    """``/api/v3/ticker/24hr`` (FULL or MINI, all symbols) → tickers in answer order."""
+    fields = _Fields(TICKER_24H)
+    tickers = []
+    for index, raw in enumerate(fields.array(payload, "")):
+        path = f"[{index}]"
+        entry = fields.obj(raw, path)
+        tickers.append(
+            Ticker24h(
+                symbol=fields.text(entry, "symbol", path),
+                volume=fields.decimal_field(entry, "volume", path),
+                quote_volume=fields.decimal_field(entry, "quoteVolume", path),
+                trades=fields.count(entry, "count", path),
+            )
+        )
+    return tuple(tickers)
+
+
+def parse_order_book(payload: Any, symbol: str) -> OrderBook:
+    """``/api/v3/depth`` → :class:`OrderBook`; every level needs price > 0 and qty > 0."""
+    fields = _Fields(f"{DEPTH}?symbol={symbol}")
+    body = fields.obj(payload, "")
+
+    def side(name: str) -> tuple[Level, ...]:
+        levels = []
+        for index, raw in enumerate(fields.array(fields.get(body, name, ""), name)):
+            path = f"{name}[{index}]"
+            level = fields.array(raw, path)
+            if len(level) < 2:
+                raise fields.fail(path, "expected [price, quantity]")
+            price = fields.decimal(level[0], f"{path}[0]", positive=True)
+            qty = fields.decimal(level[1], f"{path}[1]", positive=True)
+            levels.append((price, qty))
+        return tuple(levels)
+
+    return OrderBook(symbol=symbol, bids=side("bids"), asks=side("asks"))
+
+
+def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:
+    """``/api/v3/ticker/bookTicker?symbols=[...]`` → read-only symbol → :class:`BookTop`."""
+    fields = _Fields(BOOK_TICKER)
+    tops: dict[str, BookTop] = {}
+    for index, raw in enumerate(fields.array(payload, "")):
+        path = f"[{index}]"
+        entry = fields.obj(raw, path)
+        top = BookTop(
+            symbol=fields.text(entry, "symbol", path),
+            bid_price=fields.decimal_field(entry, "bidPrice", path),
+            bid_qty=fields.decimal_field(entry, "bidQty", path),
+            ask_price=fields.decimal_field(entry, "askPrice", path),
+            ask_qty=fields.decimal_field(entry, "askQty", path),
+        )
+        tops[top.symbol] = top
+    return MappingProxyType(tops)

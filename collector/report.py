@@ -1,0 +1,244 @@
+"""``binance-report``: Q1–Q4 once, then the Q5 spread/delta log, on stdout.
+
+Exit codes: 0 done (``--count`` ticks, or Ctrl-C); 1 Binance could not be
+reached or answered badly (one line on stderr); 2 bad usage.
+
+Text output, abridged::
+
+    Q1  Top 5 BTC-quoted symbols by 24 h volume (ranked by quoteVolume, in BTC)
+      #  symbol   quote volume  volume
+      1  ETHBTC   1159.60641773  20251.6576
+    ...
+    Q5  Spreads every 10 s; delta = |spread - previous spread|
+    2026-01-01T00:00:00Z  FLOKIUSDT  spread 0.00000001  delta -
+
+``--format json`` prints Q1–Q4 as one JSON object, then one object per tick
+(JSON Lines); decimals are strings so no digit is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+from collector import __version__
+from collector.config import (
+    EXIT_OK,
+    EXIT_UPSTREAM,
+    Parser,
+    add_upstream_flags,
+    env,
+    make_client,
+    make_settings,
+    non_negative_int,
+    positive_float,
+    resolve_base_urls,
+    setup_logging,
+)
+from collector.errors import BinanceError
+from collector.market import Market, Snapshot, Spreads
+
+log = logging.getLogger("collector.report")
+
+
+def plain(value: Decimal | None) -> str | None:
+    """A decimal as Binance would write it, minus trailing zeros: ``0.01``, never ``1E-2``."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def utc(unix: float) -> str:
+    """``2026-01-01T00:00:10Z``."""
+    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def answers_json(snapshot: Snapshot) -> dict[str, Any]:
+    """Q1–Q4 in the documented JSON shape."""
+    rankings, books, spreads = _values(snapshot)
+    return {
+        "top_btc_by_volume": [
+            {"symbol": t.symbol, "volume": plain(t.volume), "quote_volume": plain(t.quote_volume)}
+            for t in rankings.by_volume
+        ],
+        "top_usdt_by_trades": [
+            {"symbol": t.symbol, "trades": t.trades} for t in rankings.by_trades
+        ],
+        "order_book_notional": {
+            n.symbol: {
+                "bids": plain(n.bids), "asks": plain(n.asks),
+                "bid_levels": n.bid_levels, "ask_levels": n.ask_levels,
+            }
+            for n in books.values()
+        },
+        "spreads": {symbol: plain(value) for symbol, value in spreads.spreads.items()},
+    }
+
+
+def tick_json(spreads: Spreads) -> dict[str, Any]:
+    """One Q5 tick in the documented JSON shape."""
+    return {
+        "time": utc(spreads.at),
+        "spreads": {s: plain(v) for s, v in spreads.spreads.items()},
+        "deltas": {s: plain(v) for s, v in spreads.deltas.items()},
+    }
+
+
+def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """Aligned columns; numbers right-aligned so their digits line up."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(row, widths, right)
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines
+
+
+def answers_text(snapshot: Snapshot, rank_by: str, depth: int) -> str:
+    """Q1–Q4 as readable tables."""
+    rankings, books, spreads = _values(snapshot)
+    ranked_field = "quoteVolume, in BTC" if rank_by == "quote" else "volume, in the base asset"
+    out = [f"Q1  Top {len(rankings.by_volume)} BTC-quoted symbols by 24 h volume "
+           f"(ranked by {ranked_field})"]
+    rows = [["#", "symbol", "quote volume (BTC)", "volume (base)"]]
+    rows += [[str(i), t.symbol, plain(t.quote_volume) or "", plain(t.volume) or ""]
+             for i, t in enumerate(rankings.by_volume, 1)]
+    out += table(rows, [True, False, True, True])
+    out += ["", f"Q2  Top {len(rankings.by_trades)} USDT-quoted symbols by 24 h number of trades"]
+    rows = [["#", "symbol", "trades"]]
+    rows += [[str(i), t.symbol, str(t.trades)] for i, t in enumerate(rankings.by_trades, 1)]
+    out += table(rows, [True, False, True])
+    out += ["", f"Q3  Notional (sum of price x quantity, in BTC) of the top {depth} levels of "
+            "each Q1 book"]
+    rows = [["symbol", "bids", "bid levels", "asks", "ask levels"]]
+    rows += [[n.symbol, plain(n.bids) or "", str(n.bid_levels), plain(n.asks) or "",
+              str(n.ask_levels)] for n in books.values()]
+    out += table(rows, [False, True, True, True, True])
+    out += ["", "Q4  Bid/ask spread (best ask - best bid) of each Q2 symbol"]
+    rows = [["symbol", "best bid", "best ask", "spread"]]
+    for symbol, value in spreads.spreads.items():
+        top = spreads.tops.get(symbol)
+        bid = plain(top.bid_price) if top and top.bid_price else None  # 0: empty side
+        ask = plain(top.ask_price) if top and top.ask_price else None
+        rows.append([symbol, bid or "-", ask or "-", plain(value) or "unavailable"])
+    out += table(rows, [False, True, True, True])
+    return "\n".join(out)
+
+
+def tick_text(spreads: Spreads) -> str:
+    """One Q5 tick: a line per symbol with its UTC time."""
+    stamp = utc(spreads.at)
+    rows = [[stamp, symbol, "spread", plain(value) or "unavailable",
+             "delta", plain(spreads.deltas.get(symbol)) or "-"]
+            for symbol, value in spreads.spreads.items()]
+    aligned = table(rows, [False, False, False, True, False, True])
+    return "\n".join(line.lstrip() for line in aligned)
+
+
+def _values(snapshot: Snapshot) -> tuple[Any, Mapping[str, Any], Spreads]:
+    errors = snapshot.errors()
+    if errors:
+        raise errors[0]
+    assert snapshot.rankings.value and snapshot.books.value is not None and snapshot.spreads.value
+    return snapshot.rankings.value, snapshot.books.value, snapshot.spreads.value
+
+
+def run(  # pylint: disable=too-many-arguments
+    market: Market,
+    *,
+    fmt: str,
+    count: int | None,
+    interval: float,
+    out: TextIO,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Print Q1–Q4, then ``count`` Q5 ticks (forever if None); raises BinanceError."""
+    sleep = sleep or time.sleep
+    snapshot = market.snapshot()
+    s = market.settings
+    if fmt == "json":
+        print(json.dumps(answers_json(snapshot)), file=out, flush=True)
+    else:
+        print(answers_text(snapshot, s.rank_by, s.depth_levels), file=out)
+        print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
+              file=out, flush=True)
+    tick = 0
+    started = clock()
+    while count is None or tick < count:
+        if tick:  # the first tick reuses Q4's observation; later ones ask again
+            sleep(max(0.0, started + tick * interval - clock()))
+            market.expire("spreads")
+            snapshot = market.snapshot()
+            errors = snapshot.errors()
+            if errors:
+                raise errors[0]
+        spreads = snapshot.spreads.value
+        assert spreads is not None
+        text = json.dumps(tick_json(spreads)) if fmt == "json" else tick_text(spreads)
+        print(text, file=out, flush=True)
+        tick += 1
+
+
+def build_parser() -> Parser:
+    """The report's flags."""
+    parser = Parser(
+        prog="binance-report",
+        description="Print Binance Spot answers Q1-Q4, then spreads and their deltas (Q5).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_upstream_flags(parser)
+    parser.add_argument(
+        "--interval", type=positive_float, default=env("INTERVAL", "10"), metavar="SECONDS",
+        help="seconds between Q5 ticks (env BINANCE_INTERVAL; default 10)",
+    )
+    parser.add_argument(
+        "--count", type=non_negative_int, default=os_count(), metavar="N",
+        help="Q5 ticks to print, then exit; 0 prints Q1-Q4 only (env BINANCE_COUNT; "
+        "default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default=env("FORMAT", "text"),
+        help="text tables, or JSON (Q1-Q4 object then JSON Lines) (env BINANCE_FORMAT)",
+    )
+    return parser
+
+
+def os_count() -> str | None:
+    """BINANCE_COUNT if set; None means no limit."""
+    value = env("COUNT", "")
+    return value or None
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Entry point of ``binance-report``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    setup_logging(args.log_level)
+    settings = dataclasses.replace(make_settings(args), ttl_spreads=args.interval)
+    market = Market(make_client(args), settings)
+    try:
+        run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)
+    except BinanceError as exc:
+        if args.log_level == "debug":
+            log.exception("upstream failure")
+        print(f"binance-report: {exc}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        market.close()
+    return EXIT_OK

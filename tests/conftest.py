@@ -1,0 +1,85 @@
+"""Shared fixtures: recorded Binance answers served through `responses`, and a fake clock."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import responses
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BASE = "https://api.binance.com"
+
+
+def load(name: str) -> Any:
+    """A fixture file, parsed. Each call returns a new object (tests may mutate theirs)."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeClock:
+    """A monotonic clock and a wall clock that move only when told."""
+
+    def __init__(self, start: float = 1000.0, wall_start: float = 1_767_225_600.0) -> None:
+        self.now = start
+        self.wall_offset = wall_start - start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        """Unix time; 1_767_225_600 is 2026-01-01T00:00:00Z."""
+        return self.now + self.wall_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward."""
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """An injectable ``time.sleep`` that only moves the clock."""
+        self.advance(seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh fake clock."""
+    return FakeClock()
+
+
+def depth_callback(request: Any) -> tuple[int, dict[str, str], str]:
+    """Serve tests/fixtures/depth/<symbol>.json, truncated to ?limit like Binance."""
+    params = request.params
+    book = load(f"depth/{params['symbol']}.json")
+    limit = int(params.get("limit", 100))
+    book["bids"], book["asks"] = book["bids"][:limit], book["asks"][:limit]
+    return 200, {"X-MBX-USED-WEIGHT-1M": "25"}, json.dumps(book)
+
+
+def register_market(
+    mock: responses.RequestsMock, base: str = BASE, book_ticker: Any = None
+) -> None:
+    """Register the four endpoints with the recorded fixtures on ``mock``."""
+    mock.get(f"{base}/api/v3/exchangeInfo", json=load("exchange_info.json"),
+             headers={"X-MBX-USED-WEIGHT-1M": "20"})
+    mock.get(f"{base}/api/v3/ticker/24hr", json=load("ticker_24hr.json"),
+             headers={"X-MBX-USED-WEIGHT-1M": "100"})
+    mock.add_callback("GET", re.compile(re.escape(f"{base}/api/v3/depth") + r"\?.*"),
+                      callback=depth_callback)
+    mock.get(f"{base}/api/v3/ticker/bookTicker",
+             json=book_ticker if book_ticker is not None else load("book_ticker.json"),
+             headers={"X-MBX-USED-WEIGHT-1M": "229"})
+
+
+@pytest.fixture
+def market_mock() -> Iterator[responses.RequestsMock]:
+    """All four endpoints answering with the fixtures; fails on any other URL."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock)
+        yield mock
+
+
+def calls_to(mock: responses.RequestsMock, path: str) -> int:
+    """How many requests reached ``path``."""
+    return sum(1 for call in mock.calls if call.request.url and path in call.request.url)

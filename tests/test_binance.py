@@ -1,0 +1,178 @@
+"""The HTTP client: parameters, retries, cool-downs, typed errors and accounting."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from conftest import BASE, FakeClock, calls_to, load
+
+from collector.binance import BinanceClient
+from collector.errors import (
+    ApiError,
+    BadResponse,
+    RateLimited,
+    RestrictedLocation,
+    UpstreamUnavailable,
+)
+
+TICKER = f"{BASE}/api/v3/ticker/24hr"
+
+
+def client_for(clock: FakeClock, **kwargs: object) -> BinanceClient:
+    return BinanceClient(clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+
+
+def query(call: responses.Call) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(call.request.url or "").query)
+
+
+def test_calls_use_binance_parameters_and_record_weight(
+    market_mock: responses.RequestsMock, clock: FakeClock
+) -> None:
+    client = client_for(clock)
+    assert "ETHBTC" in client.exchange_info()
+    assert len(client.tickers_24h()) == 25
+    book = client.order_book("SOLBTC", 200)
+    tops = client.book_tickers(["WLDUSDT", "FLOKIUSDT"])
+    assert len(book.bids) == 37 and set(tops) >= {"FLOKIUSDT", "WLDUSDT"}
+    ticker_call, depth_call, book_call = list(market_mock.calls)[1:4]
+    assert query(ticker_call) == {"type": ["MINI"]}
+    assert query(depth_call) == {"symbol": ["SOLBTC"], "limit": ["200"]}
+    # one batched call, symbols as a compact JSON array
+    assert json.loads(query(book_call)["symbols"][0]) == ["FLOKIUSDT", "WLDUSDT"]
+    assert client.used_weight == 229
+    assert client.request_counts() == {
+        ("/api/v3/exchangeInfo", "200"): 1, ("/api/v3/ticker/24hr", "200"): 1,
+        ("/api/v3/depth", "200"): 1, ("/api/v3/ticker/bookTicker", "200"): 1,
+    }
+    assert all(call.request.req_kwargs["timeout"] == 3.0 for call in market_mock.calls)
+
+
+@responses.activate
+def test_5xx_is_retried_with_backoff_then_succeeds(clock: FakeClock) -> None:
+    responses.get(TICKER, status=502)
+    responses.get(TICKER, json=load("ticker_24hr.json"))
+    client = client_for(clock, retries=2, backoff=0.5)
+    assert len(client.tickers_24h()) == 25
+    assert clock.now == 1000.5  # one backoff pause, on the injected clock
+    assert client.request_counts() == {(
+        "/api/v3/ticker/24hr", "502"): 1, ("/api/v3/ticker/24hr", "200"): 1}
+
+
+@responses.activate
+def test_retries_are_limited_and_every_attempt_counted(clock: FakeClock) -> None:
+    responses.get(TICKER, status=503)
+    client = client_for(clock, retries=2, backoff=0.1)
+    with pytest.raises(UpstreamUnavailable, match="HTTP 503 .after 3 attempts"):
+        client.tickers_24h()
+    assert client.request_counts() == {("/api/v3/ticker/24hr", "503"): 3}
+    assert clock.now == pytest.approx(1000.3)  # 0.1 + 0.2
+
+
+@responses.activate
+def test_timeouts_and_connection_errors_are_retried_and_counted_as_error(clock: FakeClock) -> None:
+    responses.get(TICKER, body=requests.ReadTimeout("slow"))
+    responses.get(TICKER, body=requests.ConnectionError("reset by peer"))
+    client = client_for(clock, retries=1)
+    with pytest.raises(UpstreamUnavailable, match="after 2 attempts"):
+        client.tickers_24h()
+    assert client.request_counts() == {("/api/v3/ticker/24hr", "error"): 2}
+
+
+@responses.activate
+def test_connection_failure_moves_to_the_next_base_url(clock: FakeClock) -> None:
+    responses.get(TICKER, body=requests.ConnectionError("NewConnectionError: refused"))
+    responses.get("https://data-api.binance.vision/api/v3/ticker/24hr", json=[])
+    client = client_for(clock, base_urls=(BASE, "https://data-api.binance.vision/"))
+    assert not client.tickers_24h()
+    assert not client.tickers_24h()  # sticks with the one that worked
+    assert calls_to(responses.mock, "api.binance.com") == 1
+    assert calls_to(responses.mock, "binance.vision") == 2
+
+
+@pytest.mark.parametrize("status", [429, 418])
+@responses.activate
+def test_rate_limit_starts_a_cool_down_for_every_endpoint(status: int, clock: FakeClock) -> None:
+    """Binance limits per IP: after 429/418 nothing may be sent anywhere until Retry-After."""
+    responses.get(TICKER, status=status, headers={"Retry-After": "30"},
+                  json={"code": -1003, "msg": "Too much request weight used"})
+    responses.get(f"{BASE}/api/v3/exchangeInfo", json=load("exchange_info.json"))
+    client = client_for(clock, retries=3)
+    with pytest.raises(RateLimited) as err:
+        client.tickers_24h()
+    assert err.value.retry_after == 30
+    assert len(responses.calls) == 1  # never retried
+    clock.advance(29)
+    with pytest.raises(RateLimited, match="no request sent"):
+        client.exchange_info()
+    assert len(responses.calls) == 1
+    assert client.cool_down_remaining() == 1
+    clock.advance(1)
+    assert "ETHBTC" in client.exchange_info()
+    assert client.request_counts()[("/api/v3/ticker/24hr", str(status))] == 1
+
+
+@responses.activate
+def test_rate_limit_without_retry_after_cools_down_a_minute(clock: FakeClock) -> None:
+    responses.get(TICKER, status=429, headers={"Retry-After": "soon"})
+    client = client_for(clock)
+    with pytest.raises(RateLimited):
+        client.tickers_24h()
+    assert client.cool_down_remaining() == 60
+
+
+@responses.activate
+def test_451_suggests_another_base_url(clock: FakeClock) -> None:
+    responses.get(TICKER, status=451, json={"code": 0, "msg": "restricted location"})
+    with pytest.raises(RestrictedLocation, match="another --base-url"):
+        client_for(clock).tickers_24h()
+
+
+@responses.activate
+def test_other_4xx_become_api_errors_with_binance_code(clock: FakeClock) -> None:
+    responses.get(f"{BASE}/api/v3/depth", status=400,
+                  json={"code": -1121, "msg": "Invalid symbol."})
+    with pytest.raises(ApiError) as err:
+        client_for(clock).order_book("NOPE", 200)
+    assert (err.value.status, err.value.code, err.value.msg) == (400, -1121, "Invalid symbol.")
+    assert "-1121" in str(err.value) and "/api/v3/depth" in str(err.value)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_4xx_without_a_binance_body(clock: FakeClock) -> None:
+    responses.get(TICKER, status=404, body="<html>not found</html>")
+    with pytest.raises(ApiError, match="None: <html>"):
+        client_for(clock).tickers_24h()
+    responses.replace(responses.GET, TICKER, status=400, json=["odd"])
+    with pytest.raises(ApiError, match="odd"):
+        client_for(clock).tickers_24h()
+
+
+@responses.activate
+def test_malformed_json_is_a_bad_response_naming_the_endpoint(clock: FakeClock) -> None:
+    responses.get(TICKER, body="[{\"symbol\": ")
+    with pytest.raises(BadResponse, match="/api/v3/ticker/24hr: field body: not valid JSON"):
+        client_for(clock).tickers_24h()
+
+
+@responses.activate
+def test_deadline_stops_retries_and_caps_the_timeout(clock: FakeClock) -> None:
+    """A refresh must finish inside Prometheus' scrape timeout, retries included."""
+    responses.get(TICKER, status=500)
+    client = client_for(clock, retries=5, backoff=1.0, timeout=3.0)
+    with pytest.raises(UpstreamUnavailable, match="after 1 attempts"):
+        client.tickers_24h(deadline=clock.now + 0.5)
+    assert responses.calls[0].request.req_kwargs["timeout"] == 0.5
+    with pytest.raises(UpstreamUnavailable, match="no time left"):
+        client.tickers_24h(deadline=clock.now)
+    assert len(responses.calls) == 1
+
+
+def test_a_client_needs_a_base_url() -> None:
+    with pytest.raises(ValueError):
+        BinanceClient(())

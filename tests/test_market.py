@@ -1,0 +1,120 @@
+"""The refresh layer: what is fetched when, deltas between refreshes, partial failures."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator
+
+import pytest
+import responses
+from conftest import FakeClock, calls_to, load, register_market
+
+from collector.binance import BinanceClient
+from collector.errors import UpstreamUnavailable
+from collector.market import Market, Settings
+
+
+@pytest.fixture
+def market(clock: FakeClock) -> Iterator[Market]:
+    client = BinanceClient(clock=clock, sleep=clock.sleep, retries=0)
+    m = Market(client, Settings(), clock=clock, wall=clock.wall)
+    yield m
+    m.close()
+
+
+def bump(book_ticker: list[dict[str, str]], symbol: str, ask: str) -> None:
+    for entry in book_ticker:
+        if entry["symbol"] == symbol:
+            entry["askPrice"] = ask
+
+
+def test_first_snapshot_answers_q1_to_q4(
+    market_mock: responses.RequestsMock, market: Market
+) -> None:
+    snap = market.snapshot()
+    assert snap.errors() == []
+    assert snap.rankings.value is not None
+    assert [t.symbol for t in snap.rankings.value.by_volume] == [
+        "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
+    assert snap.rankings.value.quote_assets["BTCUSDT"] == "USDT"
+    assert snap.books.value is not None and set(snap.books.value) == {
+        "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"}
+    assert snap.books.value["SOLBTC"].bid_levels == 37
+    spreads = snap.spreads.value
+    assert spreads is not None
+    assert list(spreads.spreads) == ["FLOKIUSDT", "WLDUSDT", "BTCUSDT", "SHIBUSDT", "PEPEUSDT"]
+    assert spreads.spreads["BTCUSDT"] == Decimal("0.01")
+    assert set(spreads.deltas.values()) == {None}
+    assert calls_to(market_mock, "/depth") == 5
+    assert calls_to(market_mock, "/bookTicker") == 1
+
+
+def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, market: Market,
+                                           clock: FakeClock) -> None:
+    market.snapshot()
+    clock.advance(10)
+    market.snapshot()
+    assert calls_to(market_mock, "/bookTicker") == 2
+    assert calls_to(market_mock, "/depth") == 5
+    clock.advance(20)
+    market.snapshot()
+    assert calls_to(market_mock, "/depth") == 10
+    assert calls_to(market_mock, "/ticker/24hr") == 1
+    clock.advance(270)
+    market.snapshot()
+    assert calls_to(market_mock, "/ticker/24hr") == 2
+    assert calls_to(market_mock, "/exchangeInfo") == 1
+
+
+def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Market) -> None:
+    book_ticker = load("book_ticker.json")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, book_ticker=book_ticker)
+        market.snapshot()
+        bump(book_ticker, "BTCUSDT", "69010.05000000")   # spread 0.01 -> 0.05
+        bump(book_ticker, "WLDUSDT", "0.00000000")       # ask side emptied
+        mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/bookTicker",
+                     json=book_ticker)
+        clock.advance(10)
+        spreads = market.snapshot().spreads.value
+        assert spreads is not None
+        assert spreads.deltas["BTCUSDT"] == Decimal("0.04")
+        assert spreads.deltas["FLOKIUSDT"] == Decimal(0)
+        assert spreads.spreads["WLDUSDT"] is None and spreads.deltas["WLDUSDT"] is None
+        bump(book_ticker, "WLDUSDT", "10.84000000")
+        mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/bookTicker",
+                     json=book_ticker)
+        clock.advance(10)
+        spreads = market.snapshot().spreads.value
+        assert spreads is not None
+        # both sides are back: a spread again, but no delta until its second observation
+        assert spreads.spreads["WLDUSDT"] == Decimal("0.002")
+        assert spreads.deltas["WLDUSDT"] is None
+        assert spreads.deltas["BTCUSDT"] == Decimal(0)
+
+
+def test_failed_rankings_keep_books_and_spreads_on_the_last_symbols(
+    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+) -> None:
+    market.snapshot()
+    market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", status=500)
+    clock.advance(300)
+    snap = market.snapshot()
+    assert isinstance(snap.rankings.error, UpstreamUnavailable)
+    assert snap.rankings.value is None  # never the old ranking as if current
+    assert snap.spreads.ok and snap.books.ok
+    assert snap.errors() == [snap.rankings.error]
+
+
+def test_without_any_ranking_books_and_spreads_fail_without_calls(
+    market: Market, clock: FakeClock
+) -> None:
+    with responses.RequestsMock() as mock:
+        mock.get("https://api.binance.com/api/v3/exchangeInfo", json=load("exchange_info.json"))
+        mock.get("https://api.binance.com/api/v3/ticker/24hr", status=503)
+        snap = market.snapshot()
+        assert snap.exchange.ok and not snap.rankings.ok
+        assert "no ranking yet" in str(snap.books.error)
+        assert "no ranking yet" in str(snap.spreads.error)
+        assert len(mock.calls) == 2
+    del clock

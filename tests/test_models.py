@@ -1,0 +1,132 @@
+"""Parsing: every field used is validated; a bad one names the endpoint and the field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from conftest import load
+
+from collector.errors import BadResponse
+from collector.models import (
+    parse_book_tickers,
+    parse_exchange_info,
+    parse_order_book,
+    parse_tickers,
+)
+
+
+def test_exchange_info_keeps_status_and_assets() -> None:
+    infos = parse_exchange_info(load("exchange_info.json"))
+    eth = infos["ETHBTC"]
+    assert (eth.base_asset, eth.quote_asset, eth.status) == ("ETH", "BTC", "TRADING")
+    assert eth.trading
+    assert not infos["XEMBTC"].trading
+
+
+def test_exchange_info_ignores_fields_it_does_not_use() -> None:
+    """Binance added permissionSets in 2024; the 2023 recording has none. Neither may matter."""
+    payload = load("exchange_info.json")
+    payload["symbols"][0]["permissionSets"] = [["SPOT"]]
+    payload["symbols"][1].pop("status")
+    with pytest.raises(BadResponse) as err:
+        parse_exchange_info(payload)
+    assert err.value.field == "symbols[1].status"
+    del payload["symbols"][1]
+    assert "ETHBTC" in parse_exchange_info(payload)
+
+
+def test_parsed_records_are_read_only() -> None:
+    """One parsed answer is shared by every consumer of a scrape: nobody may change it."""
+    infos = parse_exchange_info(load("exchange_info.json"))
+    with pytest.raises(TypeError):
+        infos["NEW"] = infos["ETHBTC"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        infos["ETHBTC"].status = "BREAK"  # type: ignore[misc]
+
+
+def test_tickers_are_exact_decimals_in_answer_order() -> None:
+    tickers = parse_tickers(load("ticker_24hr.json"))
+    assert tickers[0].symbol == "ETHBTC"
+    assert tickers[0].volume == Decimal("20251.65760000")
+    assert tickers[0].quote_volume == Decimal("1159.60641773")
+    assert tickers[0].trades == 55439
+
+
+def test_mini_tickers_parse_too() -> None:
+    """The client asks for type=MINI (same weight, fewer bytes): no bid/ask fields in it."""
+    mini = [{"symbol": "ETHBTC", "volume": "1.5", "quoteVolume": "0.1", "count": 3,
+             "openPrice": "0.05", "lastPrice": "0.05"}]
+    assert parse_tickers(mini)[0].trades == 3
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda t: t[3].pop("quoteVolume"), "[3].quoteVolume"),
+        (lambda t: t[3].update(volume="abc"), "[3].volume"),
+        (lambda t: t[3].update(volume=12.5), "[3].volume"),
+        (lambda t: t[3].update(volume="-1"), "[3].volume"),
+        (lambda t: t[3].update(volume="NaN"), "[3].volume"),
+        (lambda t: t[3].update(volume="Infinity"), "[3].volume"),
+        (lambda t: t[3].update(count="12"), "[3].count"),
+        (lambda t: t[3].update(count=True), "[3].count"),
+        (lambda t: t[3].update(count=-1), "[3].count"),
+        (lambda t: t[3].update(symbol=""), "[3].symbol"),
+        (lambda t: t[3].update(symbol=None), "[3].symbol"),
+        (lambda t: t.__setitem__(3, ["ETHBTC"]), "[3]"),
+    ],
+)
+def test_bad_ticker_fields_are_named(mutate: Any, field: str) -> None:
+    tickers = load("ticker_24hr.json")
+    mutate(tickers)
+    with pytest.raises(BadResponse) as err:
+        parse_tickers(tickers)
+    assert err.value.endpoint == "/api/v3/ticker/24hr"
+    assert err.value.field == field
+    assert field in str(err.value)
+
+
+@pytest.mark.parametrize("payload", [{}, None, "x", {"symbols": {}}, 5])
+def test_wrong_top_level_shapes_are_bad_responses(payload: Any) -> None:
+    with pytest.raises(BadResponse):
+        parse_tickers(payload)
+    with pytest.raises(BadResponse):
+        parse_exchange_info(payload)
+    with pytest.raises(BadResponse):
+        parse_book_tickers(payload)
+    with pytest.raises(BadResponse):
+        parse_order_book(payload, "ETHBTC")
+
+
+def test_order_book_levels_are_validated() -> None:
+    book = parse_order_book(load("depth/ETHBTC.json"), "ETHBTC")
+    assert book.bids[0] == (Decimal("0.05691000"), Decimal("8.23612500"))
+    assert len(book.bids) == len(book.asks) == 200
+    for bad, field in (
+        (["0.1"], "bids[0]"),
+        (["0", "1"], "bids[0][0]"),
+        (["-0.1", "1"], "bids[0][0]"),
+        (["0.1", "0"], "bids[0][1]"),
+        (["x", "1"], "bids[0][0]"),
+        ({"p": "1"}, "bids[0]"),
+    ):
+        with pytest.raises(BadResponse) as err:
+            parse_order_book({"bids": [bad], "asks": []}, "ETHBTC")
+        assert err.value.field == field
+        assert err.value.endpoint == "/api/v3/depth?symbol=ETHBTC"
+    with pytest.raises(BadResponse) as err:
+        parse_order_book({"bids": []}, "ETHBTC")
+    assert err.value.field == "asks"
+
+
+def test_book_tickers_allow_zero_for_an_empty_side() -> None:
+    tops = parse_book_tickers(
+        [{"symbol": "X", "bidPrice": "0.00000000", "bidQty": "0.00000000",
+          "askPrice": "1.00000000", "askQty": "3.00000000"}]
+    )
+    assert tops["X"].bid_price == 0 and tops["X"].ask_price == Decimal(1)
+    with pytest.raises(BadResponse) as err:
+        parse_book_tickers([{"symbol": "X", "bidPrice": "1", "bidQty": "1", "askQty": "1"}])
+    assert err.value.field == "[0].askPrice"

@@ -1,0 +1,224 @@
+"""binance-report: exact JSON and text answers, Q5 ticks, flags and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import responses
+from conftest import BASE, FakeClock, calls_to, load
+from standin import running_standin
+
+from collector import report
+from collector.binance import BinanceClient
+from collector.market import Market, Settings
+
+GOLDEN = Path(__file__).parent / "golden"
+BOOKS = ["ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
+
+
+def notional(symbol: str, side: str) -> str:
+    """Σ price × qty of the first 200 fixture levels, computed here independently."""
+    levels = load(f"depth/{symbol}.json")[side][:200]
+    total = sum((Decimal(p) * Decimal(q) for p, q in levels), Decimal(0))
+    return report.plain(total) or ""
+
+
+EXPECTED: dict[str, Any] = {
+    "top_btc_by_volume": [
+        {"symbol": "ETHBTC", "volume": "20251.6576", "quote_volume": "1159.60641773"},
+        {"symbol": "DOGEBTC", "volume": "209717254", "quote_volume": "536.58103871"},
+        {"symbol": "FETBTC", "volume": "9380227", "quote_volume": "409.2171362"},
+        {"symbol": "SOLBTC", "volume": "171272.56", "quote_volume": "366.70482724"},
+        {"symbol": "WLDBTC", "volume": "2326819.5", "quote_volume": "354.82202202"},
+    ],
+    "top_usdt_by_trades": [
+        {"symbol": "FLOKIUSDT", "trades": 3877580}, {"symbol": "WLDUSDT", "trades": 2165220},
+        {"symbol": "BTCUSDT", "trades": 1460540}, {"symbol": "SHIBUSDT", "trades": 1422923},
+        {"symbol": "PEPEUSDT", "trades": 1402169},
+    ],
+    "order_book_notional": {
+        s: {"bids": notional(s, "bids"), "asks": notional(s, "asks"),
+            "bid_levels": 37 if s == "SOLBTC" else 200, "ask_levels": 200}
+        for s in BOOKS
+    },
+    "spreads": {"FLOKIUSDT": "0.00000001", "WLDUSDT": "0.001", "BTCUSDT": "0.01",
+                "SHIBUSDT": "0.00000001", "PEPEUSDT": "0.00000001"},
+}
+
+
+@pytest.fixture
+def market(clock: FakeClock) -> Iterator[Market]:
+    m = Market(BinanceClient(clock=clock, sleep=clock.sleep), Settings(ttl_spreads=1),
+               clock=clock, wall=clock.wall)
+    yield m
+    m.close()
+
+
+def run(market: Market, clock: FakeClock, fmt: str, count: int) -> list[str]:
+    out = io.StringIO()
+    report.run(market, fmt=fmt, count=count, interval=10, out=out, sleep=clock.sleep, clock=clock)
+    return out.getvalue().splitlines()
+
+
+def test_plain_never_prints_exponents_or_float_noise() -> None:
+    assert report.plain(Decimal("1E-8")) == "0.00000001"
+    assert report.plain(Decimal("0.01000000")) == "0.01"
+    assert report.plain(Decimal("69010.00000000")) == "69010"
+    assert report.plain(Decimal("1E+3")) == "1000"
+    assert report.plain(Decimal("0E-8")) == "0"
+    assert report.plain(None) is None
+
+
+def test_json_answers_are_exact(market_mock: responses.RequestsMock, market: Market,
+                                clock: FakeClock) -> None:
+    lines = run(market, clock, "json", 0)
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == EXPECTED
+    del market_mock
+
+
+def test_json_ticks_have_time_spreads_and_deltas(market_mock: responses.RequestsMock,
+                                                 market: Market, clock: FakeClock) -> None:
+    lines = run(market, clock, "json", 3)
+    ticks = [json.loads(line) for line in lines[1:]]
+    assert [t["time"] for t in ticks] == [
+        "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"]
+    assert ticks[0]["deltas"] == dict.fromkeys(EXPECTED["spreads"])  # first tick: no delta
+    assert ticks[1]["spreads"] == EXPECTED["spreads"]
+    assert ticks[1]["deltas"] == dict.fromkeys(EXPECTED["spreads"], "0")
+    # the first tick reuses Q4's observation; each later tick asks Binance once
+    assert calls_to(market_mock, "/bookTicker") == 3
+
+
+def test_text_report_matches_the_golden_file(market_mock: responses.RequestsMock,
+                                             market: Market, clock: FakeClock) -> None:
+    """Regenerate with: BINANCE_REGENERATE=1 pytest tests/test_report.py (then review the diff)."""
+    text = "\n".join(run(market, clock, "text", 2)) + "\n"
+    golden = GOLDEN / "report.txt"
+    if __import__("os").environ.get("BINANCE_REGENERATE"):
+        golden.write_text(text)  # pragma: no cover
+    assert text == golden.read_text()
+    del market_mock
+
+
+def test_text_marks_an_unavailable_spread(market: Market, clock: FakeClock) -> None:
+    tops = load("book_ticker.json")
+    tops[1]["askPrice"] = "0.00000000"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        from conftest import register_market  # pylint: disable=import-outside-toplevel
+        register_market(mock, book_ticker=tops)
+        lines = run(market, clock, "text", 1)
+    assert re.search(r"WLDUSDT +10\.838 +- +unavailable", "\n".join(lines))
+    assert any(re.search(r"WLDUSDT +spread +unavailable +delta +-", line) for line in lines)
+
+
+def test_main_prints_json_and_exits_0(market_mock: responses.RequestsMock,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    assert report.main(["--count", "0", "--format", "json"], out=out) == 0
+    assert json.loads(out.getvalue()) == EXPECTED
+    del market_mock, capsys
+
+
+def test_rank_by_base_switches_q1(market_mock: responses.RequestsMock,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINANCE_RANK_BY", "base")
+    monkeypatch.setenv("BINANCE_COUNT", "0")
+    monkeypatch.setenv("BINANCE_FORMAT", "json")
+    market_mock.add_callback(
+        "GET", re.compile(re.escape(f"{BASE}/api/v3/depth") + ".*"),
+        callback=lambda req: (200, {}, json.dumps({"bids": [], "asks": []})))
+    out = io.StringIO()
+    assert report.main([], out=out) == 0
+    answer = json.loads(out.getvalue())
+    assert [e["symbol"] for e in answer["top_btc_by_volume"]] == [
+        "DOGEBTC", "LINABTC", "GALABTC", "FETBTC", "WLDBTC"]
+
+
+@responses.activate
+def test_upstream_failure_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    responses.get(f"{BASE}/api/v3/exchangeInfo", json=load("exchange_info.json"))
+    responses.get(f"{BASE}/api/v3/ticker/24hr", status=451, json={"code": 0, "msg": "no"})
+    assert report.main(["--count", "0"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("binance-report: /api/v3/ticker/24hr: HTTP 451")
+
+
+@responses.activate
+def test_failure_during_q5_exits_1(capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import register_market  # pylint: disable=import-outside-toplevel
+    register_market(responses.mock)
+    monkeypatch.setattr(report.time, "sleep", lambda s: None)
+    responses.get(f"{BASE}/api/v3/ticker/bookTicker", body="not json")
+    # the first bookTicker answer is good, the second is not
+    assert report.main(["--count", "2", "--interval", "0.01"], out=io.StringIO()) == 1
+    assert "field body: not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--interval", "0"], ["--interval", "-1"], ["--interval", "abc"], ["--count", "-1"],
+     ["--top", "0"], ["--depth-levels", "5001"], ["--rank-by", "size"], ["--format", "xml"],
+     ["--timeout", "nan"], ["--base-url", "ftp://x"], ["--base-url", "http://h:99999"],
+     ["--base-url", "https://api.binance.com/api"], ["--log-level", "loud"], ["--nope"]],
+)
+def test_bad_usage_exits_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        report.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("binance-report: error:")
+
+
+def test_bad_environment_exits_2(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BINANCE_BASE_URL", "https://ok.example,not a url")
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--count", "0"])
+    assert exc.value.code == 2
+    assert "BINANCE_BASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("BINANCE_BASE_URL", "https://ok.example")
+    monkeypatch.setenv("BINANCE_TIMEOUT", "0")
+    with pytest.raises(SystemExit):
+        report.main(["--count", "0"])
+
+
+def test_ctrl_c_ends_the_log_cleanly(market_mock: responses.RequestsMock,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.time, "sleep", interrupt)
+    out = io.StringIO()
+    assert report.main(["--format", "json"], out=out) == 0
+    assert len(out.getvalue().splitlines()) == 2  # answers, then the first tick
+    del market_mock
+
+
+def test_the_installed_command_against_a_stand_in_server() -> None:
+    """The README's example, as a real process over real HTTP on loopback."""
+    command = Path(sys.executable).with_name("binance-report")
+    with running_standin() as server:
+        done = subprocess.run(
+            [str(command), "--base-url", server.url, "--count", "2", "--interval", "1",
+             "--format", "json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines[0] == EXPECTED
+        assert [set(t) for t in lines[1:]] == [{"time", "spreads", "deltas"}] * 2
+        assert lines[2]["deltas"] == dict.fromkeys(EXPECTED["spreads"], "0")
+        assert server.paths.count("/api/v3/ticker/bookTicker") == 2
