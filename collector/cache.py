@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, TypeVar
 
@@ -70,7 +71,7 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         self.last_success: float | None = None  # Unix time, for the freshness metric
         self.last_error: BinanceError | None = None
         self.refreshes = 0
-        self.failures = 0
+        self.failures: Counter[str] = Counter()  # by error kind
 
     def get(self, load: Callable[[], T], key: Hashable = None) -> Outcome[T]:
         """The cached value for ``key`` if still fresh, else ``load()`` it once.
@@ -91,7 +92,7 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
                 value = load()
             except BinanceError as exc:
                 self._failures["last"] = exc
-                self.failures += 1
+                self.failures[exc.kind] += 1
                 self.last_error = exc
                 return Outcome(None, exc, refreshed=True)
             self._values.clear()

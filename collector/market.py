@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from collector import answers
 from collector.answers import Notional, RankBy
@@ -61,11 +61,10 @@ class Settings:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True, slots=True)
 class Rankings:
-    """Q1 and Q2, with the quote asset of each ranked symbol."""
+    """Q1 and Q2."""
 
     by_volume: tuple[Ticker24h, ...]
     by_trades: tuple[Ticker24h, ...]
-    quote_assets: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +111,19 @@ class Market:  # pylint: disable=too-many-instance-attributes
         self._clock = clock
         self._wall = wall
 
-        def group(name: str, ttl: float) -> TtlGroup[object]:
-            return TtlGroup(name, ttl, retry_delay=settings.retry_delay, clock=clock, wall=wall)
-
-        self.groups = {
-            "exchange": group("exchange", settings.ttl_exchange),
-            "rankings": group("rankings", settings.ttl_rankings),
-            "books": group("books", settings.ttl_books),
-            "spreads": group("spreads", settings.ttl_spreads),
+        timing: dict[str, Any] = {"retry_delay": settings.retry_delay, "clock": clock, "wall": wall}
+        self.exchange: TtlGroup[Mapping[str, SymbolInfo]] = TtlGroup(
+            "exchange", settings.ttl_exchange, **timing
+        )
+        self.tickers: TtlGroup[tuple[Ticker24h, ...]] = TtlGroup(
+            "rankings", settings.ttl_rankings, **timing
+        )
+        self.books: TtlGroup[Mapping[str, Notional]] = TtlGroup(
+            "books", settings.ttl_books, **timing
+        )
+        self.spreads: TtlGroup[Spreads] = TtlGroup("spreads", settings.ttl_spreads, **timing)
+        self.groups: dict[str, TtlGroup[Any]] = {
+            g.name: g for g in (self.exchange, self.tickers, self.books, self.spreads)
         }
         # the books fan out one depth call per symbol; spreads run beside them
         self._pool = ThreadPoolExecutor(max_workers=settings.top + 2, thread_name_prefix="binance")
@@ -130,6 +134,12 @@ class Market:  # pylint: disable=too-many-instance-attributes
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def quote_asset(self, symbol: str) -> str:
+        """The symbol's quote asset per the last exchangeInfo (a static fact, used for labels)."""
+        infos = self.exchange.last_good
+        info = infos.get(symbol) if infos is not None else None
+        return info.quote_asset if info is not None else ""
 
     def expire(self, name: str) -> None:
         """Make the next snapshot refresh group ``name`` (the report's Q5 ticks use it)."""
@@ -143,16 +153,16 @@ class Market:  # pylint: disable=too-many-instance-attributes
         if self.settings.refresh_budget is not None:
             deadline = self._clock() + self.settings.refresh_budget
         exchange_future = self._pool.submit(
-            self.groups["exchange"].get, lambda: self.client.exchange_info(deadline)
+            self.exchange.get, lambda: self.client.exchange_info(deadline)
         )
-        tickers = self.groups["rankings"].get(lambda: self.client.tickers_24h(deadline))
+        tickers = self.tickers.get(lambda: self.client.tickers_24h(deadline))
         exchange = exchange_future.result()
-        rankings = self._rank(exchange, tickers)  # type: ignore[arg-type]
+        rankings = self._rank(exchange, tickers)
         q1, q2 = self._symbols(rankings)
-        spreads_future = self._pool.submit(self._spreads, q2, deadline)
-        books = self._books(q1, deadline)
+        spreads_future = self._pool.submit(self._refresh_spreads, q2, deadline)
+        books = self._refresh_books(q1, deadline)
         spreads = spreads_future.result()
-        return Snapshot(rankings, books, spreads, exchange)  # type: ignore[arg-type]
+        return Snapshot(rankings, books, spreads, exchange)
 
     def _rank(
         self, exchange: Outcome[Mapping[str, SymbolInfo]], tickers: Outcome[tuple[Ticker24h, ...]]
@@ -175,8 +185,7 @@ class Market:  # pylint: disable=too-many-instance-attributes
             tickers, infos, quote_asset=s.volume_quote, top=s.top, rank_by=s.rank_by
         )
         by_trades = answers.top_by_trades(tickers, infos, quote_asset=s.trades_quote, top=s.top)
-        quote_assets = {t.symbol: infos[t.symbol].quote_asset for t in (*by_volume, *by_trades)}
-        return Rankings(tuple(by_volume), tuple(by_trades), quote_assets)
+        return Rankings(tuple(by_volume), tuple(by_trades))
 
     def _symbols(self, rankings: Outcome[Rankings]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Q1 and Q2 symbols, from the current ranking or else the last good one."""
@@ -191,7 +200,9 @@ class Market:  # pylint: disable=too-many-instance-attributes
             tuple(t.symbol for t in current.by_trades),
         )
 
-    def _books(self, symbols: tuple[str, ...], deadline: float | None) -> Outcome[object]:
+    def _refresh_books(
+        self, symbols: tuple[str, ...], deadline: float | None
+    ) -> Outcome[Mapping[str, Notional]]:
         def load() -> Mapping[str, Notional]:
             if not symbols:
                 raise UpstreamUnavailable("/api/v3/depth", "no ranking yet to pick books from")
@@ -203,9 +214,11 @@ class Market:  # pylint: disable=too-many-instance-attributes
             books = [future.result() for future in futures]
             return {book.symbol: answers.book_notional(book, levels) for book in books}
 
-        return self.groups["books"].get(load, key=symbols)
+        return self.books.get(load, key=symbols)
 
-    def _spreads(self, symbols: tuple[str, ...], deadline: float | None) -> Outcome[object]:
+    def _refresh_spreads(
+        self, symbols: tuple[str, ...], deadline: float | None
+    ) -> Outcome[Spreads]:
         def load() -> Spreads:
             if not symbols:
                 raise UpstreamUnavailable(
@@ -217,4 +230,4 @@ class Market:  # pylint: disable=too-many-instance-attributes
             self._previous_spreads = current  # only under the group's lock, only on success
             return Spreads(tops, current, deltas, self._wall())
 
-        return self.groups["spreads"].get(load, key=symbols)
+        return self.spreads.get(load, key=symbols)

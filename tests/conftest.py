@@ -58,7 +58,8 @@ def depth_callback(request: Any) -> tuple[int, dict[str, str], str]:
 
 
 def register_market(
-    mock: responses.RequestsMock, base: str = BASE, book_ticker: Any = None
+    mock: responses.RequestsMock, base: str = BASE, book_ticker: Any = None,
+    depth: Any = depth_callback,
 ) -> None:
     """Register the four endpoints with the recorded fixtures on ``mock``."""
     mock.get(f"{base}/api/v3/exchangeInfo", json=load("exchange_info.json"),
@@ -66,7 +67,7 @@ def register_market(
     mock.get(f"{base}/api/v3/ticker/24hr", json=load("ticker_24hr.json"),
              headers={"X-MBX-USED-WEIGHT-1M": "100"})
     mock.add_callback("GET", re.compile(re.escape(f"{base}/api/v3/depth") + r"\?.*"),
-                      callback=depth_callback)
+                      callback=depth)
     mock.get(f"{base}/api/v3/ticker/bookTicker",
              json=book_ticker if book_ticker is not None else load("book_ticker.json"),
              headers={"X-MBX-USED-WEIGHT-1M": "229"})

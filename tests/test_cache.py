@@ -65,7 +65,7 @@ def test_failure_is_remembered_for_the_retry_delay_and_never_serves_stale(
     load.failing = False
     clock.advance(1)
     assert group.get(load).value == 3
-    assert (group.failures, group.last_error) == (1, None)
+    assert (group.failures, group.last_error) == ({"unavailable": 1}, None)
 
 
 def test_invalidate_forces_a_refresh(clock: FakeClock) -> None:

@@ -36,7 +36,8 @@ def test_first_snapshot_answers_q1_to_q4(
     assert snap.rankings.value is not None
     assert [t.symbol for t in snap.rankings.value.by_volume] == [
         "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
-    assert snap.rankings.value.quote_assets["BTCUSDT"] == "USDT"
+    assert market.quote_asset("BTCUSDT") == "USDT"
+    assert market.quote_asset("UNKNOWN") == ""
     assert snap.books.value is not None and set(snap.books.value) == {
         "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"}
     assert snap.books.value["SOLBTC"].bid_levels == 37

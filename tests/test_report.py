@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 import responses
-from conftest import BASE, FakeClock, calls_to, load
+from conftest import BASE, FakeClock, calls_to, load, register_market
 from standin import running_standin
 
 from collector import report
@@ -113,7 +113,6 @@ def test_text_marks_an_unavailable_spread(market: Market, clock: FakeClock) -> N
     tops = load("book_ticker.json")
     tops[1]["askPrice"] = "0.00000000"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        from conftest import register_market  # pylint: disable=import-outside-toplevel
         register_market(mock, book_ticker=tops)
         lines = run(market, clock, "text", 1)
     assert re.search(r"WLDUSDT +10\.838 +- +unavailable", "\n".join(lines))
@@ -128,14 +127,13 @@ def test_main_prints_json_and_exits_0(market_mock: responses.RequestsMock,
     del market_mock, capsys
 
 
-def test_rank_by_base_switches_q1(market_mock: responses.RequestsMock,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@responses.activate
+def test_rank_by_base_switches_q1(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_RANK_BY", "base")
     monkeypatch.setenv("BINANCE_COUNT", "0")
     monkeypatch.setenv("BINANCE_FORMAT", "json")
-    market_mock.add_callback(
-        "GET", re.compile(re.escape(f"{BASE}/api/v3/depth") + ".*"),
-        callback=lambda req: (200, {}, json.dumps({"bids": [], "asks": []})))
+    register_market(responses.mock,
+                    depth=lambda req: (200, {}, json.dumps({"bids": [], "asks": []})))
     out = io.StringIO()
     assert report.main([], out=out) == 0
     answer = json.loads(out.getvalue())
@@ -156,7 +154,6 @@ def test_upstream_failure_exits_1_with_one_line(capsys: pytest.CaptureFixture[st
 @responses.activate
 def test_failure_during_q5_exits_1(capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import register_market  # pylint: disable=import-outside-toplevel
     register_market(responses.mock)
     monkeypatch.setattr(report.time, "sleep", lambda s: None)
     responses.get(f"{BASE}/api/v3/ticker/bookTicker", body="not json")
