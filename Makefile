@@ -17,7 +17,7 @@ $(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/binance-report $(ARGS)
+	$(BIN)/binance-exporter $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/binance-report $(ARGS)

@@ -57,6 +57,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         backoff: float = 0.2,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not base_urls:
@@ -66,12 +67,14 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         self.retries = retries
         self.backoff = backoff
         self._clock = clock
+        self._wall = wall
         self._sleep = sleep
         self._session = session or _new_session()
         self._lock = threading.Lock()
         self._preferred = 0  # index of the base URL that last connected
         self._cool_down_until = 0.0
         self.used_weight: int | None = None
+        self._weight_minute = -1
         self.requests: Counter[tuple[str, str]] = Counter()
 
     # -- the endpoints -------------------------------------------------------
@@ -189,9 +192,20 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             self.requests[(endpoint, code)] += 1
 
     def _note_weight(self, response: requests.Response) -> None:
+        """Keep the highest weight reported in this clock minute.
+
+        Parallel answers arrive in any order, so the last one read may carry an
+        older count; Binance's counter only grows within its one-minute window.
+        """
         header = response.headers.get("X-MBX-USED-WEIGHT-1M")
-        if header is not None and header.isdigit():
-            self.used_weight = int(header)
+        if header is None or not header.isdigit():
+            return
+        minute = int(self._wall() // 60)
+        with self._lock:
+            if minute != self._weight_minute or self.used_weight is None:
+                self._weight_minute, self.used_weight = minute, int(header)
+            else:
+                self.used_weight = max(self.used_weight, int(header))
 
 
 def _new_session() -> requests.Session:

@@ -19,7 +19,7 @@ from collector.binance import DEFAULT_BASE_URL, BinanceClient
 from collector.market import Settings
 
 EXIT_OK = 0
-EXIT_UPSTREAM = 1
+EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporter)
 EXIT_USAGE = 2
 
 MIN_TTL = 10.0

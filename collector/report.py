@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 from collector import __version__
 from collector.config import (
     EXIT_OK,
-    EXIT_UPSTREAM,
+    EXIT_FAILURE,
     Parser,
     add_upstream_flags,
     env,
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         if args.log_level == "debug":
             log.exception("upstream failure")
         print(f"binance-report: {exc}", file=sys.stderr)
-        return EXIT_UPSTREAM
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
     finally:

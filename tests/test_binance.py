@@ -23,7 +23,8 @@ TICKER = f"{BASE}/api/v3/ticker/24hr"
 
 
 def client_for(clock: FakeClock, **kwargs: object) -> BinanceClient:
-    return BinanceClient(clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    return BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep,  # type: ignore[arg-type]
+                         **kwargs)
 
 
 def query(call: responses.Call) -> dict[str, list[str]]:
@@ -171,6 +172,20 @@ def test_deadline_stops_retries_and_caps_the_timeout(clock: FakeClock) -> None:
     with pytest.raises(UpstreamUnavailable, match="no time left"):
         client.tickers_24h(deadline=clock.now)
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_used_weight_is_the_highest_of_the_current_minute(clock: FakeClock) -> None:
+    """Parallel answers arrive out of order; a new minute starts a new count."""
+    for weight in ("40", "25", "44"):
+        responses.get(TICKER, json=[], headers={"X-MBX-USED-WEIGHT-1M": weight})
+    client = client_for(clock)
+    client.tickers_24h()
+    client.tickers_24h()
+    assert client.used_weight == 40
+    clock.advance(60)
+    client.tickers_24h()
+    assert client.used_weight == 44
 
 
 def test_a_client_needs_a_base_url() -> None:

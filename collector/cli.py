@@ -1,0 +1,138 @@
+"""``binance-exporter``: flags → a started metrics server, until SIGTERM/SIGINT.
+
+Exit codes: 0 clean shutdown; 1 cannot listen (e.g. the port is in use);
+2 bad flags or environment variables. Start-up makes no call to Binance:
+the first scrape does the first fetch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
+
+from collector import __version__
+from collector.config import (
+    EXIT_OK,
+    EXIT_FAILURE,
+    Parser,
+    add_upstream_flags,
+    env,
+    make_client,
+    make_settings,
+    positive_float,
+    resolve_base_urls,
+    setup_logging,
+    ttl,
+)
+from collector.exporter import BinanceCollector
+from collector.http import MetricsServer, make_app
+from collector.market import Market
+
+log = logging.getLogger("collector.cli")
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def build_parser() -> Parser:
+    """The exporter's flags."""
+    parser = Parser(
+        prog="binance-exporter",
+        description="Serve Binance Spot spreads, deltas and order book notionals as "
+        "Prometheus metrics, fetched when scraped and cached per data group.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    web = parser.add_argument_group("web")
+    web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "0.0.0.0"),
+                     metavar="HOST", help="address to listen on (env BINANCE_LISTEN_ADDRESS; "
+                     "default 0.0.0.0)")
+    web.add_argument("--port", type=port, default=env("PORT", "8080"),
+                     help="port to listen on (env BINANCE_PORT; default 8080)")
+    add_upstream_flags(parser)
+    cache = parser.add_argument_group("cache (TTL per data group; 10 s minimum)")
+    for name, default, what in (
+        ("spreads", "10", "best bid/ask (bookTicker, weight 4)"),
+        ("books", "30", "order books (depth, weight 25 each)"),
+        ("rankings", "300", "24 h ticker for Q1/Q2 (weight 80)"),
+        ("exchange", "3600", "exchangeInfo (weight 20)"),
+    ):
+        cache.add_argument(f"--ttl-{name}", type=ttl, default=env(f"TTL_{name.upper()}", default),
+                           metavar="SECONDS",
+                           help=f"{what} (env BINANCE_TTL_{name.upper()}; default {default})")
+    cache.add_argument(
+        "--refresh-budget", type=positive_float, default=env("REFRESH_BUDGET", "8"),
+        metavar="SECONDS",
+        help="most time a scrape may spend refreshing, retries included; keep it under "
+        "Prometheus' scrape timeout (env BINANCE_REFRESH_BUDGET; default 8)")
+    return parser
+
+
+def build(args: argparse.Namespace) -> tuple[Market, CollectorRegistry]:
+    """The market and a registry of our own (not the global one) holding its collector."""
+    settings = dataclasses.replace(
+        make_settings(args), ttl_spreads=args.ttl_spreads, ttl_books=args.ttl_books,
+        ttl_rankings=args.ttl_rankings, ttl_exchange=args.ttl_exchange,
+        refresh_budget=args.refresh_budget,
+    )
+    market = Market(make_client(args), settings)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(BinanceCollector(market))
+    return market, registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``binance-exporter``: serve until SIGTERM or SIGINT."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    setup_logging(args.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return serve(args, stop)
+
+
+def serve(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    on_ready: Callable[[MetricsServer], None] | None = None,
+) -> int:
+    """Listen, serve until ``stop`` is set, then release the port. Returns the exit code."""
+    market, registry = build(args)
+    try:
+        server = MetricsServer(args.listen_address, args.port, make_app(registry))
+    except OSError as exc:
+        market.close()
+        print(f"binance-exporter: cannot listen on {args.listen_address}:{args.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    server.start()
+    log.info("listening on http://%s:%d/metrics (upstream %s)", args.listen_address,
+             server.port, ", ".join(args.base_urls))
+    if on_ready is not None:
+        on_ready(server)
+    stop.wait()
+    server.stop()
+    market.close()
+    return EXIT_OK

@@ -1,0 +1,226 @@
+"""``BinanceCollector``: the Q5 spreads (and friends) as Prometheus metrics, fetched on scrape.
+
+Nothing is fetched until Prometheus scrapes; each ``collect()`` asks the
+:class:`~collector.market.Market` for a snapshot, which refreshes only the
+groups whose TTL ran out (one upstream refresh however many scrapers), and
+builds fresh metric families from it. A group whose refresh failed is left
+out entirely, never served stale as if current, and ``binance_up`` drops to 0.
+
+Sample output (abridged)::
+
+    # HELP binance_price_spread Best ask minus best bid of each top-N symbol by 24 h trades ...
+    # TYPE binance_price_spread gauge
+    binance_price_spread{quote_asset="USDT",symbol="BTCUSDT"} 0.01
+    # TYPE binance_price_spread_delta gauge
+    binance_price_spread_delta{quote_asset="USDT",symbol="BTCUSDT"} 0.0
+    # TYPE binance_order_book_notional gauge
+    binance_order_book_notional{quote_asset="BTC",side="bid",symbol="ETHBTC"} 365.6386513125
+    # TYPE binance_up gauge
+    binance_up 1.0
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from collector import __version__, answers
+from collector.cache import Outcome
+from collector.market import GROUPS, Market, Snapshot
+
+log = logging.getLogger("collector.exporter")
+
+SYMBOL = ["symbol", "quote_asset"]
+
+
+class BinanceCollector(Collector):
+    """A custom collector: registering it calls nothing; each scrape builds fresh families."""
+
+    def __init__(self, market: Market, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.market = market
+        self._clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        """The families, empty: lets a registry check names without an upstream call."""
+        return list(_Families(self.market.settings.ttl_spreads).all())
+
+    def collect(self) -> Iterable[Metric]:
+        """One snapshot → every family. Never raises for an upstream problem."""
+        started = self._clock()
+        snapshot = self.market.snapshot()
+        self._log(snapshot)
+        families = _Families(self.market.settings.ttl_spreads)
+        self._add_spreads(families, snapshot)
+        self._add_books(families, snapshot)
+        self._add_rankings(families, snapshot)
+        self._add_health(families, snapshot)
+        families.scrape_duration.add_metric([], self._clock() - started)
+        return list(families.all())
+
+    def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:
+        spreads = snapshot.spreads.value
+        if spreads is None:  # failed: left out, never the previous values
+            return
+        for symbol, value in spreads.spreads.items():
+            if value is None:  # an empty side or a crossed book: no series at all
+                continue
+            labels = [symbol, self.market.quote_asset(symbol)]
+            top = spreads.tops[symbol]
+            f.spread.add_metric(labels, float(value))
+            f.best_bid.add_metric(labels, float(top.bid_price))
+            f.best_ask.add_metric(labels, float(top.ask_price))
+            ratio = answers.relative_spread(top)
+            if ratio is not None:
+                f.spread_ratio.add_metric(labels, float(ratio))
+            delta = spreads.deltas.get(symbol)
+            if delta is not None:
+                f.spread_delta.add_metric(labels, float(delta))
+
+    def _add_books(self, f: "_Families", snapshot: Snapshot) -> None:
+        for symbol, notional in (snapshot.books.value or {}).items():
+            quote = self.market.quote_asset(symbol)
+            for side, total, levels in (
+                ("bid", notional.bids, notional.bid_levels),
+                ("ask", notional.asks, notional.ask_levels),
+            ):
+                f.notional.add_metric([symbol, quote, side], float(total))
+                f.levels.add_metric([symbol, quote, side], levels)
+
+    def _add_rankings(self, f: "_Families", snapshot: Snapshot) -> None:
+        ranked = snapshot.rankings.value
+        if ranked is None:
+            return
+        for ranking, tickers in (("volume", ranked.by_volume), ("trades", ranked.by_trades)):
+            for position, ticker in enumerate(tickers, 1):
+                labels = [ticker.symbol, self.market.quote_asset(ticker.symbol)]
+                f.rank.add_metric([*labels, ranking], position)
+                f.quote_volume.add_metric(labels, float(ticker.quote_volume))
+                f.base_volume.add_metric(labels, float(ticker.volume))
+                f.trades.add_metric(labels, ticker.trades)
+
+    def _add_health(self, f: "_Families", snapshot: Snapshot) -> None:
+        f.up.add_metric([], 0 if snapshot.errors() else 1)
+        for name in GROUPS:
+            group = self.market.groups[name]
+            if group.last_success is not None:
+                f.last_refresh.add_metric([name], group.last_success)
+            for kind, count in sorted(group.failures.items()):
+                f.failures.add_metric([name, kind], count)
+        client = self.market.client
+        for (endpoint, code), count in sorted(client.request_counts().items()):
+            f.requests.add_metric([endpoint, code], count)
+        if client.used_weight is not None:
+            f.used_weight.add_metric([], client.used_weight)
+        f.cool_down.add_metric([], client.cool_down_remaining())
+        f.build.add_metric([], {"version": __version__})
+
+    def _log(self, snapshot: Snapshot) -> None:
+        """Log each refresh once (only the scrape that did it): Q5's log line, or the error."""
+        outcomes: list[tuple[str, Outcome[Any]]] = [
+            ("exchange", snapshot.exchange), ("rankings", snapshot.rankings),
+            ("books", snapshot.books), ("spreads", snapshot.spreads),
+        ]
+        logged: list[object] = []
+        for name, outcome in outcomes:
+            if outcome.refreshed and outcome.error is not None and outcome.error not in logged:
+                logged.append(outcome.error)
+                log.warning("%s refresh failed (%s): %s", name, outcome.error.kind, outcome.error)
+        spreads = snapshot.spreads
+        if spreads.refreshed and spreads.value is not None:
+            log.info("spreads: %s", " ".join(
+                f"{symbol}={_plain(value)} (delta {_plain(spreads.value.deltas.get(symbol))})"
+                for symbol, value in spreads.value.spreads.items()
+            ))
+
+
+def _plain(value: Decimal | None) -> str:
+    if value is None:
+        return "-"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class _Families:  # pylint: disable=too-many-instance-attributes
+    """The metric families of one scrape, built fresh each time."""
+
+    def __init__(self, ttl_spreads: float) -> None:
+        cached = f"Cached: refreshed from Binance at most every {ttl_spreads:g} s."
+        self.spread = GaugeMetricFamily(
+            "binance_price_spread",
+            "Best ask minus best bid of each top-N symbol by 24 h trades, in the quote asset. "
+            + cached, labels=SYMBOL)
+        self.spread_delta = GaugeMetricFamily(
+            "binance_price_spread_delta",
+            "Absolute change of binance_price_spread since the previous refresh; absent until "
+            "a symbol's second observation. " + cached, labels=SYMBOL)
+        self.spread_ratio = GaugeMetricFamily(
+            "binance_price_spread_ratio",
+            "Spread divided by the mid price (0-1), comparable across symbols. " + cached,
+            labels=SYMBOL)
+        self.best_bid = GaugeMetricFamily(
+            "binance_best_bid_price", "Best bid price, in the quote asset. " + cached,
+            labels=SYMBOL)
+        self.best_ask = GaugeMetricFamily(
+            "binance_best_ask_price", "Best ask price, in the quote asset. " + cached,
+            labels=SYMBOL)
+        self.notional = GaugeMetricFamily(
+            "binance_order_book_notional",
+            "Sum of price times quantity over the top levels of each side of the book of each "
+            "top-N symbol by 24 h volume, in the quote asset. Cached.",
+            labels=[*SYMBOL, "side"])
+        self.levels = GaugeMetricFamily(
+            "binance_order_book_levels",
+            "Levels summed into binance_order_book_notional (fewer than asked on a thin book). "
+            "Cached.", labels=[*SYMBOL, "side"])
+        self.rank = GaugeMetricFamily(
+            "binance_symbol_rank",
+            "Position (1 = first) of the symbol in the ranking by 24 h volume or trades. Cached.",
+            labels=[*SYMBOL, "ranking"])
+        self.quote_volume = GaugeMetricFamily(
+            "binance_symbol_quote_volume_24h",
+            "Rolling 24 h traded volume of each ranked symbol, in the quote asset. Cached.",
+            labels=SYMBOL)
+        self.base_volume = GaugeMetricFamily(
+            "binance_symbol_base_volume_24h",
+            "Rolling 24 h traded volume of each ranked symbol, in the base asset. Cached.",
+            labels=SYMBOL)
+        self.trades = GaugeMetricFamily(
+            "binance_symbol_trades_24h",
+            "Number of trades in the rolling 24 h window of each ranked symbol. Cached.",
+            labels=SYMBOL)
+        self.up = GaugeMetricFamily(
+            "binance_up", "1 if the last refresh of every data group succeeded, else 0.")
+        self.scrape_duration = GaugeMetricFamily(
+            "binance_scrape_duration_seconds", "Time this collection took, refreshes included.")
+        self.last_refresh = GaugeMetricFamily(
+            "binance_last_refresh_timestamp_seconds",
+            "Unix time of each data group's last successful refresh.", labels=["group"])
+        self.failures = CounterMetricFamily(
+            "binance_refresh_failures", "Failed refreshes by data group and kind of error.",
+            labels=["group", "kind"])
+        self.requests = CounterMetricFamily(
+            "binance_api_requests",
+            "HTTP requests sent to Binance (retries included) by endpoint and status code, "
+            "or 'error' when no response came.", labels=["endpoint", "code"])
+        self.used_weight = GaugeMetricFamily(
+            "binance_api_used_weight",
+            "Request weight used in the current minute: the highest X-MBX-USED-WEIGHT-1M "
+            "header seen this minute (Binance allows 6000 per IP).")
+        self.cool_down = GaugeMetricFamily(
+            "binance_api_cool_down_seconds",
+            "Seconds left of a 429/418 rate-limit cool-down during which nothing is sent.")
+        self.build = InfoMetricFamily("binance_exporter_build", "Version of this exporter.")
+
+    def all(self) -> Iterator[Metric]:
+        """Every family, in a stable order."""
+        yield from vars(self).values()

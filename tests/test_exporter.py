@@ -1,0 +1,244 @@
+"""BinanceCollector: exact metrics, lazy fetching, single flight, and honest failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import responses
+from conftest import BASE, FakeClock, calls_to, load, register_market
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.binance import BinanceClient
+from collector.exporter import BinanceCollector
+from collector.market import Market, Settings
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
+BOOK_TICKER = f"{BASE}/api/v3/ticker/bookTicker"
+Q2 = ["FLOKIUSDT", "WLDUSDT", "BTCUSDT", "SHIBUSDT", "PEPEUSDT"]
+
+
+class Exporter:
+    """A registry holding one collector over a market on a fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
+        self.market = Market(client, Settings(), clock=clock, wall=clock.wall)
+        self.registry = CollectorRegistry()
+        self.registry.register(BinanceCollector(self.market, clock=clock))
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of one scrape, keyed by name and sorted labels."""
+        out = {}
+        for family in text_string_to_metric_families(self.text()):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def series(self, name: str) -> dict[str, float]:
+        """{symbol: value} of one metric (for metrics labelled by symbol only)."""
+        return {dict(k[1])["symbol"]: v for k, v in self.samples().items() if k[0] == name}
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples()[(name, tuple(sorted(labels.items())))]
+
+
+@pytest.fixture
+def exporter(clock: FakeClock) -> Iterator[Exporter]:
+    e = Exporter(clock)
+    yield e
+    e.market.close()
+
+
+def test_exposition_matches_the_golden_file(market_mock: responses.RequestsMock,
+                                            exporter: Exporter) -> None:
+    """The exact /metrics text for the fixtures. Regenerate with BINANCE_REGENERATE=1."""
+    text = exporter.text()
+    if os.environ.get("BINANCE_REGENERATE"):
+        GOLDEN.write_text(text)  # pragma: no cover
+    assert text == GOLDEN.read_text()
+    del market_mock
+
+
+def test_spreads_are_the_fixture_decimals(market_mock: responses.RequestsMock,
+                                          exporter: Exporter) -> None:
+    spreads = exporter.series("binance_price_spread")
+    assert spreads == {"FLOKIUSDT": 1e-08, "WLDUSDT": 0.001, "BTCUSDT": 0.01,
+                       "SHIBUSDT": 1e-08, "PEPEUSDT": 1e-08}
+    assert exporter.value("binance_price_spread", symbol="BTCUSDT", quote_asset="USDT") == 0.01
+    assert exporter.value("binance_order_book_levels", symbol="SOLBTC", quote_asset="BTC",
+                          side="bid") == 37
+    assert exporter.value("binance_up") == 1
+    del market_mock
+
+
+def test_delta_series_appear_from_the_second_refresh(exporter: Exporter, clock: FakeClock) -> None:
+    tops = load("book_ticker.json")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, book_ticker=tops)
+        assert exporter.series("binance_price_spread_delta") == {}
+        clock.advance(5)
+        assert exporter.series("binance_price_spread_delta") == {}  # still cached: same refresh
+        tops[2]["askPrice"] = "69010.03000000"  # BTCUSDT spread 0.01 -> 0.03
+        mock.replace(responses.GET, BOOK_TICKER, json=tops)
+        clock.advance(5)
+        deltas = exporter.series("binance_price_spread_delta")
+        assert deltas == {"FLOKIUSDT": 0.0, "WLDUSDT": 0.0, "BTCUSDT": 0.02,
+                          "SHIBUSDT": 0.0, "PEPEUSDT": 0.0}
+        assert calls_to(mock, "/bookTicker") == 2
+
+
+def test_registering_and_describing_make_no_upstream_call(clock: FakeClock) -> None:
+    """Lazy means lazy: only a scrape fetches. Any request here would fail the mock."""
+    with responses.RequestsMock() as mock:
+        e = Exporter(clock)
+        names = [m.name for m in BinanceCollector(e.market).describe()]
+        assert "binance_price_spread" in names and "binance_up" in names
+        assert len(mock.calls) == 0
+        e.market.close()
+
+
+def test_twenty_concurrent_scrapes_cause_one_request_per_group(
+    market_mock: responses.RequestsMock, exporter: Exporter
+) -> None:
+    barrier = threading.Barrier(20)
+    ups: list[float] = []
+
+    def scrape() -> None:
+        barrier.wait(10)
+        ups.append(exporter.value("binance_up"))
+
+    threads = [threading.Thread(target=scrape) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert ups == [1.0] * 20
+    assert calls_to(market_mock, "/exchangeInfo") == 1
+    assert calls_to(market_mock, "/ticker/24hr") == 1
+    assert calls_to(market_mock, "/depth") == 5  # one per Q1 book
+    assert calls_to(market_mock, "/bookTicker") == 1
+
+
+def test_a_failed_group_is_left_out_counted_and_retried_after_10_s(
+    market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock
+) -> None:
+    exporter.text()
+    market_mock.replace(responses.GET, BOOK_TICKER, status=503)
+    clock.advance(10)
+    samples = exporter.samples()
+    assert samples[("binance_up", ())] == 0
+    names = {name for name, _ in samples}
+    # no spread family carries a value from before the failure
+    assert not names & {"binance_price_spread", "binance_price_spread_delta",
+                        "binance_best_bid_price", "binance_best_ask_price"}
+    assert "binance_order_book_notional" in names  # other groups are still fresh
+    assert samples[("binance_refresh_failures_total",
+                    (("group", "spreads"), ("kind", "unavailable")))] == 1
+    assert samples[("binance_api_requests_total",
+                    (("code", "503"), ("endpoint", "/api/v3/ticker/bookTicker")))] == 1
+    # failures are remembered: scrapes within 10 s send nothing
+    for _ in range(4):
+        clock.advance(2)
+        assert exporter.value("binance_up") == 0
+    assert calls_to(market_mock, "/bookTicker") == 2
+    market_mock.replace(responses.GET, BOOK_TICKER, json=load("book_ticker.json"))
+    clock.advance(2)
+    assert exporter.value("binance_up") == 1
+    assert exporter.series("binance_price_spread")["BTCUSDT"] == 0.01
+    # the delta is against the last successful refresh
+    assert exporter.series("binance_price_spread_delta")["BTCUSDT"] == 0.0
+
+
+def test_rate_limit_silences_every_endpoint_until_retry_after(
+    market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock
+) -> None:
+    exporter.text()
+    market_mock.replace(responses.GET, BOOK_TICKER, status=429, headers={"Retry-After": "45"})
+    clock.advance(10)
+    assert exporter.value("binance_up") == 0
+    assert exporter.value("binance_api_cool_down_seconds") == 45
+    sent = len(market_mock.calls)
+    for _ in range(4):  # books (30 s) fall due during the cool-down: failed, not sent
+        clock.advance(10)
+        assert exporter.value("binance_up") == 0
+    assert len(market_mock.calls) == sent
+    assert "binance_order_book_notional" not in {n for n, _ in exporter.samples()}
+    market_mock.replace(responses.GET, BOOK_TICKER, json=load("book_ticker.json"))
+    clock.advance(10)
+    assert exporter.value("binance_up") == 1
+    assert exporter.value("binance_api_cool_down_seconds") == 0
+
+
+def test_a_bad_payload_never_kills_the_scrape(
+    market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock
+) -> None:
+    exporter.text()
+    market_mock.replace(responses.GET, BOOK_TICKER, json=[{"symbol": "BTCUSDT", "bidPrice": "x"}])
+    clock.advance(10)
+    assert exporter.value("binance_up") == 0
+    assert exporter.value("binance_refresh_failures_total", group="spreads",
+                          kind="bad_response") == 1
+
+
+def test_an_empty_side_drops_that_symbols_spread_until_both_sides_return(
+    exporter: Exporter, clock: FakeClock
+) -> None:
+    tops = load("book_ticker.json")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, book_ticker=tops)
+        exporter.text()
+        tops[0]["bidPrice"] = "0.00000000"
+        mock.replace(responses.GET, BOOK_TICKER, json=tops)
+        clock.advance(10)
+        assert "FLOKIUSDT" not in exporter.series("binance_price_spread")
+        assert "FLOKIUSDT" not in exporter.series("binance_price_spread_delta")
+        assert "FLOKIUSDT" not in exporter.series("binance_best_bid_price")
+        assert exporter.value("binance_up") == 1  # a market state, not an error
+        tops[0]["bidPrice"] = "0.00024376"
+        mock.replace(responses.GET, BOOK_TICKER, json=tops)
+        clock.advance(10)
+        assert exporter.series("binance_price_spread")["FLOKIUSDT"] == 1e-08
+        assert "FLOKIUSDT" not in exporter.series("binance_price_spread_delta")
+
+
+def test_each_refresh_is_logged_once_not_each_scrape(
+    market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="collector.exporter"):
+        exporter.text()
+        exporter.text()
+        market_mock.replace(responses.GET, BOOK_TICKER, status=500)
+        clock.advance(10)
+        exporter.text()
+        exporter.text()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("spreads: FLOKIUSDT=0.00000001 (delta -) WLDUSDT=0.001")
+    assert messages[1].startswith("spreads refresh failed (unavailable)")
+    assert all("Traceback" not in m for m in messages)
+
+
+def test_exposition_passes_promtool(market_mock: responses.RequestsMock,
+                                    exporter: Exporter) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing; .ci/run installs Debian's prometheus package")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    checked = subprocess.run([promtool, "check", "metrics"], input=exporter.text(),
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    del market_mock
