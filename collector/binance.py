@@ -153,7 +153,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             self._count(endpoint, "error")
             if isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc):
                 self._rotate(base_index)
-            return f"connection failed to {url}: {_short(exc)}"
+            return f"connection to {self.base_urls[base_index]} failed: {_describe(exc)}"
         except requests.Timeout:
             self._count(endpoint, "error")
             return f"timed out after {timeout:.1f} s"
@@ -249,6 +249,25 @@ def _is_connect_failure(exc: requests.ConnectionError) -> bool:
     """True when no connection was made (refused, DNS): worth trying the next base URL."""
     text = str(exc)
     return any(word in text for word in ("NewConnectionError", "NameResolutionError", "refused"))
+
+
+# urllib3's messages run to hundreds of characters; a log line needs the gist
+_GISTS = (
+    ("NameResolutionError", "cannot resolve the host name"),
+    ("refused", "connection refused"),
+    ("reset by peer", "connection reset"),
+    ("RemoteDisconnected", "connection closed without an answer"),
+    ("IncompleteRead", "connection closed in the middle of the answer"),
+    ("ConnectTimeout", "connect timed out"),
+)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    for marker, gist in _GISTS:
+        if marker in text:
+            return gist
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:

@@ -191,3 +191,27 @@ def test_used_weight_is_the_highest_of_the_current_minute(clock: FakeClock) -> N
 def test_a_client_needs_a_base_url() -> None:
     with pytest.raises(ValueError):
         BinanceClient(())
+
+
+@pytest.mark.parametrize(
+    ("raised", "gist"),
+    [("HTTPSConnectionPool(...): NameResolutionError(...)", "cannot resolve the host name"),
+     ("NewConnectionError: [Errno 111] Connection refused", "connection refused"),
+     ("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))",
+      "connection reset"),
+     ("RemoteDisconnected('Remote end closed connection without response')",
+      "connection closed without an answer"),
+     ("IncompleteRead(10 bytes read, 90 more expected)",
+      "connection closed in the middle of the answer"),
+     ("x" * 300, "x" * 157 + "...")],
+)
+@responses.activate
+def test_connection_errors_are_summed_up_in_a_few_words(
+    raised: str, gist: str, clock: FakeClock
+) -> None:
+    """urllib3's messages run to hundreds of characters; a log line needs the gist."""
+    responses.get(TICKER, body=requests.ConnectionError(raised))
+    with pytest.raises(UpstreamUnavailable) as err:
+        client_for(clock, retries=0).tickers_24h()
+    assert str(err.value) == (
+        f"/api/v3/ticker/24hr: connection to {BASE} failed: {gist} (after 1 attempts)")
