@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report test lint check clean
+.PHONY: run report demo test lint clean
 
 $(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/binance-exporter $(ARGS)
+
+demo: $(STAMP)
+	BIN=$(BIN) tools/demo.sh $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/binance-report $(ARGS)

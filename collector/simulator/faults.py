@@ -1,0 +1,218 @@
+"""Fault specifications: names, parameters, validation and per-request draws.
+
+A fault is a name plus parameters, e.g. ``{"name": "error_5xx", "status":
+503, "rate": 0.5, "endpoints": ["/api/v3/depth"]}``.  The same shape is
+accepted from the control API (JSON) and from ``--fault`` on the command line
+(``error_5xx:status=503,rate=0.5,endpoints=/api/v3/depth+/api/v3/time``), so
+a failure scenario can be set up either way.  Everything is validated up
+front: a typo in a test's fault list should fail loudly, not silently test
+nothing.
+
+``rate`` is the share of matching requests a fault fires on.  The draws come
+from a generator seeded with ``--seed``, so a sequence of requests meets the
+same faults on every run.  Several faults may be active at once.
+
+=====================  ===========================================================
+name (parameters)      effect on a matching request
+=====================  ===========================================================
+latency (ms=1000)      answer after ``ms`` more milliseconds
+error_5xx (status=500) 500/502/503/504 with Binance's body (502: the CDN's HTML)
+timeout (seconds=30)   hold the connection, then close it without answering
+reset                  send headers and half the body, then a TCP reset
+close_immediately      TCP reset before any answer (like a refused connection)
+malformed_json         200 with the JSON body cut in half
+wrong_type             a list becomes its first object, an object a one-item list
+missing_field (field)  ``field`` removed from every object
+non_numeric_price      every price string becomes "abc" (quantities stay)
+negative_price         every non-zero price gets a minus sign
+zero_price             every price becomes zero, e.g. "0.00000000"
+empty_book_side        (side=bid|ask) no levels on that side in depth, "0.00000000"
+                       price and quantity in bookTicker and ticker/24hr
+crossed_book           best bid above best ask in depth, bookTicker and ticker/24hr
+status (status,        451 (restricted location), 429 or 418 with Binance's bodies
+retry_after=60)        and ``Retry-After``
+unknown_symbol         requests naming ``symbol`` (symbol= or symbols=) get -1121
+(symbol)
+drop_symbol (symbol)   ``symbol`` vanishes from the list answers of ticker/24hr and
+                       bookTicker (all or symbols=); symbol= still answers
+=====================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .weights import ENDPOINTS
+
+
+class FaultError(ValueError):
+    """An invalid fault specification."""
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One fault parameter: its type, default (or required) and allowed values."""
+
+    kind: type
+    default: object = _REQUIRED
+    choices: tuple[object, ...] = ()
+    minimum: float | None = None
+
+
+SCHEMAS: dict[str, dict[str, Param]] = {
+    "latency": {"ms": Param(int, 1000, minimum=0)},
+    "error_5xx": {"status": Param(int, 500, choices=(500, 502, 503, 504))},
+    "timeout": {"seconds": Param(float, 30.0, minimum=0)},
+    "reset": {},
+    "close_immediately": {},
+    "malformed_json": {},
+    "wrong_type": {},
+    "missing_field": {"field": Param(str)},
+    "non_numeric_price": {},
+    "negative_price": {},
+    "zero_price": {},
+    "empty_book_side": {"side": Param(str, "bid", choices=("bid", "ask"))},
+    "crossed_book": {},
+    "status": {
+        "status": Param(int, choices=(451, 429, 418)),
+        "retry_after": Param(int, 60, minimum=0),
+    },
+    "unknown_symbol": {"symbol": Param(str)},
+    "drop_symbol": {"symbol": Param(str)},
+}
+
+FAULT_NAMES = tuple(SCHEMAS)
+
+
+def _coerce(where: str, param: Param, value: object) -> object:
+    """Check ``value`` against ``param``; strings (from the CLI) are converted."""
+    if isinstance(value, bool):
+        raise FaultError(f"{where}: expected {param.kind.__name__}, got a boolean")
+    try:
+        if isinstance(value, str) and param.kind is not str:
+            value = param.kind(value)
+        elif param.kind is float and isinstance(value, int):
+            value = float(value)
+    except ValueError as exc:
+        raise FaultError(f"{where}: expected {param.kind.__name__}, got {value!r}") from exc
+    if not isinstance(value, param.kind) or value == "":
+        raise FaultError(f"{where}: expected a non-empty {param.kind.__name__}, got {value!r}")
+    if param.choices and value not in param.choices:
+        raise FaultError(f"{where}: must be one of {', '.join(map(str, param.choices))}")
+    if param.minimum is not None and isinstance(value, (int, float)) and value < param.minimum:
+        raise FaultError(f"{where}: must be >= {param.minimum:g}")
+    return value
+
+
+def _endpoints(value: object) -> tuple[str, ...]:
+    paths = value.split("+") if isinstance(value, str) else value
+    if not isinstance(paths, list | tuple) or not all(isinstance(path, str) for path in paths):
+        raise FaultError("endpoints: expected a list of paths")
+    unknown = [path for path in paths if path not in ENDPOINTS]
+    if unknown:
+        known = ", ".join(ENDPOINTS)
+        raise FaultError(f"endpoints: unknown path(s) {', '.join(unknown)}; known: {known}")
+    return tuple(paths)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A validated fault: ``endpoints`` empty means every API endpoint."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    endpoints: tuple[str, ...] = ()
+    rate: float = 1.0
+
+    @classmethod
+    def from_json(cls, spec: object) -> Fault:
+        """Validate one fault object as sent to ``POST /_sim/faults``."""
+        if not isinstance(spec, Mapping):
+            raise FaultError("each fault must be a JSON object")
+        name = spec.get("name")
+        if name not in SCHEMAS:
+            raise FaultError(f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}")
+        schema = SCHEMAS[name]
+        unknown = sorted(set(spec) - set(schema) - {"name", "endpoints", "rate"})
+        if unknown:
+            raise FaultError(f"{name}: unknown parameter(s) {', '.join(unknown)}")
+        params: dict[str, Any] = {}
+        for key, param in schema.items():
+            if key in spec:
+                params[key] = _coerce(f"{name}.{key}", param, spec[key])
+            elif param.default is _REQUIRED:
+                raise FaultError(f"{name}: parameter {key!r} is required")
+            else:
+                params[key] = param.default
+        rate = _coerce(f"{name}.rate", Param(float, minimum=0), spec.get("rate", 1.0))
+        assert isinstance(rate, float)
+        if rate > 1:
+            raise FaultError(f"{name}.rate: must be between 0 and 1")
+        endpoints = _endpoints(spec["endpoints"]) if "endpoints" in spec else ()
+        return cls(name, params, endpoints, rate)
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """Parse a command-line spec: ``name[:key=value[,key=value...]]``."""
+        name, _, rest = text.partition(":")
+        spec: dict[str, object] = {"name": name.strip()}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise FaultError(f"{text!r}: expected key=value, got {item!r}")
+            spec[key.strip()] = value.strip()
+        return cls.from_json(spec)
+
+    def applies_to(self, path: str) -> bool:
+        """Whether this fault covers requests to ``path``."""
+        return not self.endpoints or path in self.endpoints
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical JSON form (defaults filled in), as listed by ``GET /_sim/faults``."""
+        spec: dict[str, Any] = {"name": self.name, **self.params, "rate": self.rate}
+        if self.endpoints:
+            spec["endpoints"] = list(self.endpoints)
+        return spec
+
+
+def faults_from_body(body: object) -> list[Fault]:
+    """Validate a ``POST /_sim/faults`` body: ``{"faults": [...]}``."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("faults"), list):
+        raise FaultError('expected a JSON object {"faults": [...]}')
+    return [Fault.from_json(spec) for spec in body["faults"]]
+
+
+class FaultSet:
+    """The active faults, replaceable at run time, with seeded rate draws."""
+
+    def __init__(self, faults: Iterable[Fault] = (), seed: int = 1) -> None:
+        self._lock = threading.Lock()
+        self._faults = tuple(faults)
+        self._random = random.Random(seed)
+
+    def replace(self, faults: Iterable[Fault]) -> None:
+        """Make ``faults`` the active set (an empty iterable clears it)."""
+        with self._lock:
+            self._faults = tuple(faults)
+
+    def active(self) -> tuple[Fault, ...]:
+        """The active faults, in the order they were given."""
+        with self._lock:
+            return self._faults
+
+    def draw(self, path: str) -> list[Fault]:
+        """The faults that fire for one request to ``path``."""
+        with self._lock:
+            return [
+                fault
+                for fault in self._faults
+                if fault.applies_to(path)
+                and (fault.rate >= 1 or self._random.random() < fault.rate)
+            ]
