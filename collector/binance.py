@@ -34,6 +34,7 @@ from collector import models
 from collector.errors import (
     ApiError,
     BadResponse,
+    NotAttempted,
     RateLimited,
     RestrictedLocation,
     UpstreamUnavailable,
@@ -99,14 +100,24 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
     ) -> Mapping[str, models.BookTop]:
         """Best bid/ask of several symbols in ONE call (weight 4)."""
         param = json.dumps(sorted(symbols), separators=(",", ":"))
-        payload = self.get(models.BOOK_TICKER, {"symbols": param}, deadline)
-        return models.parse_book_tickers(payload)
+        tops = models.parse_book_tickers(self.get(models.BOOK_TICKER, {"symbols": param}, deadline))
+        for symbol in symbols:
+            if symbol not in tops:  # Binance answers -1121 rather than leave one out
+                raise BadResponse(models.BOOK_TICKER, f"symbol {symbol}", "missing from the answer")
+        return tops
 
     # -- state for the exporter ----------------------------------------------
 
     def cool_down_remaining(self) -> float:
         """Seconds until calls are allowed again after a 429/418 (0 when allowed)."""
         return max(0.0, self._cool_down_until - self._clock())
+
+    def used_weight_this_minute(self) -> int | None:
+        """The weight Binance reported for this clock minute; None if nothing was sent in it."""
+        with self._lock:
+            if self._weight_minute != int(self._wall() // 60):
+                return None
+            return self.used_weight
 
     def request_counts(self) -> dict[tuple[str, str], int]:
         """A copy of attempts by (endpoint, status code or ``error``)."""
@@ -120,19 +131,14 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         attempt = 0
         while True:
             self._check_cool_down(endpoint)
-            timeout = self.timeout
-            if deadline is not None:
-                timeout = min(timeout, deadline - self._clock())
-                if timeout <= 0:
-                    raise UpstreamUnavailable(endpoint, "no time left in this refresh's budget")
-            failure = self._attempt(endpoint, params, timeout)
-            if isinstance(failure, requests.Response):
-                return _decode(endpoint, failure)
+            result = self._attempt(endpoint, params, deadline)
+            if not isinstance(result, _Failure):
+                return result
             attempt += 1
             pause = self.backoff * 2 ** (attempt - 1)
             out_of_time = deadline is not None and self._clock() + pause >= deadline
             if attempt > self.retries or out_of_time:
-                raise UpstreamUnavailable(endpoint, f"{failure} (after {attempt} attempts)")
+                raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)")
             self._sleep(pause)
 
     def _check_cool_down(self, endpoint: str) -> None:
@@ -141,30 +147,60 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             reason = f"rate-limit cool-down, {remaining:.0f} s left; no request sent"
             raise RateLimited(endpoint, reason, remaining)
 
-    def _attempt(
-        self, endpoint: str, params: Mapping[str, Any], timeout: float
-    ) -> requests.Response | str:
-        """One request; the response if usable, else a retryable reason as text."""
-        base_index = self._preferred
-        url = self.base_urls[base_index] + endpoint
+    def _attempt(self, endpoint: str, params: Mapping[str, Any], deadline: float | None) -> Any:
+        """One attempt: the preferred base URL, then the next ones while no connection is made.
+
+        Moving to another base URL is not a retry: nothing reached Binance.
+        """
+        first = self._preferred
+        result: Any = None
+        for offset in range(len(self.base_urls)):
+            index = (first + offset) % len(self.base_urls)
+            result = self._request(endpoint, params, index, deadline)
+            if not (isinstance(result, _Failure) and result.no_connection):
+                return result
+            with self._lock:
+                if self._preferred == index:
+                    self._preferred = (index + 1) % len(self.base_urls)
+        return result
+
+    def _request(
+        self, endpoint: str, params: Mapping[str, Any], index: int, deadline: float | None
+    ) -> Any:
+        """One HTTP request to base URL ``index``: decoded JSON, a retryable _Failure, or raise."""
+        base = self.base_urls[index]
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - self._clock())
+            if timeout <= 0:
+                raise NotAttempted(endpoint, "no time left in this refresh's budget")
         try:
-            response = self._session.get(url, params=params, timeout=timeout)
-        except requests.ConnectionError as exc:
-            self._count(endpoint, "error")
-            if isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc):
-                self._rotate(base_index)
-            return f"connection to {self.base_urls[base_index]} failed: {_describe(exc)}"
-        except requests.Timeout:
-            self._count(endpoint, "error")
-            return f"timed out after {timeout:.1f} s"
+            response = self._session.get(
+                base + endpoint, params=params, timeout=(timeout, timeout), stream=True
+            )
         except requests.RequestException as exc:
             self._count(endpoint, "error")
-            return f"request failed: {_short(exc)}"
-        self._count(endpoint, str(response.status_code))
-        self._note_weight(response)
+            return _failure_of(exc, base, timeout)
+        with response:
+            self._count(endpoint, str(response.status_code))
+            self._note_weight(response)
+            self._raise_for_status(endpoint, response, base)
+            if response.status_code in RETRY_STATUSES:
+                return _Failure(f"HTTP {response.status_code}")
+            try:
+                body = _read_body(response, self._clock, deadline)
+            except requests.RequestException as exc:
+                return _failure_of(exc, base, timeout)
+        if body is None:
+            return _Failure("the answer did not arrive within the refresh budget")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise BadResponse(endpoint, "body", "not valid JSON") from None
+
+    def _raise_for_status(self, endpoint: str, response: requests.Response, base: str) -> None:
+        """Turn 429/418, 451 and other 4xx into typed errors (none of them is retried)."""
         status = response.status_code
-        if status in RETRY_STATUSES:
-            return f"HTTP {status}"
         if status in (418, 429):
             retry_after = _retry_after(response)
             with self._lock:
@@ -174,18 +210,12 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         if status == 451:
             raise RestrictedLocation(
                 endpoint,
-                f"HTTP 451: Binance refuses this location at {self.base_urls[base_index]}; "
-                "try another --base-url such as https://api.binance.us",
+                f"HTTP 451: Binance refuses this location at {base}; try another --base-url "
+                "such as https://data-api.binance.vision (market data) or https://api.binance.us",
             )
-        if status >= 400:
+        if 400 <= status < 500:
             code, msg = _binance_error(response)
             raise ApiError(endpoint, status, code, msg)
-        return response
-
-    def _rotate(self, failed_index: int) -> None:
-        with self._lock:
-            if self._preferred == failed_index:
-                self._preferred = (failed_index + 1) % len(self.base_urls)
 
     def _count(self, endpoint: str, code: str) -> None:
         with self._lock:
@@ -218,11 +248,39 @@ def _new_session() -> requests.Session:
     return session
 
 
-def _decode(endpoint: str, response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise BadResponse(endpoint, "body", "not valid JSON") from None
+class _Failure:
+    """A retryable failure of one request; ``no_connection`` when nothing reached the server."""
+
+    def __init__(self, reason: str, no_connection: bool = False) -> None:
+        self.reason = reason
+        self.no_connection = no_connection
+
+
+def _failure_of(exc: requests.RequestException, base: str, timeout: float) -> _Failure:
+    if isinstance(exc, requests.ConnectTimeout):
+        return _Failure(f"connection to {base} failed: connect timed out", no_connection=True)
+    if isinstance(exc, requests.Timeout):
+        return _Failure(f"timed out after {timeout:.1f} s")
+    if isinstance(exc, requests.ConnectionError):
+        return _Failure(f"connection to {base} failed: {_describe(exc)}",
+                        no_connection=_is_connect_failure(exc))
+    return _Failure(f"request failed: {_short(exc)}")
+
+
+def _read_body(
+    response: requests.Response, clock: Callable[[], float], deadline: float | None
+) -> bytes | None:
+    """The whole body, or None if the deadline passes first (a trickling answer).
+
+    requests' read timeout bounds each socket read, not the whole body, so the
+    refresh budget is enforced here, between chunks.
+    """
+    chunks = []
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        chunks.append(chunk)
+        if deadline is not None and clock() > deadline:
+            return None
+    return b"".join(chunks)
 
 
 def _retry_after(response: requests.Response) -> float:
@@ -237,7 +295,7 @@ def _retry_after(response: requests.Response) -> float:
 def _binance_error(response: requests.Response) -> tuple[int | None, str]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, requests.RequestException):
         return None, response.text[:100] or response.reason
     if isinstance(body, dict):
         code = body.get("code")

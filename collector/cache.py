@@ -4,15 +4,18 @@ A *group* is data refreshed together from one kind of upstream call (the 24 h
 ticker, the order books, ...). :class:`TtlGroup` guarantees:
 
 * **TTL**: a successful value is reused until ``ttl`` seconds have passed
-  (``cachetools.TTLCache`` on an injectable clock, so tests never sleep);
+  (``cachetools.TTLCache`` on an injectable clock, so tests never sleep).
+  What to fetch (e.g. which symbols) is decided when the refresh happens, so a
+  new ranking never forces a refresh inside the TTL;
 * **single flight**: one lock per group, so concurrent scrapes that find the
   value expired cause ONE upstream refresh; the others wait and reuse it;
-* **failure memory**: a failed refresh is remembered for ``retry_delay``
-  seconds, during which callers get the failure without a new attempt, so an
-  outage never makes us call Binance more often than a healthy market does;
+* **failure memory**: a failed refresh is remembered, and callers get the
+  failure without a new attempt, for 10 s after the first failure, then 20,
+  40, ... up to the group's TTL: a short blip recovers within 10 s, and a long
+  outage costs no more calls than a healthy market;
 * **no stale data**: once a value expires it is never returned again, even if
-  the refresh fails (``last_good`` stays available to compute *which*
-  symbols to ask for, never as a value to publish).
+  the refresh fails (``last_good`` stays available to decide *what* to fetch,
+  never as a value to publish).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from cachetools import TTLCache
 
@@ -30,7 +33,7 @@ from collector.errors import BinanceError
 T = TypeVar("T")
 
 MIN_RETRY_DELAY = 10.0
-_MISSING = object()
+_VALUE = "value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,47 +64,54 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
     ) -> None:
         self.name = name
         self.ttl = ttl
-        self._values: TTLCache[Hashable, T] = TTLCache(maxsize=1, ttl=ttl, timer=clock)
-        self._failures: TTLCache[str, BinanceError] = TTLCache(
-            maxsize=1, ttl=retry_delay, timer=clock
-        )
-        self._lock = threading.Lock()
+        self.retry_delay = retry_delay
+        self._values: TTLCache[str, T] = TTLCache(maxsize=1, ttl=ttl, timer=clock)
+        self._clock = clock
         self._wall = wall
+        self._lock = threading.Lock()  # held during a refresh: the single flight
+        self._stats_lock = threading.Lock()  # never held during I/O: for readers of counters
+        self._failure: BinanceError | None = None
+        self._retry_at = 0.0
+        self._consecutive_failures = 0
+        self._failures: Counter[str] = Counter()  # by error kind
         self.last_good: T | None = None
         self.last_success: float | None = None  # Unix time, for the freshness metric
-        self.last_error: BinanceError | None = None
-        self.refreshes = 0
-        self.failures: Counter[str] = Counter()  # by error kind
 
-    def get(self, load: Callable[[], T], key: Hashable = None) -> Outcome[T]:
-        """The cached value for ``key`` if still fresh, else ``load()`` it once.
+    def get(self, load: Callable[[], T]) -> Outcome[T]:
+        """The cached value if still fresh, else ``load()`` it once for everyone.
 
-        ``key`` identifies what is cached (e.g. the tuple of symbols whose
-        books these are): a different key is a miss even within the TTL.
         ``load`` must raise :class:`BinanceError` on failure; anything else is
         a bug and propagates.
         """
         with self._lock:
-            cached = self._values.get(key, _MISSING)
-            if cached is not _MISSING:
-                return Outcome(cached)  # type: ignore[arg-type]
-            failure = self._failures.get("last")
-            if failure is not None:
-                return Outcome(None, failure)
+            cached = self._values.get(_VALUE)
+            if cached is not None:
+                return Outcome(cached)
+            if self._failure is not None and self._clock() < self._retry_at:
+                return Outcome(None, self._failure)
             try:
                 value = load()
             except BinanceError as exc:
-                self._failures["last"] = exc
-                self.failures[exc.kind] += 1
-                self.last_error = exc
+                self._remember_failure(exc)
                 return Outcome(None, exc, refreshed=True)
-            self._values.clear()
-            self._values[key] = value
-            self.refreshes += 1
-            self.last_error = None
+            self._values[_VALUE] = value
+            self._failure, self._consecutive_failures = None, 0
             self.last_good = value
             self.last_success = self._wall()
             return Outcome(value, refreshed=True)
+
+    def _remember_failure(self, exc: BinanceError) -> None:
+        delay = min(self.retry_delay * 2 ** self._consecutive_failures, max(self.ttl,
+                                                                            self.retry_delay))
+        self._consecutive_failures += 1
+        self._failure, self._retry_at = exc, self._clock() + delay
+        with self._stats_lock:
+            self._failures[exc.kind] += 1
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed refreshes by error kind (a copy, safe while a refresh runs)."""
+        with self._stats_lock:
+            return dict(self._failures)
 
     def invalidate(self) -> None:
         """Forget the cached value (not a remembered failure): the next get() refreshes."""

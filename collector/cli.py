@@ -59,11 +59,12 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     web = parser.add_argument_group("web")
+    # not BINANCE_PORT: Kubernetes sets <SERVICE>_PORT=tcp://... for a Service named binance
     web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "0.0.0.0"),
                      metavar="HOST", help="address to listen on (env BINANCE_LISTEN_ADDRESS; "
                      "default 0.0.0.0)")
-    web.add_argument("--port", type=port, default=env("PORT", "8080"),
-                     help="port to listen on (env BINANCE_PORT; default 8080)")
+    web.add_argument("--port", type=port, default=env("LISTEN_PORT", "8080"),
+                     help="port to listen on (env BINANCE_LISTEN_PORT; default 8080)")
     add_upstream_flags(parser)
     cache = parser.add_argument_group("cache (TTL per data group; 10 s minimum)")
     for name, default, what in (

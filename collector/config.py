@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import time
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -67,6 +68,32 @@ def ttl(text: str) -> float:
     return value
 
 
+def top(text: str) -> int:
+    """Symbols per ranking: 1 to 50 (each is a depth call per books refresh)."""
+    value = positive_int(text)
+    if value > 50:
+        raise argparse.ArgumentTypeError(f"{text!r} is above the maximum of 50")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    """A type that accepts only ``choices`` (case-insensitive).
+
+    argparse checks ``choices=`` only on the command line, not on defaults,
+    which is where environment variables arrive: a type checks both.
+    """
+
+    def check(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    check.__name__ = "choice"
+    return check
+
+
 def depth_levels(text: str) -> int:
     """Order book levels per side: Binance serves 1 to 5000."""
     value = positive_int(text)
@@ -113,8 +140,8 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         help="retries after a timeout, connection error or 5xx (env BINANCE_RETRIES; default 1)",
     )
     group.add_argument(
-        "--top", type=positive_int, default=env("TOP", "5"), metavar="N",
-        help="how many symbols each ranking keeps (env BINANCE_TOP; default 5)",
+        "--top", type=top, default=env("TOP", "5"), metavar="N",
+        help="how many symbols each ranking keeps, 1-50 (env BINANCE_TOP; default 5)",
     )
     group.add_argument(
         "--depth-levels", type=depth_levels, default=env("DEPTH_LEVELS", "200"), metavar="N",
@@ -122,12 +149,14 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         "default 200)",
     )
     group.add_argument(
-        "--rank-by", choices=("quote", "base"), default=env("RANK_BY", "quote"),
+        "--rank-by", type=one_of("quote", "base"), default=env("RANK_BY", "quote"),
+        metavar="{quote,base}",
         help="Q1 ranks BTC-quoted symbols by quote volume (in BTC, comparable across coins) "
         "or base-asset volume (env BINANCE_RANK_BY; default quote)",
     )
     parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=env("LOG_LEVEL", "info").lower(),
+        "--log-level", type=one_of(*LOG_LEVELS), default=env("LOG_LEVEL", "info"),
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
         help="log verbosity on stderr (env BINANCE_LOG_LEVEL; default info)",
     )
 
@@ -156,8 +185,11 @@ def make_settings(args: argparse.Namespace) -> Settings:
 
 
 def setup_logging(level: str) -> None:
-    """One line per event on stderr, UTC timestamps."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """One line per event on stderr, with UTC timestamps."""
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
     )
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])

@@ -26,6 +26,12 @@ class UpstreamUnavailable(BinanceError):
     kind = "unavailable"
 
 
+class NotAttempted(BinanceError):
+    """Nothing was sent: no ranking yet to pick symbols from, or the refresh budget ran out."""
+
+    kind = "not_attempted"
+
+
 class RateLimited(BinanceError):
     """HTTP 429/418, or a call refused locally while the cool-down lasts."""
 

@@ -114,13 +114,14 @@ class BinanceCollector(Collector):
             group = self.market.groups[name]
             if group.last_success is not None:
                 f.last_refresh.add_metric([name], group.last_success)
-            for kind, count in sorted(group.failures.items()):
+            for kind, count in sorted(group.failure_counts().items()):
                 f.failures.add_metric([name, kind], count)
         client = self.market.client
         for (endpoint, code), count in sorted(client.request_counts().items()):
             f.requests.add_metric([endpoint, code], count)
-        if client.used_weight is not None:
-            f.used_weight.add_metric([], client.used_weight)
+        used_weight = client.used_weight_this_minute()
+        if used_weight is not None:
+            f.used_weight.add_metric([], used_weight)
         f.cool_down.add_metric([], client.cool_down_remaining())
         f.build.add_metric([], {"version": __version__})
 
@@ -165,7 +166,7 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "a symbol's second observation. " + cached, labels=SYMBOL)
         self.spread_ratio = GaugeMetricFamily(
             "binance_price_spread_ratio",
-            "Spread divided by the mid price (0-1), comparable across symbols. " + cached,
+            "Spread divided by the mid price, comparable across symbols. " + cached,
             labels=SYMBOL)
         self.best_bid = GaugeMetricFamily(
             "binance_best_bid_price", "Best bid price, in the quote asset. " + cached,

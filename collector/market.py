@@ -34,7 +34,7 @@ from collector import answers
 from collector.answers import Notional, RankBy
 from collector.binance import BinanceClient
 from collector.cache import Outcome, TtlGroup
-from collector.errors import BinanceError, UpstreamUnavailable
+from collector.errors import BinanceError, NotAttempted
 from collector.models import BookTop, SymbolInfo, Ticker24h
 
 log = logging.getLogger(__name__)
@@ -125,15 +125,20 @@ class Market:  # pylint: disable=too-many-instance-attributes
         self.groups: dict[str, TtlGroup[Any]] = {
             g.name: g for g in (self.exchange, self.tickers, self.books, self.spreads)
         }
-        # the books fan out one depth call per symbol; spreads run beside them
-        self._pool = ThreadPoolExecutor(max_workers=settings.top + 2, thread_name_prefix="binance")
+        # exchangeInfo and spreads run beside the scrape's own thread; the books
+        # fan out one depth call per symbol on a pool of their own, so they never
+        # queue behind other scrapes' tasks waiting on a group lock
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="binance")
+        self._depth_pool = ThreadPoolExecutor(max_workers=settings.top,
+                                              thread_name_prefix="binance-depth")
         self._rank_lock = threading.Lock()
-        self._ranked: tuple[tuple[int, int], Rankings] | None = None
+        self._ranked: tuple[object, object, Rankings] | None = None
         self._previous_spreads: Mapping[str, Decimal | None] | None = None
 
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._depth_pool.shutdown(wait=False, cancel_futures=True)
 
     def quote_asset(self, symbol: str) -> str:
         """The symbol's quote asset per the last exchangeInfo (a static fact, used for labels)."""
@@ -158,24 +163,29 @@ class Market:  # pylint: disable=too-many-instance-attributes
         tickers = self.tickers.get(lambda: self.client.tickers_24h(deadline))
         exchange = exchange_future.result()
         rankings = self._rank(exchange, tickers)
-        q1, q2 = self._symbols(rankings)
-        spreads_future = self._pool.submit(self._refresh_spreads, q2, deadline)
-        books = self._refresh_books(q1, deadline)
+        spreads_future = self._pool.submit(self._refresh_spreads, rankings, deadline)
+        books = self._refresh_books(rankings, deadline)
         spreads = spreads_future.result()
         return Snapshot(rankings, books, spreads, exchange)
 
     def _rank(
         self, exchange: Outcome[Mapping[str, SymbolInfo]], tickers: Outcome[tuple[Ticker24h, ...]]
     ) -> Outcome[Rankings]:
-        """Rank once per (exchangeInfo, ticker) pair, not once per scrape."""
+        """Rank once per (exchangeInfo, ticker) pair, not once per scrape.
+
+        The pair is recognised by identity (``is``), holding references so that
+        a freed answer's id can never be mistaken for a new one's.
+        """
+        refreshed = tickers.refreshed or exchange.refreshed
         if exchange.value is None or tickers.value is None:
-            error = tickers.error or exchange.error
-            return Outcome(None, error, tickers.refreshed or exchange.refreshed)
-        key = (id(exchange.value), id(tickers.value))
+            return Outcome(None, tickers.error or exchange.error, refreshed)
         with self._rank_lock:
-            if self._ranked is None or self._ranked[0] != key:
-                self._ranked = (key, self._compute_rankings(exchange.value, tickers.value))
-            return Outcome(self._ranked[1], refreshed=tickers.refreshed or exchange.refreshed)
+            ranked = self._ranked
+            if ranked is None or ranked[0] is not exchange.value or ranked[1] is not tickers.value:
+                ranked = (exchange.value, tickers.value,
+                          self._compute_rankings(exchange.value, tickers.value))
+                self._ranked = ranked
+            return Outcome(ranked[2], refreshed=refreshed)
 
     def _compute_rankings(
         self, infos: Mapping[str, SymbolInfo], tickers: tuple[Ticker24h, ...]
@@ -187,47 +197,41 @@ class Market:  # pylint: disable=too-many-instance-attributes
         by_trades = answers.top_by_trades(tickers, infos, quote_asset=s.trades_quote, top=s.top)
         return Rankings(tuple(by_volume), tuple(by_trades))
 
-    def _symbols(self, rankings: Outcome[Rankings]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Q1 and Q2 symbols, from the current ranking or else the last good one."""
+    def _ranking_to_fetch(self, rankings: Outcome[Rankings], endpoint: str) -> Rankings:
+        """The current ranking, else the last good one (only to decide what to fetch)."""
         current = rankings.value
         if current is None:
             with self._rank_lock:
-                current = self._ranked[1] if self._ranked else None
+                current = self._ranked[2] if self._ranked else None
         if current is None:
-            return (), ()
-        return (
-            tuple(t.symbol for t in current.by_volume),
-            tuple(t.symbol for t in current.by_trades),
-        )
+            raise NotAttempted(endpoint, "no ranking yet to pick symbols from")
+        return current
 
     def _refresh_books(
-        self, symbols: tuple[str, ...], deadline: float | None
+        self, rankings: Outcome[Rankings], deadline: float | None
     ) -> Outcome[Mapping[str, Notional]]:
         def load() -> Mapping[str, Notional]:
-            if not symbols:
-                raise UpstreamUnavailable("/api/v3/depth", "no ranking yet to pick books from")
+            current = self._ranking_to_fetch(rankings, "/api/v3/depth")
             levels = self.settings.depth_levels
             futures = [
-                self._pool.submit(self.client.order_book, symbol, levels, deadline)
-                for symbol in symbols
+                self._depth_pool.submit(self.client.order_book, t.symbol, levels, deadline)
+                for t in current.by_volume
             ]
             books = [future.result() for future in futures]
             return {book.symbol: answers.book_notional(book, levels) for book in books}
 
-        return self.books.get(load, key=symbols)
+        return self.books.get(load)
 
     def _refresh_spreads(
-        self, symbols: tuple[str, ...], deadline: float | None
+        self, rankings: Outcome[Rankings], deadline: float | None
     ) -> Outcome[Spreads]:
         def load() -> Spreads:
-            if not symbols:
-                raise UpstreamUnavailable(
-                    "/api/v3/ticker/bookTicker", "no ranking yet to pick symbols from"
-                )
+            current = self._ranking_to_fetch(rankings, "/api/v3/ticker/bookTicker")
+            symbols = [t.symbol for t in current.by_trades]
             tops = self.client.book_tickers(symbols, deadline)
-            current = answers.spreads_of(symbols, tops)
-            deltas = answers.spread_deltas(self._previous_spreads, current)
-            self._previous_spreads = current  # only under the group's lock, only on success
-            return Spreads(tops, current, deltas, self._wall())
+            spreads = answers.spreads_of(symbols, tops)
+            deltas = answers.spread_deltas(self._previous_spreads, spreads)
+            self._previous_spreads = spreads  # only under the group's lock, only on success
+            return Spreads(tops, spreads, deltas, self._wall())
 
-        return self.spreads.get(load, key=symbols)
+        return self.spreads.get(load)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -37,6 +39,7 @@ from collector.config import (
     make_client,
     make_settings,
     non_negative_int,
+    one_of,
     positive_float,
     resolve_base_urls,
     setup_logging,
@@ -172,9 +175,10 @@ def run(  # pylint: disable=too-many-arguments
     if fmt == "json":
         print(json.dumps(answers_json(snapshot)), file=out, flush=True)
     else:
-        print(answers_text(snapshot, s.rank_by, s.depth_levels), file=out)
-        print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
-              file=out, flush=True)
+        print(answers_text(snapshot, s.rank_by, s.depth_levels), file=out, flush=True)
+        if count != 0:
+            print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
+                  file=out, flush=True)
     tick = 0
     started = clock()
     while count is None or tick < count:
@@ -210,7 +214,8 @@ def build_parser() -> Parser:
         "default: until Ctrl-C)",
     )
     parser.add_argument(
-        "--format", choices=("text", "json"), default=env("FORMAT", "text"),
+        "--format", type=one_of("text", "json"), default=env("FORMAT", "text"),
+        metavar="{text,json}",
         help="text tables, or JSON (Q1-Q4 object then JSON Lines) (env BINANCE_FORMAT)",
     )
     return parser
@@ -228,7 +233,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)
     args.base_urls = resolve_base_urls(parser, args.base_urls)
     setup_logging(args.log_level)
-    settings = dataclasses.replace(make_settings(args), ttl_spreads=args.interval)
+    # Q1-Q3 are answered once; the Q5 ticks ask for nothing but the spreads
+    settings = dataclasses.replace(
+        make_settings(args), ttl_spreads=args.interval, ttl_books=math.inf,
+        ttl_rankings=math.inf, ttl_exchange=math.inf)
     market = Market(make_client(args), settings)
     try:
         run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)
@@ -238,6 +246,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         print(f"binance-report: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # e.g. | head: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
         market.close()

@@ -14,6 +14,7 @@ from collector.binance import BinanceClient
 from collector.errors import (
     ApiError,
     BadResponse,
+    NotAttempted,
     RateLimited,
     RestrictedLocation,
     UpstreamUnavailable,
@@ -50,7 +51,7 @@ def test_calls_use_binance_parameters_and_record_weight(
         ("/api/v3/exchangeInfo", "200"): 1, ("/api/v3/ticker/24hr", "200"): 1,
         ("/api/v3/depth", "200"): 1, ("/api/v3/ticker/bookTicker", "200"): 1,
     }
-    assert all(call.request.req_kwargs["timeout"] == 3.0 for call in market_mock.calls)
+    assert all(call.request.req_kwargs["timeout"] == (3.0, 3.0) for call in market_mock.calls)
 
 
 @responses.activate
@@ -168,8 +169,8 @@ def test_deadline_stops_retries_and_caps_the_timeout(clock: FakeClock) -> None:
     client = client_for(clock, retries=5, backoff=1.0, timeout=3.0)
     with pytest.raises(UpstreamUnavailable, match="after 1 attempts"):
         client.tickers_24h(deadline=clock.now + 0.5)
-    assert responses.calls[0].request.req_kwargs["timeout"] == 0.5
-    with pytest.raises(UpstreamUnavailable, match="no time left"):
+    assert responses.calls[0].request.req_kwargs["timeout"] == (0.5, 0.5)
+    with pytest.raises(NotAttempted, match="no time left"):
         client.tickers_24h(deadline=clock.now)
     assert len(responses.calls) == 1
 
@@ -183,7 +184,9 @@ def test_used_weight_is_the_highest_of_the_current_minute(clock: FakeClock) -> N
     client.tickers_24h()
     client.tickers_24h()
     assert client.used_weight == 40
+    assert client.used_weight_this_minute() == 40
     clock.advance(60)
+    assert client.used_weight_this_minute() is None  # nothing sent this minute: unknown
     client.tickers_24h()
     assert client.used_weight == 44
 
@@ -215,3 +218,39 @@ def test_connection_errors_are_summed_up_in_a_few_words(
         client_for(clock, retries=0).tickers_24h()
     assert str(err.value) == (
         f"/api/v3/ticker/24hr: connection to {BASE} failed: {gist} (after 1 attempts)")
+
+
+@responses.activate
+def test_every_base_url_is_tried_within_one_attempt(clock: FakeClock) -> None:
+    """Moving on to a fallback is not a retry: nothing reached Binance. Even with --retries 0."""
+    refused = requests.ConnectionError("NewConnectionError: [Errno 111] Connection refused")
+    responses.get(TICKER, body=refused)
+    responses.get("https://b.example/api/v3/ticker/24hr", body=refused)
+    responses.get("https://c.example/api/v3/ticker/24hr", json=[])
+    client = client_for(clock, retries=0,
+                        base_urls=(BASE, "https://b.example", "https://c.example"))
+    assert not client.tickers_24h()
+    assert [call.request.url.split("/api/")[0] for call in responses.calls] == [  # type: ignore
+        BASE, "https://b.example", "https://c.example"]
+
+
+@responses.activate
+def test_a_trickling_answer_is_cut_off_at_the_deadline() -> None:
+    """requests' read timeout bounds each read, not the body: the budget is checked per chunk."""
+    ticks = iter(range(100))
+
+    def slow_clock() -> float:  # every look at the clock is 1 s later
+        return float(next(ticks))
+
+    responses.get(TICKER, body=b"[" + b" " * 1_000_000 + b"]")
+    client = BinanceClient(clock=slow_clock, sleep=lambda s: None, retries=3)
+    with pytest.raises(UpstreamUnavailable, match="did not arrive within the refresh budget"):
+        client.tickers_24h(deadline=3.0)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_book_ticker_answer_missing_a_symbol_is_a_bad_response(clock: FakeClock) -> None:
+    responses.get(f"{BASE}/api/v3/ticker/bookTicker", json=load("book_ticker.json")[:1])
+    with pytest.raises(BadResponse, match="symbol WLDUSDT: missing from the answer"):
+        client_for(clock).book_tickers(["FLOKIUSDT", "WLDUSDT"])

@@ -34,16 +34,7 @@ def test_value_is_reused_until_the_ttl_runs_out(clock: FakeClock) -> None:
     assert (group.get(load).value, group.get(load).refreshed) == (1, False)
     clock.advance(0.001)
     assert group.get(load).value == 2
-    assert group.last_success == clock.wall() and group.refreshes == 2
-
-
-def test_a_new_key_is_a_miss_within_the_ttl(clock: FakeClock) -> None:
-    """Books cached for last ranking's symbols are not the books of a new ranking."""
-    group: TtlGroup[int] = TtlGroup("g", 30, clock=clock)
-    load = Loader()
-    assert group.get(load, key=("A",)).value == 1
-    assert group.get(load, key=("A",)).value == 1
-    assert group.get(load, key=("B",)).value == 2
+    assert group.last_success == clock.wall()
 
 
 def test_failure_is_remembered_for_the_retry_delay_and_never_serves_stale(
@@ -57,7 +48,7 @@ def test_failure_is_remembered_for_the_retry_delay_and_never_serves_stale(
     failed = group.get(load)
     assert failed.value is None and isinstance(failed.error, UpstreamUnavailable)
     assert failed.refreshed and not failed.ok
-    assert group.last_good == 1  # kept for "which symbols", never published
+    assert group.last_good == 1  # kept to decide what to fetch, never published
     clock.advance(9)
     again = group.get(load)
     assert again.error is failed.error and not again.refreshed
@@ -65,7 +56,37 @@ def test_failure_is_remembered_for_the_retry_delay_and_never_serves_stale(
     load.failing = False
     clock.advance(1)
     assert group.get(load).value == 3
-    assert (group.failures, group.last_error) == ({"unavailable": 1}, None)
+    assert group.failure_counts() == {"unavailable": 1}
+
+
+def test_retries_back_off_up_to_the_ttl_so_an_outage_costs_no_more_than_health(
+    clock: FakeClock,
+) -> None:
+    """A 300 s group retries after 10, 20, 40, ... s, then every 300 s, like when healthy."""
+    group: TtlGroup[int] = TtlGroup("rankings", 300, retry_delay=10, clock=clock)
+    load = Loader()
+    load.failing = True
+    attempts = []
+    for second in range(1500):
+        before = load.calls
+        group.get(load)
+        if load.calls > before:
+            attempts.append(second)
+        clock.advance(1)
+    assert attempts == [0, 10, 30, 70, 150, 310, 610, 910, 1210]
+    load.failing = False
+    clock.advance(1510 - 1500)
+    assert group.get(load).ok  # recovers at the first scrape after the delay
+
+
+def test_a_short_ttl_group_retries_every_10_s(clock: FakeClock) -> None:
+    group: TtlGroup[int] = TtlGroup("spreads", 10, retry_delay=10, clock=clock)
+    load = Loader()
+    load.failing = True
+    for _ in range(5):
+        group.get(load)
+        clock.advance(10)
+    assert load.calls == 5
 
 
 def test_invalidate_forces_a_refresh(clock: FakeClock) -> None:
@@ -97,6 +118,7 @@ def test_concurrent_callers_cause_one_refresh() -> None:
     assert entered.wait(5)
     # whether the others are already queued on the lock or arrive after the
     # release, each must get the one value: no timing luck involved
+    assert not group.failure_counts()  # readable while the refresh holds the lock
     release.set()
     for thread in threads:
         thread.join(5)

@@ -8,9 +8,10 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+import requests
 import responses
 from conftest import BASE, FakeClock, calls_to, load, register_market
 from prometheus_client import CollectorRegistry, generate_latest
@@ -242,3 +243,29 @@ def test_exposition_passes_promtool(market_mock: responses.RequestsMock,
                              capture_output=True, text=True, timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     del market_mock
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "code"),
+    [({"status": 500}, "unavailable", "500"),
+     ({"body": requests.ReadTimeout("read timed out")}, "unavailable", "error"),
+     ({"body": requests.ConnectionError("Connection reset by peer")}, "unavailable", "error"),
+     ({"status": 418, "headers": {"Retry-After": "120"}}, "rate_limited", "418"),
+     ({"status": 451, "json": {"code": 0, "msg": "restricted"}}, "restricted", "451"),
+     ({"status": 400, "json": {"code": -1121, "msg": "Invalid symbol."}}, "api_error", "400"),
+     ({"body": "{not json"}, "bad_response", "200"),
+     ({"json": {"symbols": []}}, "bad_response", "200")],
+)
+def test_every_failure_of_a_group_leaves_it_out_and_names_it(  # pylint: disable=R0913,R0917
+    answer: dict[str, Any], kind: str, code: str,
+    market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock,
+) -> None:
+    exporter.text()
+    market_mock.replace(responses.GET, BOOK_TICKER, **answer)
+    clock.advance(10)
+    samples = exporter.samples()
+    assert samples[("binance_up", ())] == 0
+    assert not {n for n, _ in samples} & {"binance_price_spread", "binance_price_spread_delta"}
+    assert samples[("binance_refresh_failures_total", (("group", "spreads"), ("kind", kind)))] == 1
+    assert samples[("binance_api_requests_total",
+                    (("code", code), ("endpoint", "/api/v3/ticker/bookTicker")))] >= 1

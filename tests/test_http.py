@@ -82,7 +82,8 @@ def test_metrics_negotiates_openmetrics_and_gzip(server: MetricsServer) -> None:
     "argv",
     [["--ttl-spreads", "9"], ["--ttl-books", "0"], ["--ttl-rankings", "-5"],
      ["--ttl-exchange", "x"], ["--port", "65536"], ["--port", "-1"], ["--port", "http"],
-     ["--refresh-budget", "0"], ["--log-level", "verbose"], ["--base-url", "api.binance.com"]],
+     ["--refresh-budget", "0"], ["--log-level", "verbose"], ["--base-url", "api.binance.com"],
+     ["--top", "51"]],
 )
 def test_bad_flags_exit_2_with_one_line(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -183,3 +184,25 @@ def test_the_exporter_process_is_lazy_serves_metrics_and_stops_on_sigterm() -> N
             again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ours) can listen
             again.bind(("127.0.0.1", port))
             again.listen()
+
+
+def test_metrics_answers_200_when_binance_fails(
+    server: MetricsServer, market_mock: responses.RequestsMock
+) -> None:
+    """A failing upstream is a metric (binance_up 0), not an HTTP error Prometheus would drop."""
+    market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", status=502)
+    status, _, body = get(f"http://127.0.0.1:{server.port}/metrics")
+    assert status == 200
+    assert b"\nbinance_up 0.0\n" in body
+    assert b'binance_refresh_failures_total{group="rankings",kind="unavailable"} 1.0' in body
+
+
+def test_kubernetes_service_links_do_not_break_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Service named binance injects BINANCE_PORT=tcp://...; ours is BINANCE_LISTEN_PORT."""
+    monkeypatch.setenv("BINANCE_PORT", "tcp://10.0.0.7:8080")
+    assert cli.build_parser().parse_args([]).port == 8080
+    monkeypatch.setenv("BINANCE_LISTEN_PORT", "9101")
+    assert cli.build_parser().parse_args([]).port == 9101
+    monkeypatch.setenv("BINANCE_LISTEN_PORT", "tcp://10.0.0.7:8080")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([])

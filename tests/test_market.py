@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import responses
@@ -119,3 +119,50 @@ def test_without_any_ranking_books_and_spreads_fail_without_calls(
         assert "no ranking yet" in str(snap.spreads.error)
         assert len(mock.calls) == 2
     del clock
+
+
+class SpyClient(BinanceClient):
+    """Records the deadline each call was given."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock, wall=clock.wall, retries=0)
+        self.deadlines: list[float | None] = []
+
+    def get(self, endpoint: str, params: Any, deadline: float | None = None) -> Any:
+        self.deadlines.append(deadline)
+        return super().get(endpoint, params, deadline)
+
+
+def test_every_call_of_a_scrape_shares_the_refresh_budget(
+    market_mock: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """So that a scrape, retries included, ends inside Prometheus' scrape timeout."""
+    client = SpyClient(clock)
+    m = Market(client, Settings(refresh_budget=8), clock=clock, wall=clock.wall)
+    m.snapshot()
+    m.close()
+    assert client.deadlines == [clock.now + 8] * 8  # exchangeInfo, ticker, 5 books, bookTicker
+    del market_mock
+
+
+def test_a_new_ranking_does_not_refresh_spreads_inside_their_ttl(
+    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+) -> None:
+    """Binance is asked for spreads at most every 10 s, whatever the ranking does."""
+    market.snapshot()
+    clock.advance(295)
+    market.snapshot()  # spreads refreshed at t=295
+    tickers = load("ticker_24hr.json")
+    for ticker in tickers:
+        if ticker["symbol"] == "PEPEUSDT":
+            ticker["count"] = 9_000_000  # reorders Q2
+    market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", json=tickers)
+    clock.advance(5)
+    snap = market.snapshot()  # rankings refresh at t=300
+    assert snap.rankings.value is not None
+    assert snap.rankings.value.by_trades[0].symbol == "PEPEUSDT"
+    assert calls_to(market_mock, "/bookTicker") == 2  # t=0 and t=295, not again at t=300
+    assert calls_to(market_mock, "/depth") == 5 * 2  # t=0 and t=295, not again at t=300
+    clock.advance(5)
+    spreads = market.snapshot().spreads.value
+    assert spreads is not None and list(spreads.spreads)[0] == "PEPEUSDT"

@@ -179,6 +179,55 @@ def test_bad_usage_exits_2_with_one_line(
     assert err.count("\n") == 1 and err.startswith("binance-report: error:")
 
 
+@pytest.mark.parametrize(("name", "value"), [("BINANCE_LOG_LEVEL", "verbose"),
+                                             ("BINANCE_FORMAT", "xml"), ("BINANCE_RANK_BY", "foo"),
+                                             ("BINANCE_COUNT", "-2"), ("BINANCE_TOP", "x")])
+def test_every_environment_variable_is_validated(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse checks choices only on the command line; env values arrive as defaults."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exc:
+        report.main([])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_choices_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINANCE_LOG_LEVEL", "DEBUG")
+    assert report.build_parser().parse_args([]).log_level == "debug"
+
+
+def test_q5_ticks_ask_for_spreads_only(market_mock: responses.RequestsMock,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Q1-Q3 are answered once; 6 ticks over 50 s must not refetch books (weight 125)."""
+    monkeypatch.setattr(report.time, "sleep", lambda s: None)
+    assert report.main(["--count", "6", "--interval", "10", "--format", "json"],
+                       out=io.StringIO()) == 0
+    assert calls_to(market_mock, "/depth") == 5
+    assert calls_to(market_mock, "/ticker/24hr") == 1
+    assert calls_to(market_mock, "/bookTicker") == 6
+
+
+def test_count_0_prints_no_q5_heading(market_mock: responses.RequestsMock) -> None:
+    out = io.StringIO()
+    assert report.main(["--count", "0"], out=out) == 0
+    assert "Q4" in out.getvalue() and "Q5" not in out.getvalue()
+    del market_mock
+
+
+def test_a_closed_pipe_ends_quietly(market_mock: responses.RequestsMock,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """binance-report | head: no traceback, exit 0."""
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    monkeypatch.setattr(report.os, "dup2", lambda *a: None)
+    assert report.main(["--count", "0"], out=ClosedPipe()) == 0
+    del market_mock
+
+
 def test_bad_environment_exits_2(monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BINANCE_BASE_URL", "https://ok.example,not a url")
