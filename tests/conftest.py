@@ -11,6 +11,23 @@ import pytest
 import responses
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# (fault, group, outcome) rows filled by tests/test_faults.py, printed after the run
+FAULT_MATRIX: list[tuple[str, str, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault matrix so a reader sees every fault's outcome at a glance."""
+    if not FAULT_MATRIX:
+        return
+    groups = ["exchange", "rankings", "books", "spreads", "all"]
+    faults = list(dict.fromkeys(row[0] for row in FAULT_MATRIX))
+    cells = {(f, g): o for f, g, o in FAULT_MATRIX}
+    width = max(len(f) for f in faults)
+    terminalreporter.section("fault matrix (passed cases)")
+    terminalreporter.write_line(f"{'fault':<{width}}  " + "  ".join(f"{g:<26}" for g in groups))
+    for fault in faults:
+        row = "  ".join(f"{cells.get((fault, g), '-'):<26}" for g in groups)
+        terminalreporter.write_line(f"{fault:<{width}}  {row}".rstrip())
 BASE = "https://api.binance.com"
 
 
