@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint clean
+.PHONY: run report demo test lint soak clean
 
 $(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 	$(BIN)/pylint collector
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name
 	$(BIN)/mypy collector
+
+# the exporter under random faults for 10 minutes (MINUTES=1 for a short run); writes RELIABILITY.md
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python tools/soak.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache *.egg-info

@@ -1,0 +1,76 @@
+"""Every flag and environment variable, given a bad value: one line, exit 2, nothing started."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector import cli, report
+
+# (flag, environment variable, bad values): shared by both commands unless noted
+COMMON = [
+    ("--base-url", "BINANCE_BASE_URL", ["ftp://x", "http://", "api.binance.com",
+                                        "http://h:99999", "https://h/api/v3"]),
+    ("--timeout", "BINANCE_TIMEOUT", ["0", "-1", "x", "nan", "inf"]),
+    ("--retries", "BINANCE_RETRIES", ["-1", "1.5", "many"]),
+    ("--top", "BINANCE_TOP", ["0", "-5", "51", "five"]),
+    ("--depth-levels", "BINANCE_DEPTH_LEVELS", ["0", "5001", "x"]),
+    ("--rank-by", "BINANCE_RANK_BY", ["volume", ""]),
+    ("--log-level", "BINANCE_LOG_LEVEL", ["loud", "trace"]),
+]
+EXPORTER = COMMON + [
+    ("--port", "BINANCE_LISTEN_PORT", ["-1", "65536", "http", "tcp://10.0.0.7:8080"]),
+    ("--ttl-spreads", "BINANCE_TTL_SPREADS", ["9.99", "0", "-10", "x"]),
+    ("--ttl-books", "BINANCE_TTL_BOOKS", ["5", "x"]),
+    ("--ttl-rankings", "BINANCE_TTL_RANKINGS", ["1", "nan"]),
+    ("--ttl-exchange", "BINANCE_TTL_EXCHANGE", ["0", "-3600"]),
+    ("--refresh-budget", "BINANCE_REFRESH_BUDGET", ["0", "-1", "x"]),
+]
+REPORT = COMMON + [
+    ("--interval", "BINANCE_INTERVAL", ["0", "-1", "x"]),
+    ("--count", "BINANCE_COUNT", ["-1", "1.5", "x"]),
+    ("--format", "BINANCE_FORMAT", ["xml", "csv"]),
+]
+
+
+def cases(table: list[tuple[str, str, list[str]]]) -> list[tuple[str, str, str]]:
+    return [(flag, var, value) for flag, var, values in table for value in values]
+
+
+@pytest.fixture
+def nothing_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command gets as far as building its market or listening."""
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("started despite bad input")
+
+    monkeypatch.setattr(cli, "serve", refuse)
+    monkeypatch.setattr(report, "Market", refuse)
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize(("flag", "var", "value"), cases(EXPORTER))
+def test_exporter_rejects_bad_values(flag: str, var: str, value: str,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([f"{flag}={value}"], []):
+        if not argv:
+            monkeypatch.setenv(var, value)
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2, (argv, var)
+        err = capsys.readouterr().err
+        assert err.startswith("binance-exporter: error:") and err.count("\n") == 1, err
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize(("flag", "var", "value"), cases(REPORT))
+def test_report_rejects_bad_values(flag: str, var: str, value: str,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([f"{flag}={value}"], []):
+        if not argv:
+            monkeypatch.setenv(var, value)
+        with pytest.raises(SystemExit) as exc:
+            report.main(argv)
+        assert exc.value.code == 2, (argv, var)
+        err = capsys.readouterr().err
+        assert err.startswith("binance-report: error:") and err.count("\n") == 1, err

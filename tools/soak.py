@@ -1,0 +1,240 @@
+"""`make soak`: the exporter under random upstream faults, scraped hard, for minutes.
+
+Starts the simulator and a real `binance-exporter` process on loopback, switches
+a random fault (or none) on the simulator every few seconds, scrapes /metrics
+with 10 clients at 1 s, and samples the exporter's RSS and thread count. Prints
+a summary and writes RELIABILITY.md. Stops by itself after --minutes.
+
+    .venv/bin/python tools/soak.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+ENDPOINTS = ["/api/v3/exchangeInfo", "/api/v3/ticker/24hr", "/api/v3/depth",
+             "/api/v3/ticker/bookTicker"]
+FAULTS: list[dict[str, Any]] = [
+    {"name": "latency", "ms": 1500}, {"name": "timeout", "seconds": 3}, {"name": "reset"},
+    {"name": "close_immediately"}, {"name": "error_5xx", "status": 503},
+    {"name": "error_5xx", "status": 500, "rate": 0.5},
+    {"name": "status", "status": 429, "retry_after": 5},
+    {"name": "status", "status": 418, "retry_after": 5}, {"name": "malformed_json"},
+    {"name": "wrong_type"}, {"name": "non_numeric_price"}, {"name": "negative_price"},
+    {"name": "empty_book_side", "side": "ask"}, {"name": "crossed_book"},
+    {"name": "drop_symbol", "symbol": "FLOKIUSDT"},
+]
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def control(url: str, method: str, path: str, payload: Any = None) -> Any:
+    """Call the simulator's control API."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def proc_status(pid: int) -> tuple[int, int]:
+    """(RSS in kB, threads) of a process."""
+    text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+    threads = int(re.search(r"Threads:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+    return rss, threads
+
+
+class Soak:  # pylint: disable=too-many-instance-attributes
+    """One run: processes, fault switcher, scrapers and a sampler, all bounded by ``stop_at``."""
+
+    def __init__(self, seconds: float, clients: int, switch: float, seed: int) -> None:
+        self.seconds, self.clients, self.switch = seconds, clients, switch
+        self.random = random.Random(seed)
+        self.stop_at = 0.0
+        self.scrapes: list[tuple[bool, float]] = []
+        self.samples: list[tuple[float, int, int]] = []
+        self.faults_applied = 0
+        self.lock = threading.Lock()
+
+    def scraper(self, url: str) -> None:
+        """One client: GET /metrics every second."""
+        while time.monotonic() < self.stop_at:
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(url, timeout=15) as answer:
+                    answer.read()
+                    ok = answer.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            elapsed = time.monotonic() - started
+            with self.lock:
+                self.scrapes.append((ok, elapsed))
+            time.sleep(max(0.0, 1.0 - elapsed))
+
+    def switcher(self, sim: str) -> None:
+        """Switch to a random fault on random endpoints, or none, every few seconds."""
+        while time.monotonic() < self.stop_at:
+            if self.random.random() < 0.3:
+                control(sim, "DELETE", "/_sim/faults")
+            else:
+                fault = dict(self.random.choice(FAULTS))
+                fault["endpoints"] = self.random.sample(ENDPOINTS, self.random.randint(1, 4))
+                control(sim, "POST", "/_sim/faults", {"faults": [fault]})
+                self.faults_applied += 1
+            time.sleep(self.switch)
+        control(sim, "DELETE", "/_sim/faults")
+
+    def sampler(self, pid: int) -> None:
+        """RSS and threads of the exporter every 5 s."""
+        started = time.monotonic()
+        while time.monotonic() < self.stop_at:
+            rss, threads = proc_status(pid)
+            self.samples.append((time.monotonic() - started, rss, threads))
+            time.sleep(5)
+
+    def run(self) -> dict[str, Any]:
+        """Start everything, wait for the end, stop everything; the summary."""
+        with subprocess.Popen([str(BIN / "binance-simulator"), "--port", "0", "--exit-with-parent"],
+                              stdout=subprocess.PIPE, text=True) as sim_process:
+            try:
+                line = sim_process.stdout.readline() if sim_process.stdout else ""
+                sim = re.search(r"http://\S+", line).group(0)  # type: ignore[union-attr]
+                return self._with_exporter(sim)
+            finally:
+                sim_process.terminate()
+                sim_process.wait(10)
+
+    def _with_exporter(self, sim: str) -> dict[str, Any]:
+        port = free_port()
+        command = [str(BIN / "binance-exporter"), "--listen-address", "127.0.0.1", "--port",
+                   str(port), "--base-url", sim, "--timeout", "1", "--log-level", "error"]
+        with subprocess.Popen(command) as exporter:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                for _ in range(100):
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                            pass
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                stats_before = control(sim, "GET", "/_sim/stats")
+                self.stop_at = time.monotonic() + self.seconds
+                threads = [threading.Thread(target=self.scraper, args=(url,))
+                           for _ in range(self.clients)]
+                threads += [threading.Thread(target=self.switcher, args=(sim,)),
+                            threading.Thread(target=self.sampler, args=(exporter.pid,))]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(self.seconds + 60)
+                stats = control(sim, "GET", "/_sim/stats")
+                alive = exporter.poll() is None
+            finally:
+                exporter.terminate()
+                exporter.wait(10)
+        weight = stats["weight_total"] - stats_before["weight_total"]
+        return self.summary(weight, alive)
+
+    def summary(self, weight: int, alive: bool) -> dict[str, Any]:
+        """The figures of the run."""
+        latencies = sorted(elapsed for _, elapsed in self.scrapes)
+        rss = [s[1] for s in self.samples]
+        threads = [s[2] for s in self.samples]
+        return {
+            "minutes": self.seconds / 60, "clients": self.clients,
+            "faults_switched": self.faults_applied,
+            "scrapes": len(self.scrapes),
+            "answered_pct": 100 * sum(ok for ok, _ in self.scrapes) / max(1, len(self.scrapes)),
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+            "max_ms": 1000 * latencies[-1],
+            "rss_first_mb": rss[0] / 1024, "rss_last_mb": rss[-1] / 1024,
+            "rss_max_mb": max(rss) / 1024,
+            "threads_min": min(threads), "threads_max": max(threads),
+            "weight_per_minute": weight / (self.seconds / 60),
+            "exporter_alive": alive,
+        }
+
+
+def write_report(result: dict[str, Any]) -> str:
+    """RELIABILITY.md from the figures; returns its text."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines() if line.startswith("model name")),
+               platform.processor())
+    rows = [
+        ("scrapes answered 200", f"{result['answered_pct']:.2f} % of {result['scrapes']}",
+         "100 %"),
+        ("scrape time p50 / p99 / max",
+         f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} / {result['max_ms']:.1f} ms",
+         "p99 < 10 s scrape timeout"),
+        ("exporter RSS first / last / max",
+         f"{result['rss_first_mb']:.1f} / {result['rss_last_mb']:.1f} / "
+         f"{result['rss_max_mb']:.1f} MB", "flat"),
+        ("exporter threads min / max", f"{result['threads_min']} / {result['threads_max']}",
+         "flat"),
+        ("upstream weight per minute", f"{result['weight_per_minute']:.0f}", "≤ 300"),
+        ("exporter still running", str(result["exporter_alive"]), "True"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    text = f"""# Reliability: soak test
+
+`make soak` ({Path(__file__).name}): the exporter against the simulator with a random
+fault (or none) switched every few seconds ({result['faults_switched']} faults applied), scraped
+by {result['clients']} clients at 1 s for {result['minutes']:g} minutes.
+
+Machine: {cpu}, {len(re.findall('^processor', Path("/proc/cpuinfo").read_text(encoding="utf-8"), re.M))} cores,
+Python {platform.python_version()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
+
+| figure | measured | target |
+|---|---|---|
+{table}
+
+The weight per minute under faults is below the healthy ~290 because failed
+groups back off (10 s, 20 s, ... up to their TTL) and nothing is sent during a
+429/418 cool-down. Scrape times above a few milliseconds are the scrapes that
+waited for a refresh meeting an injected timeout or latency.
+"""
+    (ROOT / "RELIABILITY.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main() -> int:
+    """Run a soak; exit 1 unless every scrape was answered and the exporter survived."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--switch-seconds", type=float, default=4.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    result = Soak(args.minutes * 60, args.clients, args.switch_seconds, args.seed).run()
+    print(write_report(result))
+    ok = result["answered_pct"] == 100 and result["exporter_alive"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
