@@ -182,9 +182,9 @@ class Soak:  # pylint: disable=too-many-instance-attributes
 
 def write_report(result: dict[str, Any]) -> str:
     """RELIABILITY.md from the figures; returns its text."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                if line.startswith("model name")), platform.processor())
     rows = [
         ("scrapes answered 200", f"{result['answered_pct']:.2f} % of {result['scrapes']}",
          "100 %"),
