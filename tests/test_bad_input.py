@@ -32,8 +32,9 @@ REPORT = COMMON + [
 ]
 
 
-def cases(table: list[tuple[str, str, list[str]]]) -> list[tuple[str, str, str]]:
-    return [(flag, var, value) for flag, var, values in table for value in values]
+COMMANDS = {"binance-exporter": (cli.main, EXPORTER), "binance-report": (report.main, REPORT)}
+CASES = [(prog, flag, var, value) for prog, (_, table) in COMMANDS.items()
+         for flag, var, values in table for value in values]
 
 
 @pytest.fixture
@@ -47,30 +48,17 @@ def nothing_started(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("nothing_started")
-@pytest.mark.parametrize(("flag", "var", "value"), cases(EXPORTER))
-def test_exporter_rejects_bad_values(flag: str, var: str, value: str,
-                                     monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("prog", "flag", "var", "value"), CASES)
+def test_bad_values_exit_2_with_one_line(prog: str, flag: str, var: str, value: str,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """As a flag, then as its environment variable: each must be refused before starting."""
+    main = COMMANDS[prog][0]
     for argv in ([f"{flag}={value}"], []):
         if not argv:
             monkeypatch.setenv(var, value)
         with pytest.raises(SystemExit) as exc:
-            cli.main(argv)
+            main(argv)
         assert exc.value.code == 2, (argv, var)
         err = capsys.readouterr().err
-        assert err.startswith("binance-exporter: error:") and err.count("\n") == 1, err
-
-
-@pytest.mark.usefixtures("nothing_started")
-@pytest.mark.parametrize(("flag", "var", "value"), cases(REPORT))
-def test_report_rejects_bad_values(flag: str, var: str, value: str,
-                                   monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in ([f"{flag}={value}"], []):
-        if not argv:
-            monkeypatch.setenv(var, value)
-        with pytest.raises(SystemExit) as exc:
-            report.main(argv)
-        assert exc.value.code == 2, (argv, var)
-        err = capsys.readouterr().err
-        assert err.startswith("binance-report: error:") and err.count("\n") == 1, err
+        assert err.startswith(f"{prog}: error:") and err.count("\n") == 1, err

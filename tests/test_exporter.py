@@ -256,7 +256,7 @@ def test_exposition_passes_promtool(market_mock: responses.RequestsMock,
      ({"body": "{not json"}, "bad_response", "200"),
      ({"json": {"symbols": []}}, "bad_response", "200")],
 )
-def test_every_failure_of_a_group_leaves_it_out_and_names_it(  # pylint: disable=R0913,R0917
+def test_every_failure_of_a_group_leaves_it_out_and_names_it(
     answer: dict[str, Any], kind: str, code: str,
     market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock,
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 import responses
 from conftest import FakeClock
+from e2e_support import free_port
 from prometheus_client import CollectorRegistry
 from standin import running_standin
 
@@ -136,12 +137,6 @@ def test_serve_answers_until_stopped(market_mock: responses.RequestsMock) -> Non
     stop.set()
     thread.join(10)
     assert codes == [0] and not thread.is_alive()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(url: str, process: subprocess.Popen[str], seconds: float = 20) -> None:
