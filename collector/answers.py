@@ -8,12 +8,16 @@ whatever order Binance listed the symbols in. Inputs are never mutated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Iterable, Literal, Mapping
 
 from collector.models import BookTop, OrderBook, SymbolInfo, Ticker24h
 
 RankBy = Literal["quote", "base"]
+
+# Sums, products and differences are exact in this context (the default one keeps 28
+# digits and rounds longer results). Never divide in it: 1/3 would not terminate.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +63,9 @@ def top_by_volume(
     """
     candidates = quoted_in(tickers, infos, quote_asset)
     if rank_by == "quote":
-        candidates.sort(key=lambda t: (-t.quote_volume, t.symbol))
+        candidates.sort(key=lambda t: (t.quote_volume.copy_negate(), t.symbol))
     else:
-        candidates.sort(key=lambda t: (-t.volume, t.symbol))
+        candidates.sort(key=lambda t: (t.volume.copy_negate(), t.symbol))
     return candidates[:top]
 
 
@@ -86,13 +90,14 @@ def book_notional(book: OrderBook, levels: int) -> Notional:
     """
     bids = book.bids[:levels]
     asks = book.asks[:levels]
-    return Notional(
-        symbol=book.symbol,
-        bids=sum((price * qty for price, qty in bids), Decimal(0)),
-        asks=sum((price * qty for price, qty in asks), Decimal(0)),
-        bid_levels=len(bids),
-        ask_levels=len(asks),
-    )
+    with localcontext(_EXACT):
+        return Notional(
+            symbol=book.symbol,
+            bids=sum((price * qty for price, qty in bids), Decimal(0)),
+            asks=sum((price * qty for price, qty in asks), Decimal(0)),
+            bid_levels=len(bids),
+            ask_levels=len(asks),
+        )
 
 
 def spread(top: BookTop) -> Decimal | None:
@@ -104,7 +109,8 @@ def spread(top: BookTop) -> Decimal | None:
     """
     if top.bid_price <= 0 or top.ask_price <= 0 or top.bid_price >= top.ask_price:
         return None
-    return top.ask_price - top.bid_price
+    with localcontext(_EXACT):
+        return top.ask_price - top.bid_price
 
 
 def relative_spread(top: BookTop) -> Decimal | None:
@@ -133,7 +139,8 @@ def spread_deltas(
     symbol that just entered the set, or after a side was empty.
     """
     deltas: dict[str, Decimal | None] = {}
-    for symbol, value in current.items():
-        before = None if previous is None else previous.get(symbol)
-        deltas[symbol] = None if value is None or before is None else abs(value - before)
+    with localcontext(_EXACT):
+        for symbol, value in current.items():
+            before = None if previous is None else previous.get(symbol)
+            deltas[symbol] = None if value is None or before is None else abs(value - before)
     return deltas

@@ -11,8 +11,9 @@ Fields the product does not use are ignored, so additions upstream (such as
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -24,6 +25,10 @@ DEPTH = "/api/v3/depth"
 BOOK_TICKER = "/api/v3/ticker/bookTicker"
 
 Level = tuple[Decimal, Decimal]
+
+# Binance's numerals: ASCII digits and an optional fraction ("0.05691000"). Decimal()
+# alone also takes "1E+1000000", "1_000", " 1", "+1" and non-ASCII digits.
+_NUMERAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +116,10 @@ class _Fields:
         """A decimal string, finite and not negative (strictly positive if asked)."""
         if not isinstance(value, str):
             raise self.fail(path, f"expected a decimal string, got {_kind(value)}")
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise self.fail(path, f"not a decimal: {value!r:.40}") from None
-        if not number.is_finite() or number < 0 or (positive and number == 0):
+        if not _NUMERAL.fullmatch(value):
+            raise self.fail(path, f"not a decimal: {value!r:.40}")
+        number = Decimal(value)
+        if number < 0 or (positive and number == 0):
             raise self.fail(path, f"out of range: {value!r:.40}")
         return number
 

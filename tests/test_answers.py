@@ -180,3 +180,21 @@ def test_q5_delta_is_absolute() -> None:
         "A": Decimal("0.02")}
     assert answers.spread_deltas({"A": Decimal("0.03")}, {"A": Decimal("0.01")}) == {
         "A": Decimal("0.02")}
+
+
+def test_long_values_are_ranked_summed_and_subtracted_exactly() -> None:
+    """Decimal's default context keeps 28 digits: negating, multiplying or subtracting longer
+    values rounded them, so two volumes that differ in the 29th digit tied (and the symbol
+    decided), and a notional or spread came out rounded."""
+    long_a, long_b = "100000000000000000000.00000001", "100000000000000000000.00000002"
+    tied = [Ticker24h("AAABTC", Decimal(long_a), Decimal(long_a), 1),
+            Ticker24h("BBBBTC", Decimal(long_b), Decimal(long_b), 1)]
+    infos = {t.symbol: _info(t.symbol, "BTC") for t in tied}
+    assert symbols(answers.top_by_volume(tied, infos)) == ["BBBBTC", "AAABTC"]
+    assert symbols(answers.top_by_volume(tied, infos, rank_by="base")) == ["BBBBTC", "AAABTC"]
+    book = OrderBook("XBTC", bids=((Decimal(long_a), Decimal("1.00000001")),), asks=())
+    assert answers.book_notional(book, 1).bids == Decimal(
+        "100000001000000000000.0000000100000001")
+    assert answers.spread(top("0.00000001", long_a)) == Decimal("100000000000000000000")
+    assert answers.spread_deltas({"A": Decimal(long_a)}, {"A": Decimal("0.00000001")}) == {
+        "A": Decimal("100000000000000000000")}

@@ -130,3 +130,20 @@ def test_book_tickers_allow_zero_for_an_empty_side() -> None:
     with pytest.raises(BadResponse) as err:
         parse_book_tickers([{"symbol": "X", "bidPrice": "1", "bidQty": "1", "askQty": "1"}])
     assert err.value.field == "[0].askPrice"
+
+
+@pytest.mark.parametrize(
+    "text", ["1E+1000000", "1e3", "1_000", " 1", "1 ", "+1", ".5", "5.", "\u0661\u0662", "NaN"]
+)
+def test_decimal_fields_take_binance_numerals_only(text: str) -> None:
+    """Decimal() takes all of these; Binance sends none. "1E+1000000" used to parse and then
+    overflow (decimal.Overflow, not a BinanceError) in the ranking that sorted it."""
+    ticker = {"symbol": "ETHBTC", "volume": text, "quoteVolume": "1", "count": 1}
+    with pytest.raises(BadResponse) as err:
+        parse_tickers([ticker])
+    assert err.value.field == "[0].volume"
+    with pytest.raises(BadResponse) as err:
+        parse_order_book({"bids": [], "asks": [["1", text]]}, "ETHBTC")
+    assert err.value.field == "asks[0][1]"
+    ticker["volume"] = "0.05691000"
+    assert str(parse_tickers([ticker])[0].volume) == "0.05691000"
