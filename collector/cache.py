@@ -100,6 +100,20 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
             self.last_success = self._wall()
             return Outcome(value, refreshed=True)
 
+    def peek(self) -> Outcome[T] | None:
+        """The answer get() would give without refreshing, or None when a refresh is due.
+
+        Lock-free, for the common case of a scrape served from cache: no thread
+        hand-off is needed when nothing has to be fetched.
+        """
+        cached = self._values.get(_VALUE)
+        if cached is not None:
+            return Outcome(cached)
+        failure = self._failure
+        if failure is not None and self._clock() < self._retry_at:
+            return Outcome(None, failure)
+        return None
+
     def _remember_failure(self, exc: BinanceError) -> None:
         delay = min(self.retry_delay * 2 ** self._consecutive_failures, max(self.ttl,
                                                                             self.retry_delay))

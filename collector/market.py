@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -95,6 +95,19 @@ class Snapshot:
         return found
 
 
+class _Pending:
+    """An outcome now, or a future of one."""
+
+    def __init__(self, value: Outcome[Any] | Future[Outcome[Any]]) -> None:
+        self._value = value
+
+    def result(self) -> Outcome[Any]:
+        """The outcome, waiting for the refresh if there is one."""
+        if isinstance(self._value, Future):
+            return self._value.result()
+        return self._value
+
+
 class Market:  # pylint: disable=too-many-instance-attributes
     """Cached, single-flight access to the answers (see module docstring)."""
 
@@ -157,16 +170,21 @@ class Market:  # pylint: disable=too-many-instance-attributes
         deadline = None
         if self.settings.refresh_budget is not None:
             deadline = self._clock() + self.settings.refresh_budget
-        exchange_future = self._pool.submit(
-            self.exchange.get, lambda: self.client.exchange_info(deadline)
+        exchange = self._beside(
+            self.exchange, lambda: self.exchange.get(lambda: self.client.exchange_info(deadline))
         )
         tickers = self.tickers.get(lambda: self.client.tickers_24h(deadline))
-        exchange = exchange_future.result()
-        rankings = self._rank(exchange, tickers)
-        spreads_future = self._pool.submit(self._refresh_spreads, rankings, deadline)
+        rankings = self._rank(exchange.result(), tickers)
+        spreads = self._beside(self.spreads, lambda: self._refresh_spreads(rankings, deadline))
         books = self._refresh_books(rankings, deadline)
-        spreads = spreads_future.result()
-        return Snapshot(rankings, books, spreads, exchange)
+        return Snapshot(rankings, books, spreads.result(), exchange.result())
+
+    def _beside(self, group: TtlGroup[Any], refresh: Callable[[], Outcome[Any]]) -> _Pending:
+        """Run ``refresh`` on the pool, in parallel with the caller, unless nothing is due."""
+        ready = group.peek()
+        if ready is not None:
+            return _Pending(ready)
+        return _Pending(self._pool.submit(refresh))
 
     def _rank(
         self, exchange: Outcome[Mapping[str, SymbolInfo]], tickers: Outcome[tuple[Ticker24h, ...]]

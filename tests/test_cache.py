@@ -134,3 +134,22 @@ def test_bugs_in_a_loader_are_not_swallowed(clock: FakeClock) -> None:
 
     with pytest.raises(KeyError):
         group.get(broken)
+
+
+def test_peek_answers_like_get_without_ever_loading(clock: FakeClock) -> None:
+    """A scrape served from cache needs no thread hand-off: peek says whether one is due."""
+    group: TtlGroup[int] = TtlGroup("g", 10, clock=clock)
+    load = Loader()
+    assert group.peek() is None  # nothing yet: a refresh is due
+    group.get(load)
+    fresh = group.peek()
+    assert fresh is not None and (fresh.value, fresh.refreshed) == (1, False)
+    clock.advance(10)
+    assert group.peek() is None
+    load.failing = True
+    group.get(load)
+    remembered = group.peek()
+    assert remembered is not None and remembered.error is not None
+    clock.advance(10)
+    assert group.peek() is None
+    assert load.calls == 2
