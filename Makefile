@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint soak docker docker-smoke compose-up compose-offline compose-down clean
+.PHONY: run report demo test lint bench soak docker docker-smoke compose-up compose-offline compose-down clean
 
 IMAGE ?= binance-exporter:local
 
@@ -33,7 +33,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
-	$(BIN)/pylint tools/soak.py
+	$(BIN)/pylint tools/soak.py bench
 	$(BIN)/mypy collector
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/docker-compose config -q
@@ -53,6 +53,11 @@ compose-offline:
 
 compose-down:
 	docker compose --profile offline down
+
+# refresh latency, request weight, /metrics latency, CPU and memory against the simulator
+# (about 5 minutes; apt-get install wrk for accurate scrape latencies); writes BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
 
 # the exporter under random faults for 10 minutes (MINUTES=1 for a short run); writes RELIABILITY.md
 MINUTES ?= 10
