@@ -115,8 +115,9 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         return None
 
     def _remember_failure(self, exc: BinanceError) -> None:
-        delay = min(self.retry_delay * 2 ** self._consecutive_failures, max(self.ttl,
-                                                                            self.retry_delay))
+        # the exponent is capped: 2.0 ** 1024 overflows a float after a long outage
+        doublings = min(self._consecutive_failures, 20)
+        delay = min(self.retry_delay * 2.0**doublings, max(self.ttl, self.retry_delay))
         self._consecutive_failures += 1
         self._failure, self._retry_at = exc, self._clock() + delay
         with self._stats_lock:

@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from collector import __version__, answers
 from collector.cache import Outcome
-from collector.market import GROUPS, Market, Snapshot
+from collector.market import Market, Snapshot
 
 log = logging.getLogger("collector.exporter")
 
@@ -110,8 +110,7 @@ class BinanceCollector(Collector):
 
     def _add_health(self, f: "_Families", snapshot: Snapshot) -> None:
         f.up.add_metric([], 0 if snapshot.errors() else 1)
-        for name in GROUPS:
-            group = self.market.groups[name]
+        for name, group in self.market.groups.items():
             if group.last_success is not None:
                 f.last_refresh.add_metric([name], group.last_success)
             for kind, count in sorted(group.failure_counts().items()):

@@ -39,7 +39,7 @@ from collector.models import BookTop, SymbolInfo, Ticker24h
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("exchange", "rankings", "books", "spreads")
+GROUPS = ("exchange", "rankings", "books", "spreads")  # the names of Market.groups, in order
 
 
 @dataclass(frozen=True, slots=True)

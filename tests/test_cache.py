@@ -153,3 +153,14 @@ def test_peek_answers_like_get_without_ever_loading(clock: FakeClock) -> None:
     clock.advance(10)
     assert group.peek() is None
     assert load.calls == 2
+
+
+def test_a_days_long_outage_keeps_retrying_every_ttl(clock: FakeClock) -> None:
+    """2 ** 1024 overflows a float: the backoff must not grow without bound."""
+    group: TtlGroup[int] = TtlGroup("spreads", 10, retry_delay=10, clock=clock)
+    load = Loader()
+    load.failing = True
+    for _ in range(3000):  # more than 8 hours of failures, one every 10 s
+        group.get(load)
+        clock.advance(10)
+    assert load.calls == 3000
