@@ -23,6 +23,7 @@ attempt is counted by status and no attempt starts after the deadline.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -43,6 +44,8 @@ from collector.errors import (
 DEFAULT_BASE_URL = "https://api.binance.com"
 # used when a 429/418 carries no usable Retry-After: Binance's limits are per minute
 DEFAULT_COOL_DOWN = 60.0
+# Binance's IP bans last 2 minutes to 3 days; a longer (or infinite) Retry-After is a bad header
+MAX_COOL_DOWN = 3 * 86400.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
@@ -289,7 +292,9 @@ def _retry_after(response: requests.Response) -> float:
         seconds = float(value)
     except ValueError:
         return DEFAULT_COOL_DOWN
-    return seconds if seconds > 0 else DEFAULT_COOL_DOWN
+    if math.isnan(seconds) or seconds <= 0:
+        return DEFAULT_COOL_DOWN
+    return min(seconds, MAX_COOL_DOWN)
 
 
 def _binance_error(response: requests.Response) -> tuple[int | None, str]:

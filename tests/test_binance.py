@@ -118,13 +118,17 @@ def test_rate_limit_starts_a_cool_down_for_every_endpoint(status: int, clock: Fa
     assert client.request_counts()[("/api/v3/ticker/24hr", str(status))] == 1
 
 
+@pytest.mark.parametrize(("header", "cool_down"), [
+    ("soon", 60), ("0", 60), ("-5", 60), ("nan", 60), ("inf", 3 * 86400), ("1e12", 3 * 86400)])
 @responses.activate
-def test_rate_limit_without_retry_after_cools_down_a_minute(clock: FakeClock) -> None:
-    responses.get(TICKER, status=429, headers={"Retry-After": "soon"})
+def test_unusable_retry_after_values_are_bounded(header: str, cool_down: float,
+                                                 clock: FakeClock) -> None:
+    """A missing or odd header cools down a minute; none may silence us for ever."""
+    responses.get(TICKER, status=429, headers={"Retry-After": header})
     client = client_for(clock)
     with pytest.raises(RateLimited):
         client.tickers_24h()
-    assert client.cool_down_remaining() == 60
+    assert client.cool_down_remaining() == cool_down
 
 
 @responses.activate
