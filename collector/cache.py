@@ -9,10 +9,11 @@ ticker, the order books, ...). :class:`TtlGroup` guarantees:
   new ranking never forces a refresh inside the TTL;
 * **single flight**: one lock per group, so concurrent scrapes that find the
   value expired cause ONE upstream refresh; the others wait and reuse it;
-* **failure memory**: a failed refresh is remembered, and callers get the
-  failure without a new attempt, for 10 s after the first failure, then 20,
-  40, ... up to the group's TTL: a short blip recovers within 10 s, and a long
-  outage costs no more calls than a healthy market;
+* **failure memory**: a failed refresh is remembered like a success, for the
+  group's TTL, and callers get the failure without a new attempt: a failing
+  Binance is never called more often than a healthy one. Only a group that has
+  never succeeded (a start during a blip) retries sooner, after 10 s, then 20,
+  40, ... up to its TTL, so the exporter does not stay empty for an hour;
 * **no stale data**: once a value expires it is never returned again, even if
   the refresh fails (``last_good`` stays available to decide *what* to fetch,
   never as a value to publish).
@@ -115,9 +116,11 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         return None
 
     def _remember_failure(self, exc: BinanceError) -> None:
-        # the exponent is capped: 2.0 ** 1024 overflows a float after a long outage
-        doublings = min(self._consecutive_failures, 20)
-        delay = min(self.retry_delay * 2.0**doublings, max(self.ttl, self.retry_delay))
+        delay = max(self.ttl, self.retry_delay)
+        if self.last_good is None:
+            # the exponent is capped: 2.0 ** 1024 overflows a float after a long outage
+            doublings = min(self._consecutive_failures, 20)
+            delay = min(self.retry_delay * 2.0**doublings, delay)
         self._consecutive_failures += 1
         self._failure, self._retry_at = exc, self._clock() + delay
         with self._stats_lock:

@@ -17,7 +17,9 @@ ticker in parallel, then the books (in parallel with each other) and the
 spreads. The books and spreads depend on the rankings only for *which*
 symbols to ask for; if a rankings refresh fails, they keep using the last
 successful ranking's symbols (their own values are still fresh), while the
-ranking figures themselves are reported as failed.
+ranking figures themselves are reported as failed. Likewise the rankings take
+only symbol metadata from exchangeInfo, and keep the last good one if a
+refresh of it fails.
 """
 
 from __future__ import annotations
@@ -191,17 +193,21 @@ class Market:  # pylint: disable=too-many-instance-attributes
     ) -> Outcome[Rankings]:
         """Rank once per (exchangeInfo, ticker) pair, not once per scrape.
 
+        The ranked figures come from the ticker, which must be current. From
+        exchangeInfo only symbol metadata is used (quote asset, status), so a
+        failed exchangeInfo refresh falls back on the last good one rather than
+        blank the rankings; it still counts as a failure of its own group.
         The pair is recognised by identity (``is``), holding references so that
         a freed answer's id can never be mistaken for a new one's.
         """
         refreshed = tickers.refreshed or exchange.refreshed
-        if exchange.value is None or tickers.value is None:
+        infos = exchange.value if exchange.value is not None else self.exchange.last_good
+        if infos is None or tickers.value is None:
             return Outcome(None, tickers.error or exchange.error, refreshed)
         with self._rank_lock:
             ranked = self._ranked
-            if ranked is None or ranked[0] is not exchange.value or ranked[1] is not tickers.value:
-                ranked = (exchange.value, tickers.value,
-                          self._compute_rankings(exchange.value, tickers.value))
+            if ranked is None or ranked[0] is not infos or ranked[1] is not tickers.value:
+                ranked = (infos, tickers.value, self._compute_rankings(infos, tickers.value))
                 self._ranked = ranked
             return Outcome(ranked[2], refreshed=refreshed)
 

@@ -39,7 +39,8 @@ TTL = {"exchange": 3600, "rankings": 300, "books": 30, "spreads": 10}
 RANKING_SERIES = {"binance_symbol_rank", "binance_symbol_quote_volume_24h",
                   "binance_symbol_base_volume_24h", "binance_symbol_trades_24h"}
 SERIES = {
-    "exchange": RANKING_SERIES,  # a ranking needs exchangeInfo's quote assets
+    # exchangeInfo has no series of its own: rankings keep its last good symbol metadata
+    "exchange": set(),
     "rankings": RANKING_SERIES,
     "books": {"binance_order_book_notional", "binance_order_book_levels"},
     "spreads": {"binance_price_spread", "binance_price_spread_delta", "binance_price_spread_ratio",
@@ -207,6 +208,8 @@ def assert_outcome(expect: Expect, group: str, baseline: dict[str, Any],
         requests = during["binance_api_requests_total"]
         assert requests[(("code", expect.code), ("endpoint", ENDPOINT[group]))] >= 1
         assert not names & SERIES[group], "a failed group's series must be left out"
+        if group == "exchange":
+            assert RANKING_SERIES <= names
     elif expect.state == "no_spreads":
         assert during["binance_up"][()] == 1
         assert not names & SERIES["spreads"], "no made-up or negative spread"

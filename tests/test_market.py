@@ -166,3 +166,17 @@ def test_a_new_ranking_does_not_refresh_spreads_inside_their_ttl(
     clock.advance(5)
     spreads = market.snapshot().spreads.value
     assert spreads is not None and list(spreads.spreads)[0] == "PEPEUSDT"
+
+
+def test_a_failed_exchange_info_refresh_keeps_rankings_on_the_last_good_one(
+    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+) -> None:
+    """exchangeInfo only says which quote asset and status a symbol has: metadata, not data."""
+    market.snapshot()
+    market_mock.replace(responses.GET, "https://api.binance.com/api/v3/exchangeInfo", status=503)
+    clock.advance(3600)
+    snap = market.snapshot()
+    assert isinstance(snap.exchange.error, UpstreamUnavailable)
+    assert snap.rankings.ok and snap.rankings.value is not None  # ticker refreshed at t=3600
+    assert snap.rankings.value.by_trades[0].symbol == "FLOKIUSDT"
+    assert snap.errors() == [snap.exchange.error]
