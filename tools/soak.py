@@ -177,6 +177,7 @@ class Soak:  # pylint: disable=too-many-instance-attributes
             "rss_last_mb": rss[-1] / 1024,
             "rss_max_mb": max(rss) / 1024,
             "threads_min": min(threads), "threads_max": max(threads),
+            "rss_by_minute": [round(s[1] / 1024, 1) for s in self.samples if int(s[0]) % 60 < 5],
             "weight_per_minute": weight / (self.seconds / 60),
             "exporter_alive": alive,
         }
@@ -214,6 +215,8 @@ Python {platform.python_version()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:
 | figure | measured | target |
 |---|---|---|
 {table}
+
+Exporter RSS (MB) about every minute: {", ".join(map(str, result["rss_by_minute"]))}.
 
 A failed group is retried after its TTL, like a successful one, and nothing is
 sent during a 429/418 cool-down, so faults do not raise the request weight above
