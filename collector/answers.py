@@ -144,3 +144,13 @@ def spread_deltas(
             before = None if previous is None else previous.get(symbol)
             deltas[symbol] = None if value is None or before is None else abs(value - before)
     return deltas
+
+
+def plain(value: Decimal | None) -> str | None:
+    """A decimal as Binance would write it, minus trailing zeros: ``0.01``, never ``1E-2``."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client.core import (
@@ -138,16 +137,10 @@ class BinanceCollector(Collector):
         spreads = snapshot.spreads
         if spreads.refreshed and spreads.value is not None:
             log.info("spreads: %s", " ".join(
-                f"{symbol}={_plain(value)} (delta {_plain(spreads.value.deltas.get(symbol))})"
+                f"{symbol}={answers.plain(value) or '-'} "
+                f"(delta {answers.plain(spreads.value.deltas.get(symbol)) or '-'})"
                 for symbol, value in spreads.value.spreads.items()
             ))
-
-
-def _plain(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class _Families:  # pylint: disable=too-many-instance-attributes

@@ -26,10 +26,10 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from collector import __version__
+from collector.answers import plain
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
@@ -48,16 +48,6 @@ from collector.errors import BinanceError
 from collector.market import Market, Snapshot, Spreads
 
 log = logging.getLogger("collector.report")
-
-
-def plain(value: Decimal | None) -> str | None:
-    """A decimal as Binance would write it, minus trailing zeros: ``0.01``, never ``1E-2``."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
 
 
 def utc(unix: float) -> str:
