@@ -60,6 +60,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         retries: int = 1,
         backoff: float = 0.2,
         session: requests.Session | None = None,
+        pool_size: int = 16,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -73,7 +74,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         self._clock = clock
         self._wall = wall
         self._sleep = sleep
-        self._session = session or _new_session()
+        self._session = session or _new_session(pool_size)
         self._lock = threading.Lock()
         self._preferred = 0  # index of the base URL that last connected
         self._cool_down_until = 0.0
@@ -159,7 +160,13 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         result: Any = None
         for offset in range(len(self.base_urls)):
             index = (first + offset) % len(self.base_urls)
-            result = self._request(endpoint, params, index, deadline)
+            last = offset == len(self.base_urls) - 1
+            try:
+                result = self._request(endpoint, params, index, deadline)
+            except RestrictedLocation:  # this host refuses us; another may not
+                if last:
+                    raise
+                result = _Failure("HTTP 451", no_connection=True)
             if not (isinstance(result, _Failure) and result.no_connection):
                 return result
             with self._lock:
@@ -231,7 +238,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         older count; Binance's counter only grows within its one-minute window.
         """
         header = response.headers.get("X-MBX-USED-WEIGHT-1M")
-        if header is None or not header.isdigit():
+        if header is None or not (header.isascii() and header.isdecimal()):
             return
         minute = int(self._wall() // 60)
         with self._lock:
@@ -241,10 +248,11 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
                 self.used_weight = max(self.used_weight, int(header))
 
 
-def _new_session() -> requests.Session:
+def _new_session(pool_size: int) -> requests.Session:
     session = requests.Session()
     # parallel book fetches share this session: one pooled connection each
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size,
+                                            max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "binance-exporter"
@@ -300,8 +308,10 @@ def _retry_after(response: requests.Response) -> float:
 def _binance_error(response: requests.Response) -> tuple[int | None, str]:
     try:
         body = response.json()
-    except (ValueError, requests.RequestException):
+    except ValueError:
         return None, response.text[:100] or response.reason
+    except requests.RequestException:  # the body broke off: the status says enough
+        return None, response.reason or ""
     if isinstance(body, dict):
         code = body.get("code")
         return (code if isinstance(code, int) else None), str(body.get("msg", ""))[:200]

@@ -9,11 +9,12 @@ ticker, the order books, ...). :class:`TtlGroup` guarantees:
   new ranking never forces a refresh inside the TTL;
 * **single flight**: one lock per group, so concurrent scrapes that find the
   value expired cause ONE upstream refresh; the others wait and reuse it;
-* **failure memory**: a failed refresh is remembered like a success, for the
-  group's TTL, and callers get the failure without a new attempt: a failing
-  Binance is never called more often than a healthy one. Only a group that has
-  never succeeded (a start during a blip) retries sooner, after 10 s, then 20,
-  40, ... up to its TTL, so the exporter does not stay empty for an hour;
+* **failure memory**: a failed refresh is remembered, and callers get the
+  failure without a new attempt, for a delay that doubles with each consecutive
+  failure up to the group's TTL. It starts at 10 s for a group that never had
+  data (a start during a blip) and at 60 s or the TTL, if shorter, for one that
+  has: the books (30 s) and spreads (10 s) are never retried more often than a
+  healthy market refreshes them, and a long outage settles at the healthy rate;
 * **no stale data**: once a value expires it is never returned again, even if
   the refresh fails (``last_good`` stays available to decide *what* to fetch,
   never as a value to publish).
@@ -29,11 +30,12 @@ from typing import Callable, Generic, TypeVar
 
 from cachetools import TTLCache
 
-from collector.errors import BinanceError
+from collector.errors import BinanceError, NotAttempted
 
 T = TypeVar("T")
 
 MIN_RETRY_DELAY = 10.0
+HELD_FAILURE = 60.0  # first retry delay of a group that has data, if its TTL is longer
 _VALUE = "value"
 
 
@@ -104,23 +106,41 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
     def peek(self) -> Outcome[T] | None:
         """The answer get() would give without refreshing, or None when a refresh is due.
 
-        Lock-free, for the common case of a scrape served from cache: no thread
-        hand-off is needed when nothing has to be fetched.
+        For the common case of a scrape served from cache: no thread hand-off is
+        needed when nothing has to be fetched. It never waits: while a refresh
+        holds the lock it answers None, and the caller waits in get().
         """
-        cached = self._values.get(_VALUE)
-        if cached is not None:
-            return Outcome(cached)
-        failure = self._failure
-        if failure is not None and self._clock() < self._retry_at:
-            return Outcome(None, failure)
-        return None
+        if not self._lock.acquire(blocking=False):  # pylint: disable=consider-using-with
+            return None
+        try:
+            cached = self._values.get(_VALUE)
+            if cached is not None:
+                return Outcome(cached)
+            if self._failure is not None and self._clock() < self._retry_at:
+                return Outcome(None, self._failure)
+            return None
+        finally:
+            self._lock.release()
 
     def _remember_failure(self, exc: BinanceError) -> None:
-        delay = max(self.ttl, self.retry_delay)
-        if self.last_good is None:
+        """Hold the failure for retry_delay × 2^n, up to the TTL (see the module docstring).
+
+        n counts consecutive failures, and a group that has data starts at one
+        minute (or its TTL, if shorter): a failing 30 s books group is retried
+        every 30 s, never more often than a healthy one, while a blip on the
+        hourly exchangeInfo clears within a minute instead of an hour. Nothing
+        was sent for NotAttempted (budget spent, no ranking yet): retried soon.
+        """
+        if isinstance(exc, NotAttempted):
+            delay = self.retry_delay
+        else:
+            ceiling = max(self.ttl, self.retry_delay)
+            base = self.retry_delay
+            if self.last_good is not None:
+                base = min(ceiling, max(self.retry_delay, HELD_FAILURE))
             # the exponent is capped: 2.0 ** 1024 overflows a float after a long outage
             doublings = min(self._consecutive_failures, 20)
-            delay = min(self.retry_delay * 2.0**doublings, delay)
+            delay = min(base * 2.0**doublings, ceiling)
         self._consecutive_failures += 1
         self._failure, self._retry_at = exc, self._clock() + delay
         with self._stats_lock:

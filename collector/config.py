@@ -176,7 +176,9 @@ def resolve_base_urls(parser: argparse.ArgumentParser, given: Sequence[str] | No
 
 def make_client(args: argparse.Namespace) -> BinanceClient:
     """The Binance client the flags describe."""
-    return BinanceClient(args.base_urls, timeout=args.timeout, retries=args.retries)
+    # a pooled connection for each parallel depth call, plus the other groups'
+    return BinanceClient(args.base_urls, timeout=args.timeout, retries=args.retries,
+                         pool_size=args.top + 8)
 
 
 def make_settings(args: argparse.Namespace) -> Settings:

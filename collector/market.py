@@ -203,7 +203,10 @@ class Market:  # pylint: disable=too-many-instance-attributes
         refreshed = tickers.refreshed or exchange.refreshed
         infos = exchange.value if exchange.value is not None else self.exchange.last_good
         if infos is None or tickers.value is None:
-            return Outcome(None, tickers.error or exchange.error, refreshed)
+            # "refreshed" only if the error is new, so that it is logged once
+            error, new = (tickers.error, tickers.refreshed) if tickers.error else (
+                exchange.error, exchange.refreshed)
+            return Outcome(None, error, new)
         with self._rank_lock:
             ranked = self._ranked
             if ranked is None or ranked[0] is not infos or ranked[1] is not tickers.value:

@@ -10,6 +10,7 @@ import requests
 import responses
 from conftest import BASE, FakeClock, calls_to, load
 
+from collector import binance
 from collector.binance import BinanceClient
 from collector.errors import (
     ApiError,
@@ -258,3 +259,35 @@ def test_a_book_ticker_answer_missing_a_symbol_is_a_bad_response(clock: FakeCloc
     responses.get(f"{BASE}/api/v3/ticker/bookTicker", json=load("book_ticker.json")[:1])
     with pytest.raises(BadResponse, match="symbol WLDUSDT: missing from the answer"):
         client_for(clock).book_tickers(["FLOKIUSDT", "WLDUSDT"])
+
+
+@responses.activate
+def test_451_moves_on_to_the_next_base_url(clock: FakeClock) -> None:
+    """A restricted location is a property of the host: the fallback the user gave may work."""
+    responses.get(TICKER, status=451, json={"code": 0, "msg": "restricted"})
+    responses.get("https://data-api.binance.vision/api/v3/ticker/24hr", json=[])
+    client = client_for(clock, retries=0,
+                        base_urls=(BASE, "https://data-api.binance.vision"))
+    assert not client.tickers_24h()
+    assert not client.tickers_24h()  # and keeps to it
+    assert calls_to(responses.mock, "api.binance.com") == 1
+
+
+@responses.activate
+def test_a_weight_header_that_is_not_ascii_digits_is_ignored(clock: FakeClock) -> None:
+    """'²'.isdigit() is True and int('²') raises: that must not reach the scrape."""
+    responses.get(TICKER, json=[], headers={"X-MBX-USED-WEIGHT-1M": "²"})
+    client = client_for(clock)
+    assert not client.tickers_24h()
+    assert client.used_weight is None
+
+
+def test_a_4xx_whose_body_breaks_off_still_gives_a_reason() -> None:
+    """Reading an error body can fail too (a proxy's 429 cut short): not an escape route."""
+    class BrokenBody(requests.Response):
+        def json(self, **_: object) -> object:
+            raise requests.exceptions.ChunkedEncodingError("connection broken")
+
+    response = BrokenBody()
+    response.status_code, response.reason = 400, "Bad Request"
+    assert binance._binance_error(response) == (None, "Bad Request")  # pylint: disable=W0212

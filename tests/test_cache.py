@@ -8,7 +8,7 @@ import pytest
 from conftest import FakeClock
 
 from collector.cache import TtlGroup
-from collector.errors import UpstreamUnavailable
+from collector.errors import NotAttempted, UpstreamUnavailable
 
 
 class Loader:
@@ -184,3 +184,39 @@ def test_a_group_with_data_retries_a_failure_only_after_its_ttl(clock: FakeClock
     clock.advance(1)
     load.failing = False
     assert group.get(load).ok and load.calls == 3
+
+
+def attempts_while_failing(group: TtlGroup[int], load: Loader, clock: FakeClock,
+                           seconds: int) -> list[int]:
+    """Seconds (from now) at which a scrape every second made an upstream attempt."""
+    load.failing = True
+    attempts = []
+    for second in range(seconds):
+        before = load.calls
+        group.get(load)
+        if load.calls > before:
+            attempts.append(second)
+        clock.advance(1)
+    return attempts
+
+
+def test_a_blip_on_a_slow_group_clears_within_a_minute_not_its_ttl(clock: FakeClock) -> None:
+    """One failed exchangeInfo refresh must not hold binance_up at 0 for an hour."""
+    group: TtlGroup[int] = TtlGroup("exchange", 3600, retry_delay=10, clock=clock)
+    load = Loader()
+    group.get(load)
+    clock.advance(3600)
+    assert attempts_while_failing(group, load, clock, 1000) == [0, 60, 180, 420, 900]
+
+
+def test_nothing_sent_is_retried_soon(clock: FakeClock) -> None:
+    """NotAttempted (budget spent, no ranking yet): nothing reached Binance, so no long hold."""
+    group: TtlGroup[int] = TtlGroup("books", 30, retry_delay=10, clock=clock)
+
+    def not_attempted() -> int:
+        raise NotAttempted("/api/v3/depth", "no ranking yet to pick symbols from")
+
+    for _ in range(3):
+        assert group.get(not_attempted).error is not None
+        clock.advance(10)
+    assert group.failure_counts() == {"not_attempted": 3}
