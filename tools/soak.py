@@ -219,9 +219,10 @@ Python {platform.python_version()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:
 
 Exporter RSS (MB) about every minute: {", ".join(map(str, result["rss_by_minute"]))}.
 
-Weight: a failed group is retried no sooner than after its TTL, like a successful
-one, and nothing is sent during a 429/418 cool-down. But a failing attempt can cost
-more than a healthy one: a timeout or 5xx is retried once (`--retries 1`) and
+Weight: a failed group is held before its next attempt (books and spreads for
+their TTL, rankings and exchangeInfo from 60 s doubling up to theirs), and nothing
+is sent during a 429/418 cool-down. But a failing attempt can cost more than a
+healthy one: a timeout or 5xx is retried once (`--retries 1`) and
 Binance charges answers that then fail validation. With a new fault every few
 seconds the rate therefore sits somewhat above the healthy 274/min of
 BENCHMARKS.md (this run includes the one-off cold start of 229 weight, ~23/min
