@@ -27,8 +27,8 @@ from collector.config import (
     env,
     make_client,
     make_settings,
+    parse_args,
     positive_float,
-    resolve_base_urls,
     setup_logging,
     ttl,
 )
@@ -99,9 +99,7 @@ def build(args: argparse.Namespace) -> tuple[Market, CollectorRegistry]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``binance-exporter``: serve until SIGTERM or SIGINT."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.log_level)
     stop = threading.Event()
 

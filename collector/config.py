@@ -174,6 +174,13 @@ def resolve_base_urls(parser: argparse.ArgumentParser, given: Sequence[str] | No
     return urls
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Flags and environment, validated, with the base URLs resolved (exit 2 on bad input)."""
+    args = parser.parse_args(argv)
+    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    return args
+
+
 def make_client(args: argparse.Namespace) -> BinanceClient:
     """The Binance client the flags describe."""
     # a pooled connection for each parallel depth call, plus the other groups'

@@ -40,8 +40,8 @@ from collector.config import (
     make_settings,
     non_negative_int,
     one_of,
+    parse_args,
     positive_float,
-    resolve_base_urls,
     setup_logging,
 )
 from collector.errors import BinanceError
@@ -219,9 +219,7 @@ def os_count() -> str | None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Entry point of ``binance-report``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.log_level)
     # Q1-Q3 are answered once; the Q5 ticks ask for nothing but the spreads
     settings = dataclasses.replace(

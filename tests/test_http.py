@@ -24,6 +24,7 @@ from standin import running_standin
 
 from collector import cli
 from collector.binance import BinanceClient
+from collector.config import parse_args
 from collector.exporter import BinanceCollector
 from collector.http import MetricsServer, make_app
 from collector.market import Market
@@ -104,9 +105,7 @@ def test_bad_environment_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    args = cli.build_parser().parse_args(["--listen-address", "127.0.0.1", *argv])
-    args.base_urls = ["https://api.binance.com"]
-    return args
+    return parse_args(cli.build_parser(), ["--listen-address", "127.0.0.1", *argv])
 
 
 def test_port_in_use_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
