@@ -16,8 +16,6 @@ import threading
 from types import FrameType
 from typing import Callable, Sequence
 
-from prometheus_client import CollectorRegistry
-
 from collector import __version__
 from collector.config import (
     EXIT_OK,
@@ -33,7 +31,8 @@ from collector.config import (
     ttl,
 )
 from collector.exporter import BinanceCollector
-from collector.http import MetricsServer, make_app
+from collector.exposition import Exposition
+from collector.http import MetricsServer
 from collector.market import Market
 
 log = logging.getLogger("collector.cli")
@@ -61,8 +60,8 @@ def build_parser() -> Parser:
     web = parser.add_argument_group("web")
     # not BINANCE_PORT: Kubernetes sets <SERVICE>_PORT=tcp://... for a Service named binance
     web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "0.0.0.0"),
-                     metavar="HOST", help="address to listen on (env BINANCE_LISTEN_ADDRESS; "
-                     "default 0.0.0.0)")
+                     metavar="HOST", help="address to listen on, IPv4 or IPv6 "
+                     "(env BINANCE_LISTEN_ADDRESS; default 0.0.0.0)")
     web.add_argument("--port", type=port, default=env("LISTEN_PORT", "8080"),
                      help="port to listen on (env BINANCE_LISTEN_PORT; default 8080)")
     add_upstream_flags(parser)
@@ -84,17 +83,15 @@ def build_parser() -> Parser:
     return parser
 
 
-def build(args: argparse.Namespace) -> tuple[Market, CollectorRegistry]:
-    """The market and a registry of our own (not the global one) holding its collector."""
+def build(args: argparse.Namespace) -> tuple[Market, Exposition]:
+    """The market and the exposition of its collector (no global registry involved)."""
     settings = dataclasses.replace(
         make_settings(args), ttl_spreads=args.ttl_spreads, ttl_books=args.ttl_books,
         ttl_rankings=args.ttl_rankings, ttl_exchange=args.ttl_exchange,
         refresh_budget=args.refresh_budget,
     )
     market = Market(make_client(args), settings)
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(BinanceCollector(market))
-    return market, registry
+    return market, Exposition(BinanceCollector(market))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,9 +115,9 @@ def serve(
     on_ready: Callable[[MetricsServer], None] | None = None,
 ) -> int:
     """Listen, serve until ``stop`` is set, then release the port. Returns the exit code."""
-    market, registry = build(args)
+    market, exposition = build(args)
     try:
-        server = MetricsServer(args.listen_address, args.port, make_app(registry))
+        server = MetricsServer(args.listen_address, args.port, exposition)
     except OSError as exc:
         market.close()
         print(f"binance-exporter: cannot listen on {args.listen_address}:{args.port}: "

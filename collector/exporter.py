@@ -22,6 +22,7 @@ Sample output (abridged)::
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -43,28 +44,79 @@ SYMBOL = ["symbol", "quote_asset"]
 
 
 class BinanceCollector(Collector):
-    """A custom collector: registering it calls nothing; each scrape builds fresh families."""
+    """A custom collector: registering it calls nothing; each scrape takes a fresh snapshot.
+
+    The families built from a snapshot are kept and returned again, the same
+    objects, while nothing they show has changed (see :meth:`_data_families`),
+    so that an exposition can render each of them once per refresh rather than
+    once per scrape. The per-scrape families (scrape duration, used weight,
+    cool-down) are built on every call.
+    """
 
     def __init__(self, market: Market, clock: Callable[[], float] = time.perf_counter) -> None:
         self.market = market
         self._clock = clock
+        self._memo_lock = threading.Lock()
+        self._memo: tuple[tuple[object, ...], int, list[Metric]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
-        return list(_Families(self.market.settings.ttl_spreads).all())
+        return [*_Families(self.market.settings.ttl_spreads).all(), *_Live().all()]
 
     def collect(self) -> Iterable[Metric]:
-        """One snapshot → every family. Never raises for an upstream problem."""
+        """One snapshot → every family, refreshing what is due. Never raises for an upstream
+        problem."""
         started = self._clock()
-        snapshot = self.market.snapshot()
+        return self._collect(self.market.snapshot(), started)
+
+    def collect_cached(self) -> list[Metric] | None:
+        """What ``collect()`` would return if nothing is due, without waiting; else None."""
+        started = self._clock()
+        snapshot = self.market.cached_snapshot()
+        if snapshot is None:
+            return None
+        return self._collect(snapshot, started)
+
+    def _collect(self, snapshot: Snapshot, started: float) -> list[Metric]:
         self._log(snapshot)
-        families = _Families(self.market.settings.ttl_spreads)
-        self._add_spreads(families, snapshot)
-        self._add_books(families, snapshot)
-        self._add_rankings(families, snapshot)
-        self._add_health(families, snapshot)
-        families.scrape_duration.add_metric([], self._clock() - started)
-        return list(families.all())
+        families = self._data_families(snapshot)
+        live = _Live()
+        client = self.market.client
+        used_weight = client.used_weight_this_minute()
+        if used_weight is not None:
+            live.used_weight.add_metric([], used_weight)
+        live.cool_down.add_metric([], client.cool_down_remaining())
+        live.scrape_duration.add_metric([], self._clock() - started)
+        return [*families, *live.all()]
+
+    def _data_families(self, snapshot: Snapshot) -> list[Metric]:
+        """The families that change only with a refresh, rebuilt only when one happened.
+
+        Everything they show comes from the snapshot's values and errors (a
+        refresh replaces them with new objects), the groups' counters (which
+        change only together with a new error object) and the client's request
+        counts (read once, here). So the snapshot's objects, compared by
+        identity and held so their ids are never reused, plus the number of
+        requests, are the key. Counters read after the key may only be newer
+        than it, which costs a rebuild, never a stale answer.
+        """
+        key = tuple(obj for o in (snapshot.exchange, snapshot.rankings, snapshot.books,
+                                  snapshot.spreads) for obj in (o.value, o.error))
+        counts = self.market.client.request_counts()
+        sent = sum(counts.values())
+        with self._memo_lock:
+            memo = self._memo
+        if memo is not None and memo[1] == sent and all(a is b for a, b in zip(memo[0], key)):
+            return memo[2]
+        f = _Families(self.market.settings.ttl_spreads)
+        self._add_spreads(f, snapshot)
+        self._add_books(f, snapshot)
+        self._add_rankings(f, snapshot)
+        self._add_health(f, snapshot, counts)
+        families = list(f.all())
+        with self._memo_lock:
+            self._memo = (key, sent, families)
+        return families
 
     def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:
         spreads = snapshot.spreads.value
@@ -107,20 +159,17 @@ class BinanceCollector(Collector):
                 f.base_volume.add_metric(labels, float(ticker.volume))
                 f.trades.add_metric(labels, ticker.trades)
 
-    def _add_health(self, f: "_Families", snapshot: Snapshot) -> None:
+    def _add_health(
+        self, f: "_Families", snapshot: Snapshot, counts: dict[tuple[str, str], int]
+    ) -> None:
         f.up.add_metric([], 0 if snapshot.errors() else 1)
         for name, group in self.market.groups.items():
             if group.last_success is not None:
                 f.last_refresh.add_metric([name], group.last_success)
             for kind, count in sorted(group.failure_counts().items()):
                 f.failures.add_metric([name, kind], count)
-        client = self.market.client
-        for (endpoint, code), count in sorted(client.request_counts().items()):
+        for (endpoint, code), count in sorted(counts.items()):
             f.requests.add_metric([endpoint, code], count)
-        used_weight = client.used_weight_this_minute()
-        if used_weight is not None:
-            f.used_weight.add_metric([], used_weight)
-        f.cool_down.add_metric([], client.cool_down_remaining())
         f.build.add_metric([], {"version": __version__})
 
     def _log(self, snapshot: Snapshot) -> None:
@@ -144,7 +193,7 @@ class BinanceCollector(Collector):
 
 
 class _Families:  # pylint: disable=too-many-instance-attributes
-    """The metric families of one scrape, built fresh each time."""
+    """The metric families that change only with a refresh (memoised by the collector)."""
 
     def __init__(self, ttl_spreads: float) -> None:
         cached = f"Cached: refreshed from Binance at most every {ttl_spreads:g} s."
@@ -193,8 +242,6 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             labels=SYMBOL)
         self.up = GaugeMetricFamily(
             "binance_up", "1 if the last refresh of every data group succeeded, else 0.")
-        self.scrape_duration = GaugeMetricFamily(
-            "binance_scrape_duration_seconds", "Time this collection took, refreshes included.")
         self.last_refresh = GaugeMetricFamily(
             "binance_last_refresh_timestamp_seconds",
             "Unix time of each data group's last successful refresh.", labels=["group"])
@@ -205,6 +252,17 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "binance_api_requests",
             "HTTP requests sent to Binance (retries included) by endpoint and status code, "
             "or 'error' when no response came.", labels=["endpoint", "code"])
+        self.build = InfoMetricFamily("binance_exporter_build", "Version of this exporter.")
+
+    def all(self) -> Iterator[Metric]:
+        """Every family, in a stable order."""
+        yield from vars(self).values()
+
+
+class _Live:
+    """The metric families that may change on every scrape, built fresh each time."""
+
+    def __init__(self) -> None:
         self.used_weight = GaugeMetricFamily(
             "binance_api_used_weight",
             "Request weight used in the current minute: the highest X-MBX-USED-WEIGHT-1M "
@@ -212,7 +270,8 @@ class _Families:  # pylint: disable=too-many-instance-attributes
         self.cool_down = GaugeMetricFamily(
             "binance_api_cool_down_seconds",
             "Seconds left of a 429/418 rate-limit cool-down during which nothing is sent.")
-        self.build = InfoMetricFamily("binance_exporter_build", "Version of this exporter.")
+        self.scrape_duration = GaugeMetricFamily(
+            "binance_scrape_duration_seconds", "Time this collection took, refreshes included.")
 
     def all(self) -> Iterator[Metric]:
         """Every family, in a stable order."""

@@ -1,24 +1,42 @@
 """The exporter's HTTP side: a landing page, ``/metrics``, 404 elsewhere.
 
-``/metrics`` is prometheus_client's own WSGI app, so content negotiation
-(OpenMetrics or text) and gzip keep working. ``/`` never calls Binance, which
-makes it the right target for health checks.
+One event loop in one thread speaks HTTP/1.1 with keep-alive (Prometheus and
+most load tools reuse their connection). A scrape that finds every data group
+fresh is answered on the loop from the exposition's rendered bytes, without a
+thread hand-off; only a scrape that must wait on a Binance refresh goes to a
+small thread pool, so a slow upstream never blocks the landing page or other
+scrapes. ``/`` never calls Binance, which makes it the target for health checks.
+
+Limits: a request head of at most 16 KiB (431 beyond), bodies refused, 512
+connections at once (503 beyond), an idle keep-alive connection closed after
+75 s, a client that stops reading dropped after 30 s. On ``stop()`` requests
+in flight get a short grace period, idle connections are closed at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import html
+import logging
+import socket
 import threading
-from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-from prometheus_client import CollectorRegistry, make_wsgi_app
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
 
 from collector import __version__
+from collector.exposition import Exposition, Request
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+log = logging.getLogger("collector.http")
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 64 * 1024  # a GET with a body is odd but legal: read and ignored up to this size
+WRITE_TIMEOUT = 30.0  # a client that stops reading our answer is dropped after this
+SHUTDOWN_GRACE = 3.0
+BACKLOG = 128  # a burst of scrapers must not overflow the listen queue (1 s SYN retries)
 
 LANDING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Binance exporter</title></head>
@@ -27,69 +45,268 @@ LANDING = """<!DOCTYPE html>
 <p><a href="/metrics">Metrics</a></p>
 </body></html>
 """
+HTML = "text/html; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
 
 
-def make_app(registry: CollectorRegistry) -> WsgiApp:
-    """The WSGI application serving ``registry``."""
-    metrics = make_wsgi_app(registry)
-    landing = LANDING.format(version=html.escape(__version__)).encode()
+class _BadRequest(Exception):
+    """A request we cannot frame: answer ``status`` and close."""
 
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO") or "/"
-        if path == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
-        if path == "/":
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                      ("Content-Length", str(len(landing)))])
-            return [landing]
-        body = b"Not found: try /metrics\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                         ("Content-Length", str(len(body)))])
-        return [body]
-
-    return app
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, so a slow refresh never blocks the landing page."""
-
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops connections from a burst of
-    # scrapers; the kernel then retries the SYN after 1 s, a 1 s scrape
-    request_queue_size = 128
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per scrape; headers and body leave at once (no Nagle delay)."""
-
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
-        pass
+@dataclass(frozen=True)
+class _Parsed:
+    method: str
+    path: str
+    query: str
+    keep_alive: bool
+    http10: bool
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-class MetricsServer:
-    """A started server; ``stop()`` releases the port."""
+@dataclass(frozen=True)
+class _Answer:
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
-    def __init__(self, address: str, port: int, app: WsgiApp) -> None:
-        # binding happens here, so "address in use" surfaces as OSError to the caller
-        self._httpd = make_server(address, port, app, _ThreadingServer, _QuietHandler)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="http", daemon=True
-        )
+
+def parse_head(head: bytes) -> _Parsed:
+    """The request line and headers of one request (``head`` ends with a blank line)."""
+    lines = head.lstrip(b"\r\n").decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/"):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"{version} not supported")
+    headers = _headers(lines[1:])
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    http10 = version == "HTTP/1.0"
+    keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
+    url = urlsplit(target)
+    return _Parsed(method, url.path or "/", url.query, keep_alive, http10, headers)
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    """Header lines → {lower-case name: value}; a repeated header's values joined by commas."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value.strip()}" if key in headers else value.strip()
+    return headers
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much the server accepts from clients (see the module docstring)."""
+
+    idle_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 512  # 503 beyond
+    workers: int = 8  # threads for scrapes that wait on a refresh
+
+
+class MetricsServer:  # pylint: disable=too-many-instance-attributes
+    """A server bound at construction (so "address in use" raises OSError there);
+    ``start()`` serves in a background thread, ``stop()`` releases the port."""
+
+    def __init__(self, address: str, port: int, exposition: Exposition,
+                 limits: Limits = Limits()) -> None:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        self._sock = socket.create_server((address, port), family=family, backlog=BACKLOG)
+        self._exposition = exposition
+        self._limits = limits
+        self._landing = LANDING.format(version=html.escape(__version__)).encode()
+        self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="scrape")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._date = (0, "")
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        return int(self._httpd.server_address[1])
+        return int(self._sock.getsockname()[1])
 
     def start(self) -> "MetricsServer":
         """Serve in a background thread."""
         self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start_serving(), self._loop).result(10)
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        """Stop accepting, let requests in flight finish (briefly), close the socket."""
+        if self._thread.is_alive():
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                done.result(SHUTDOWN_GRACE + 5)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(5)
+        self._sock.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _start_serving(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connection, sock=self._sock, limit=MAX_HEAD, backlog=BACKLOG)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for task in self._connections - self._busy:  # idle: waiting for a next request
+            task.cancel()
+        if self._busy:
+            await asyncio.wait(set(self._busy), timeout=SHUTDOWN_GRACE)
+        for task in set(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=1)
+
+    # -- one connection --------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            if len(self._connections) >= self._limits.max_connections or self._closing:
+                await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
+                                                          "too many connections"))
+                return
+            self._connections.add(task)
+            await self._serve(reader, writer, task)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass  # the client went away or stalled: nothing to answer
+        finally:
+            self._connections.discard(task)
+            self._busy.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     task: asyncio.Task[None]) -> None:
+        while not self._closing:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
+                                              self._limits.idle_timeout)
+            except asyncio.LimitOverrunError:
+                await self._refuse(reader, writer, _plain(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
+                return
+            except asyncio.IncompleteReadError:
+                return  # closed between requests: the normal end of a keep-alive connection
+            self._busy.add(task)
+            try:
+                request = parse_head(head)
+                await self._skip_body(reader, request)
+            except _BadRequest as exc:
+                await self._refuse(reader, writer, _plain(exc.status, str(exc)))
+                return
+            answer = await self._answer(request)
+            keep_alive = request.keep_alive and not self._closing
+            await self._send(writer, answer, keep_alive=keep_alive, http10=request.http10,
+                             head_only=request.method == "HEAD")
+            self._busy.discard(task)
+            if not keep_alive:
+                return
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      answer: _Answer) -> None:
+        """Answer and close gracefully: half-close, then read what the client still sends.
+
+        Closing a socket with unread bytes makes the kernel reset the connection,
+        which can destroy the answer before the client reads it. The reading is
+        bounded (64 KiB, 1 s).
+        """
+        await self._send(writer, answer, keep_alive=False, http10=False, head_only=False)
+        if writer.can_write_eof():
+            writer.write_eof()
+        deadline = self._loop.time() + 1.0
+        left = MAX_BODY
+        while left > 0 and (wait := deadline - self._loop.time()) > 0:
+            try:
+                chunk = await asyncio.wait_for(reader.read(left), wait)
+            except (asyncio.TimeoutError, ConnectionError):
+                return
+            if not chunk:
+                return
+            left -= len(chunk)
+
+    @staticmethod
+    async def _skip_body(reader: asyncio.StreamReader, request: _Parsed) -> None:
+        if "transfer-encoding" in request.headers:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "request bodies are not accepted")
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit():
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        if int(length) > MAX_BODY:
+            raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+        if int(length):
+            await asyncio.wait_for(reader.readexactly(int(length)), WRITE_TIMEOUT)
+
+    async def _answer(self, request: _Parsed) -> _Answer:
+        if request.method not in ("GET", "HEAD"):
+            return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, TEXT, b"Only GET and HEAD\n",
+                           (("Allow", "GET, HEAD"),))
+        if request.path == "/metrics":
+            return await self._metrics(request)
+        if request.path == "/":
+            return _Answer(HTTPStatus.OK, HTML, self._landing)
+        return _plain(HTTPStatus.NOT_FOUND, "Not found: try /metrics")
+
+    async def _metrics(self, request: _Parsed) -> _Answer:
+        wanted = Request(request.headers.get("accept", ""),
+                         request.headers.get("accept-encoding", ""),
+                         tuple(parse_qs(request.query).get("name[]", ())))
+        try:
+            body = self._exposition.cached(wanted)
+            if body is None:  # a refresh is due: wait for it off the loop
+                body = await self._loop.run_in_executor(self._pool, self._exposition.fresh, wanted)
+        except Exception:  # pylint: disable=broad-exception-caught
+            # a bug, not an upstream failure (those are metrics): say so, keep serving
+            log.exception("rendering /metrics failed")
+            return _plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error rendering metrics")
+        headers = [("Vary", "Accept, Accept-Encoding")]
+        if body.gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        return _Answer(HTTPStatus.OK, body.content_type, body.data, tuple(headers))
+
+    async def _send(self, writer: asyncio.StreamWriter, answer: _Answer, *, keep_alive: bool,
+                    http10: bool, head_only: bool) -> None:
+        lines = [f"HTTP/1.1 {answer.status.value} {answer.status.phrase}",
+                 f"Date: {self._http_date()}",
+                 f"Server: binance-exporter/{__version__}",
+                 f"Content-Type: {answer.content_type}",
+                 f"Content-Length: {len(answer.body)}",
+                 *(f"{name}: {value}" for name, value in answer.headers)]
+        if not keep_alive:
+            lines.append("Connection: close")
+        elif http10:
+            lines.append("Connection: keep-alive")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        writer.write(head if head_only else head + answer.body)
+        if writer.transport.get_write_buffer_size():  # only a slow reader makes us wait
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+    def _http_date(self) -> str:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, email.utils.formatdate(now, usegmt=True))
+        return self._date[1]
+
+
+def _plain(status: HTTPStatus, text: str) -> _Answer:
+    return _Answer(status, TEXT, f"{text}\n".encode())

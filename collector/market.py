@@ -181,6 +181,21 @@ class Market:  # pylint: disable=too-many-instance-attributes
         books = self._refresh_books(rankings, deadline)
         return Snapshot(rankings, books, spreads.result(), exchange.result())
 
+    def cached_snapshot(self) -> Snapshot | None:
+        """The snapshot ``snapshot()`` would give if it refreshed nothing, else None.
+
+        Never waits on I/O: None as soon as a group is due or being refreshed,
+        so an event loop can answer a scrape from cache without a thread and
+        hand only the scrapes that must refresh to one.
+        """
+        exchange = self.exchange.peek()
+        tickers = self.tickers.peek()
+        books = self.books.peek()
+        spreads = self.spreads.peek()
+        if exchange is None or tickers is None or books is None or spreads is None:
+            return None
+        return Snapshot(self._rank(exchange, tickers), books, spreads, exchange)
+
     def _beside(self, group: TtlGroup[Any], refresh: Callable[[], Outcome[Any]]) -> _Pending:
         """Run ``refresh`` on the pool, in parallel with the caller, unless nothing is due."""
         ready = group.peek()

@@ -28,7 +28,8 @@ from simulator_process import SimulatorHandle, running_simulator
 from collector import report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.http import MetricsServer, make_app
+from collector.exposition import Exposition
+from collector.http import MetricsServer
 from collector.market import Market, Settings
 
 pytestmark = pytest.mark.e2e
@@ -138,9 +139,8 @@ class Scraper:
                                clock=self.clock, wall=self.clock.wall)
         self.market = Market(client, Settings(refresh_budget=8), clock=self.clock,
                              wall=self.clock.wall)
-        registry = CollectorRegistry()
-        registry.register(BinanceCollector(self.market))
-        self.server = MetricsServer("127.0.0.1", 0, make_app(registry)).start()
+        self.server = MetricsServer("127.0.0.1", 0,
+                                    Exposition(BinanceCollector(self.market))).start()
 
     def close(self) -> None:
         self.server.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.client
+import json
+import re
 import signal
 import socket
 import subprocess
@@ -17,19 +20,20 @@ from typing import Iterator
 
 import pytest
 import responses
-from conftest import FakeClock
+from conftest import FakeClock, load, register_market
 from e2e_support import free_port
-from prometheus_client import CollectorRegistry
 from standin import running_standin
 
 from collector import cli
 from collector.binance import BinanceClient
 from collector.config import parse_args
 from collector.exporter import BinanceCollector
-from collector.http import MetricsServer, make_app
+from collector.exposition import Body, Exposition, Request
+from collector.http import SHUTDOWN_GRACE, Limits, MetricsServer
 from collector.market import Market
 
 EXPORTER = Path(sys.executable).with_name("binance-exporter")
+BOOK_TICKER = "https://api.binance.com/api/v3/ticker/bookTicker"
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -44,10 +48,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 @pytest.fixture
 def server(market_mock: responses.RequestsMock, clock: FakeClock) -> Iterator[MetricsServer]:
     market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
-    registry = CollectorRegistry()
-    registry.register(BinanceCollector(market))
     market_mock.add_passthru("http://127.0.0.1")
-    srv = MetricsServer("127.0.0.1", 0, make_app(registry)).start()
+    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
     yield srv
     srv.stop()
     market.close()
@@ -119,7 +121,7 @@ def test_port_in_use_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_serve_answers_until_stopped(market_mock: responses.RequestsMock) -> None:
-    """The server the CLI starts: its own registry, the landing page, then a clean stop."""
+    """The server the CLI starts: the landing page, metrics, then a clean stop."""
     market_mock.add_passthru("http://127.0.0.1")
     stop = threading.Event()
     servers: list[MetricsServer] = []
@@ -200,3 +202,244 @@ def test_kubernetes_service_links_do_not_break_start_up(monkeypatch: pytest.Monk
     monkeypatch.setenv("BINANCE_LISTEN_PORT", "tcp://10.0.0.7:8080")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args([])
+
+
+# -- HTTP/1.1 as Prometheus and load tools speak it ------------------------------
+
+
+def raw(port: int, data: bytes, host: str = "127.0.0.1") -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: MetricsServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        sockets = set()
+        for path in ("/metrics", "/", "/metrics", "/nowhere", "/metrics"):
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == (404 if path == "/nowhere" else 200)
+            assert int(answer.headers["Content-Length"]) == len(body)
+            sockets.add(id(connection.sock))
+        assert len(sockets) == 1  # never reconnected
+    finally:
+        connection.close()
+
+
+def test_http10_and_connection_close_end_the_connection(server: MetricsServer) -> None:
+    """raw() only returns once the server closes: these would hang (then fail) if it did not."""
+    answer = raw(server.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in answer
+    answer = raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"</html>\n")
+
+
+def test_pipelined_and_http10_keep_alive_requests_are_answered_in_order(
+    server: MetricsServer
+) -> None:
+    answer = raw(server.port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                              b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+                              b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert statuses == [b"200", b"404", b"200"]
+    assert b"Connection: keep-alive\r\n" in answer
+    assert answer.endswith(b"\r\n\r\n")  # HEAD: the length of the page, but no body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"POST /metrics HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+     b"405 Method Not Allowed"),
+    (b"GARBAGE\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/2.0\r\n\r\n", b"505 HTTP Version Not Supported"),
+    (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413 Request Entity Too Large"),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431 Request Header Fields Too Large"),
+])
+def test_bad_requests_get_a_status_and_never_hurt_the_server(
+    server: MetricsServer, request_bytes: bytes, status: bytes
+) -> None:
+    answer = raw(server.port, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status + b"\r\n")
+    if status.startswith(b"405"):
+        assert b"Allow: GET, HEAD\r\n" in answer
+    assert get(f"http://127.0.0.1:{server.port}/")[0] == 200  # still serving
+
+
+@pytest.fixture
+def tight_server(market_mock: responses.RequestsMock, clock: FakeClock
+                 ) -> Iterator[MetricsServer]:
+    """A server with a 0.2 s idle timeout and room for two connections."""
+    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    market_mock.add_passthru("http://127.0.0.1")
+    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market)),
+                        Limits(idle_timeout=0.2, max_connections=2)).start()
+    yield srv
+    srv.stop()
+    market.close()
+
+
+def test_idle_connections_are_closed_and_extra_ones_refused(tight_server: MetricsServer) -> None:
+    first = socket.create_connection(("127.0.0.1", tight_server.port), timeout=10)
+    second = socket.create_connection(("127.0.0.1", tight_server.port), timeout=10)
+    try:
+        first.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # both now held by the server
+        second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert first.recv(65536).startswith(b"HTTP/1.1 200")
+        assert second.recv(65536).startswith(b"HTTP/1.1 200")
+        assert raw(tight_server.port, b"GET / HTTP/1.1\r\n\r\n").startswith(
+            b"HTTP/1.1 503 Service Unavailable")
+        # the idle timeout closes both (recv returns b"" at EOF; the socket timeout is 10 s)
+        assert first.recv(65536) == b"" and second.recv(65536) == b""
+    finally:
+        first.close()
+        second.close()
+    assert get(f"http://127.0.0.1:{tight_server.port}/")[0] == 200  # room again
+
+
+def test_a_slow_refresh_blocks_neither_the_landing_page_nor_cached_scrapes(
+    clock: FakeClock,
+) -> None:
+    """Only the scrapes that need the refresh wait for it; the loop goes on serving."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_book_ticker(_: object) -> tuple[int, dict[str, str], str]:
+        entered.set()
+        release.wait(10)
+        return 200, {}, json.dumps(load("book_ticker.json"))
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock)
+        mock.add_passthru("http://127.0.0.1")
+        market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock,
+                        wall=clock.wall)
+        srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
+        try:
+            url = f"http://127.0.0.1:{srv.port}"
+            assert b"binance_up 1.0" in get(f"{url}/metrics")[2]  # warm
+            mock.replace(responses.GET, BOOK_TICKER, body="unused")
+            mock.remove(responses.GET, BOOK_TICKER)
+            mock.add_callback("GET", BOOK_TICKER, callback=slow_book_ticker)
+            clock.advance(10)  # spreads due
+            waiting: list[bytes] = []
+            scraper = threading.Thread(target=lambda: waiting.append(get(f"{url}/metrics")[2]))
+            scraper.start()
+            assert entered.wait(10)  # the refresh is in flight, holding the spreads' lock
+            started = time.monotonic()
+            assert get(f"{url}/")[0] == 200
+            assert time.monotonic() - started < 2  # not behind the 10 s refresh
+            assert not waiting
+            release.set()
+            scraper.join(10)
+            assert b"binance_up 1.0" in waiting[0]
+        finally:
+            release.set()
+            srv.stop()
+            market.close()
+
+
+def test_stop_is_prompt_with_idle_keep_alive_connections(server: MetricsServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2
+    connection.close()
+
+
+def test_ipv6_listen_address(market_mock: responses.RequestsMock) -> None:
+    """``--listen-address ::1`` (and ``::``) work: the family comes from the address."""
+    market_mock.add_passthru("http://[::1]")
+    stop = threading.Event()
+    servers: list[MetricsServer] = []
+    thread = threading.Thread(target=lambda: cli.serve(
+        parse_args(cli.build_parser(), ["--listen-address", "::1", "--port", "0"]), stop,
+        on_ready=servers.append))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not servers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, _, body = get(f"http://[::1]:{servers[0].port}/metrics")
+        assert status == 200 and b"binance_up 1.0" in body
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_get_with_a_small_body_is_answered(server: MetricsServer) -> None:
+    answer = raw(server.port, b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+                              b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"200", b"404"]
+
+
+class _Broken(Exposition):
+    """An exposition with a bug."""
+
+    def cached(self, request: Request) -> Body | None:
+        raise RuntimeError("a bug")
+
+
+def test_a_bug_in_rendering_is_a_500_and_the_server_goes_on(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    srv = MetricsServer("127.0.0.1", 0, _Broken(BinanceCollector(market))).start()
+    try:
+        status, _, body = get(f"http://127.0.0.1:{srv.port}/metrics")
+        assert status == 500 and body == b"internal error rendering metrics\n"
+        assert "rendering /metrics failed" in caplog.text and "a bug" in caplog.text
+        assert get(f"http://127.0.0.1:{srv.port}/")[0] == 200
+    finally:
+        srv.stop()
+        market.close()
+
+
+def test_stop_gives_a_scrape_in_flight_a_short_grace_then_closes(clock: FakeClock) -> None:
+    """A scrape stuck on a refresh does not hold shutdown for the whole refresh budget."""
+    release, entered = threading.Event(), threading.Event()
+
+    def stuck(_: object) -> tuple[int, dict[str, str], str]:
+        entered.set()
+        release.wait(30)
+        return 200, {}, json.dumps(load("book_ticker.json"))
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock)
+        mock.remove(responses.GET, BOOK_TICKER)
+        mock.add_callback("GET", BOOK_TICKER, callback=stuck)
+        mock.add_passthru("http://127.0.0.1")
+        market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock,
+                        wall=clock.wall)
+        srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
+        outcome: list[object] = []
+
+        def scrape() -> None:
+            try:
+                outcome.append(get(f"http://127.0.0.1:{srv.port}/metrics")[0])
+            except (OSError, http.client.HTTPException) as exc:
+                outcome.append(type(exc))
+
+        scraper = threading.Thread(target=scrape)
+        try:
+            scraper.start()
+            assert entered.wait(10)
+            started = time.monotonic()
+            srv.stop()
+            assert time.monotonic() - started < SHUTDOWN_GRACE + 2
+            scraper.join(10)
+            assert time.monotonic() - started < SHUTDOWN_GRACE + 2  # the client saw it at once
+            assert outcome == [http.client.RemoteDisconnected]  # closed, never an error page
+        finally:
+            release.set()
+            market.close()

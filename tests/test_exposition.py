@@ -1,0 +1,160 @@
+"""The /metrics body: the same bytes as the client library renders, each family rendered once
+per refresh, and never a number older than the data behind it."""
+
+# pylint: disable=protected-access
+
+from __future__ import annotations
+
+import gzip
+from typing import Iterator
+
+import pytest
+import responses
+from conftest import FakeClock, calls_to, load, register_market
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from collector import exposition
+from collector.binance import BinanceClient
+from collector.exporter import BinanceCollector
+from collector.exposition import Exposition, Request
+from collector.market import Market, Settings
+
+BOOK_TICKER = "https://api.binance.com/api/v3/ticker/bookTicker"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+PER_SCRAPE = ("binance_api_used_weight", "binance_api_cool_down_seconds",
+              "binance_scrape_duration_seconds")
+
+
+class Rig:
+    """A collector on a fake clock (scrape durations read 0), its exposition and a registry."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
+        self.market = Market(client, Settings(), clock=clock, wall=clock.wall)
+        self.collector = BinanceCollector(self.market, clock=clock)
+        self.exposition = Exposition(self.collector)
+        self.registry = CollectorRegistry()
+        self.registry.register(self.collector)
+
+    def text(self, accept: str = "") -> str:
+        return self.exposition.fresh(Request(accept)).data.decode()
+
+
+@pytest.fixture
+def rig(clock: FakeClock) -> Iterator[Rig]:
+    r = Rig(clock)
+    yield r
+    r.market.close()
+
+
+@pytest.mark.parametrize("accept, library", [("", generate_latest),
+                                             (OPENMETRICS, generate_openmetrics)])
+def test_the_body_is_byte_for_byte_what_the_client_library_renders(
+    market_mock: responses.RequestsMock, rig: Rig, accept: str, library: object
+) -> None:
+    """Rendering family by family and joining must not change a byte, in either format."""
+    rig.text(accept)  # first: the refresh
+    ours = rig.text(accept)  # second: from the kept bytes
+    assert ours == library(rig.registry).decode()  # type: ignore[operator]
+    assert ours.endswith("# EOF\n") == (accept == OPENMETRICS)
+    assert ours.count("# EOF") <= 1
+    del market_mock
+
+
+def test_nothing_is_fetched_or_waited_for_when_a_refresh_is_due(rig: Rig) -> None:
+    """cached() is what the event loop calls: with no data yet it must answer None at once."""
+    with responses.RequestsMock() as mock:  # any upstream call would fail here
+        assert rig.exposition.cached(Request()) is None
+        assert len(mock.calls) == 0
+
+
+def test_unchanged_data_is_not_rebuilt_and_a_refresh_is_never_hidden(
+    rig: Rig, clock: FakeClock
+) -> None:
+    tops = load("book_ticker.json")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, book_ticker=tops)
+        first = rig.collector.collect()
+        again = rig.collector.collect_cached()
+        assert again is not None
+        by_name = {f.name: f for f in again}
+        for family in first:  # the data families are the very same objects...
+            if family.name not in PER_SCRAPE:
+                assert by_name[family.name] is family
+            else:  # ...the per-scrape ones are new each time
+                assert by_name[family.name] is not family
+        assert 'binance_price_spread{quote_asset="USDT",symbol="BTCUSDT"} 0.01' in rig.text()
+
+        tops[2]["askPrice"] = "69010.03000000"  # BTCUSDT spread 0.01 -> 0.03
+        mock.replace(responses.GET, BOOK_TICKER, json=tops)
+        clock.advance(10)  # the spreads' TTL
+        assert rig.exposition.cached(Request()) is None  # due: the loop must hand it off
+        text = rig.text()
+        assert 'binance_price_spread{quote_asset="USDT",symbol="BTCUSDT"} 0.03' in text
+        assert 'binance_price_spread_delta{quote_asset="USDT",symbol="BTCUSDT"} 0.02' in text
+        assert ('binance_api_requests_total{code="200",endpoint="/api/v3/ticker/bookTicker"} 2.0'
+                in text)
+        cached = rig.exposition.cached(Request())
+        assert cached is not None and cached.data.decode() == text
+        assert calls_to(mock, "/bookTicker") == 2
+
+
+def test_a_failed_refresh_replaces_the_kept_families(
+    market_mock: responses.RequestsMock, rig: Rig, clock: FakeClock
+) -> None:
+    assert "binance_up 1.0" in rig.text()
+    market_mock.replace(responses.GET, BOOK_TICKER, status=503)
+    clock.advance(10)
+    text = rig.text()
+    assert "binance_up 0.0" in text and "binance_price_spread{" not in text
+    cached = rig.exposition.cached(Request())
+    assert cached is not None and "binance_up 0.0" in cached.data.decode()
+
+
+def test_each_family_is_rendered_once_per_refresh(
+    market_mock: responses.RequestsMock, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.text()
+    rendered: list[str] = []
+    real = exposition._Format.__init__
+
+    def counting(self: exposition._Format, encoder: exposition.Encoder) -> None:
+        real(self, lambda families: (rendered.extend(f.name for f in families.collect()),
+                                     encoder(families))[1])
+
+    monkeypatch.setattr(exposition._Format, "__init__", counting)
+    rig2 = Exposition(rig.collector)
+    rig2.cached(Request())
+    first = list(rendered)
+    rendered.clear()
+    for _ in range(3):
+        rig2.cached(Request())
+    assert len(first) > 10  # every family, once
+    assert sorted(rendered) == sorted(PER_SCRAPE * 3)
+    del market_mock
+
+
+def test_gzip_and_name_filters_follow_the_client_library(
+    market_mock: responses.RequestsMock, rig: Rig
+) -> None:
+    full = rig.text()
+    zipped = rig.exposition.fresh(Request(accept_encoding="gzip, deflate"))
+    assert zipped.gzipped and gzip.decompress(zipped.data).decode() == full
+    only = rig.exposition.fresh(Request(names=("binance_up", "binance_api_requests_total")))
+    lines = only.data.decode().splitlines()
+    names = {line.split()[2] for line in lines if line.startswith("# TYPE")}
+    assert names == {"binance_up", "binance_api_requests_total"}
+    assert rig.text() == full  # a filtered scrape leaves the full one intact
+    del market_mock
+
+
+def test_made_up_accept_versions_cannot_grow_memory(
+    market_mock: responses.RequestsMock, rig: Rig
+) -> None:
+    rig.text()
+    for minor in range(20):
+        body = rig.exposition.fresh(Request(f"application/openmetrics-text; version=1.{minor}.0"))
+        assert f"version=1.{minor}.0" in body.content_type
+    assert len(rig.exposition._formats) == exposition.FORMATS_KEPT
+    del market_mock
