@@ -27,9 +27,20 @@ MIN_TTL = 10.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+class FromEnv(str):
+    """A flag's default read from a ``BINANCE_*`` variable: an error in it names the variable."""
+
+    variable = ""
+
+
 def env(name: str, default: str) -> str:
     """The value of ``BINANCE_<NAME>`` or ``default``; argparse validates either."""
-    return os.environ.get(f"BINANCE_{name}", default)
+    value = os.environ.get(f"BINANCE_{name}")
+    if value is None:
+        return default
+    marked = FromEnv(value)
+    marked.variable = f"BINANCE_{name}"
+    return marked
 
 
 def _number(kind: Callable[[str], float], text: str, minimum: float, what: str) -> float:
@@ -121,6 +132,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> object:
+        """argparse's conversion; a bad value from the environment also names its variable.
+
+        argparse converts a string default with the same ``type`` as a command-line
+        value, after parsing, and passes the default object itself: a
+        :class:`FromEnv` there can only have come from the environment.
+        """
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as exc:
+            if isinstance(arg_string, FromEnv):
+                raise argparse.ArgumentError(
+                    action, f"{exc.message} (from {arg_string.variable})") from None
+            raise
 
 
 def add_upstream_flags(parser: argparse.ArgumentParser) -> None:

@@ -99,11 +99,22 @@ def test_bad_flags_exit_2_with_one_line(
     assert err.count("\n") == 1 and err.startswith("binance-exporter: error:")
 
 
-def test_bad_environment_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_environment_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("BINANCE_TTL_SPREADS", "5")
     with pytest.raises(SystemExit) as exc:
         cli.main([])
     assert exc.value.code == 2
+    assert capsys.readouterr().err == (
+        "binance-exporter: error: argument --ttl-spreads: '5' is below the 10 s minimum TTL "
+        "(from BINANCE_TTL_SPREADS)\n")
+    # a flag wins over the variable, so the variable's bad value is then never an error...
+    assert cli.build_parser().parse_args(["--ttl-spreads", "15"]).ttl_spreads == 15
+    # ...and a bad flag is blamed on the flag alone
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--ttl-spreads", "6"])
+    assert "(from" not in capsys.readouterr().err
 
 
 def parse(*argv: str) -> argparse.Namespace:

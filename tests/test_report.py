@@ -190,7 +190,8 @@ def test_every_environment_variable_is_validated(
     with pytest.raises(SystemExit) as exc:
         report.main([])
     assert exc.value.code == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"(from {name})" in err  # names the variable to fix
 
 
 def test_choices_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
