@@ -48,6 +48,21 @@ DEFAULT_COOL_DOWN = 60.0
 MAX_COOL_DOWN = 3 * 86400.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
+# request weights of the calls this client makes (Binance's rest-api.md)
+EXCHANGE_INFO_WEIGHT = 20
+TICKER_24H_ALL_WEIGHT = 80  # every symbol; 2/40 only for lists of up to 20/100
+BOOK_TICKERS_WEIGHT = 4  # any list of symbols
+WEIGHT_LIMIT = 6000  # per minute and per IP, the REQUEST_WEIGHT limit of exchangeInfo
+
+
+DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50))  # (up to this many levels, weight)
+DEPTH_WEIGHT_MAX = 250  # 1001 to 5000 levels
+
+
+def depth_weight(limit: int) -> int:
+    """The weight of one order book of ``limit`` levels."""
+    return next((weight for most, weight in DEPTH_WEIGHTS if limit <= most), DEPTH_WEIGHT_MAX)
+
 
 class BinanceClient:  # pylint: disable=too-many-instance-attributes
     """Typed access to the four market-data endpoints the product uses."""

@@ -1,8 +1,8 @@
 """``binance-exporter``: flags → a started metrics server, until SIGTERM/SIGINT.
 
 Exit codes: 0 clean shutdown; 1 cannot listen (e.g. the port is in use);
-2 bad flags or environment variables. Start-up makes no call to Binance:
-the first scrape does the first fetch.
+2 bad flags or environment variables, or flags over ``--weight-budget``.
+Start-up makes no call to Binance: the first scrape does the first fetch.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collector.config import (
     EXIT_FAILURE,
     Parser,
     add_upstream_flags,
+    check_weight_budget,
     env,
     make_client,
     make_settings,
@@ -33,7 +34,7 @@ from collector.config import (
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition
 from collector.http import MetricsServer
-from collector.market import Market
+from collector.market import Market, Settings, weight_per_minute
 
 log = logging.getLogger("collector.cli")
 
@@ -83,20 +84,26 @@ def build_parser() -> Parser:
     return parser
 
 
-def build(args: argparse.Namespace) -> tuple[Market, Exposition]:
-    """The market and the exposition of its collector (no global registry involved)."""
-    settings = dataclasses.replace(
+def exporter_settings(args: argparse.Namespace) -> Settings:
+    """The market settings the exporter's flags describe."""
+    return dataclasses.replace(
         make_settings(args), ttl_spreads=args.ttl_spreads, ttl_books=args.ttl_books,
         ttl_rankings=args.ttl_rankings, ttl_exchange=args.ttl_exchange,
         refresh_budget=args.refresh_budget,
     )
-    market = Market(make_client(args), settings)
+
+
+def build(args: argparse.Namespace) -> tuple[Market, Exposition]:
+    """The market and the exposition of its collector (no global registry involved)."""
+    market = Market(make_client(args), exporter_settings(args))
     return market, Exposition(BinanceCollector(market))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``binance-exporter``: serve until SIGTERM or SIGINT."""
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    check_weight_budget(parser, exporter_settings(args), args.weight_budget)
     setup_logging(args.log_level)
     stop = threading.Event()
 
@@ -124,8 +131,9 @@ def serve(
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
-    log.info("listening on http://%s:%d/metrics (upstream %s)", args.listen_address,
-             server.port, ", ".join(args.base_urls))
+    log.info("listening on http://%s:%d/metrics (upstream %s, at most ~%.0f request weight "
+             "per minute)", args.listen_address, server.port, ", ".join(args.base_urls),
+             weight_per_minute(market.settings))
     if on_ready is not None:
         on_ready(server)
     stop.wait()

@@ -16,8 +16,8 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from collector.binance import DEFAULT_BASE_URL, BinanceClient
-from collector.market import Settings
+from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT, BinanceClient
+from collector.market import Settings, weight_per_minute
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporter)
@@ -180,6 +180,13 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         help="Q1 ranks BTC-quoted symbols by quote volume (in BTC, comparable across coins) "
         "or base-asset volume (env BINANCE_RANK_BY; default quote)",
     )
+    group.add_argument(
+        "--weight-budget", type=positive_float, default=env("WEIGHT_BUDGET", "3000"),
+        metavar="WEIGHT",
+        help="refuse to start when these flags would spend more request weight per minute "
+        f"than this; Binance allows {WEIGHT_LIMIT} per IP (env BINANCE_WEIGHT_BUDGET; "
+        "default 3000)",
+    )
     parser.add_argument(
         "--log-level", type=one_of(*LOG_LEVELS), default=env("LOG_LEVEL", "info"),
         metavar="{" + ",".join(LOG_LEVELS) + "}",
@@ -205,6 +212,22 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     args = parser.parse_args(argv)
     args.base_urls = resolve_base_urls(parser, args.base_urls)
     return args
+
+
+def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings,
+                        budget: float) -> float:
+    """The projected weight per minute; exit 2 if it is over ``budget``.
+
+    A typo such as ``--ttl-books 1`` with ``--top 50`` must not get the whole IP
+    banned (418, up to 3 days): the flags are refused before any call is made.
+    """
+    spend = weight_per_minute(settings)
+    if spend > budget:
+        parser.error(
+            f"these settings would spend ~{spend:.0f} request weight per minute, over "
+            f"--weight-budget {budget:g} (Binance allows {WEIGHT_LIMIT} per IP): raise the "
+            "TTLs or --interval, or lower --top or --depth-levels")
+    return spend
 
 
 def make_client(args: argparse.Namespace) -> BinanceClient:

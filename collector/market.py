@@ -34,7 +34,13 @@ from typing import Any, Callable, Mapping
 
 from collector import answers
 from collector.answers import Notional, RankBy
-from collector.binance import BinanceClient
+from collector.binance import (
+    BOOK_TICKERS_WEIGHT,
+    EXCHANGE_INFO_WEIGHT,
+    TICKER_24H_ALL_WEIGHT,
+    BinanceClient,
+    depth_weight,
+)
 from collector.cache import Outcome, TtlGroup
 from collector.errors import BinanceError, NotAttempted
 from collector.models import BookTop, SymbolInfo, Ticker24h
@@ -59,6 +65,19 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     ttl_spreads: float = 10.0
     retry_delay: float = 10.0
     refresh_budget: float | None = None  # seconds a refresh may take (scrape timeout)
+
+
+def weight_per_minute(settings: Settings) -> float:
+    """Request weight a healthy Market spends per minute at most: each group refreshed once
+    per TTL (an infinite TTL, as in the report, refreshes once and costs nothing per minute).
+    """
+    costs = (
+        (EXCHANGE_INFO_WEIGHT, settings.ttl_exchange),
+        (TICKER_24H_ALL_WEIGHT, settings.ttl_rankings),
+        (settings.top * depth_weight(settings.depth_levels), settings.ttl_books),
+        (BOOK_TICKERS_WEIGHT, settings.ttl_spreads),
+    )
+    return sum(weight * 60.0 / ttl for weight, ttl in costs if ttl != float("inf"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from collector.config import (
     EXIT_FAILURE,
     Parser,
     add_upstream_flags,
+    check_weight_budget,
     env,
     make_client,
     make_settings,
@@ -219,12 +220,14 @@ def os_count() -> str | None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Entry point of ``binance-report``."""
-    args = parse_args(build_parser(), argv)
-    setup_logging(args.log_level)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     # Q1-Q3 are answered once; the Q5 ticks ask for nothing but the spreads
     settings = dataclasses.replace(
         make_settings(args), ttl_spreads=args.interval, ttl_books=math.inf,
         ttl_rankings=math.inf, ttl_exchange=math.inf)
+    check_weight_budget(parser, settings, args.weight_budget)
+    setup_logging(args.log_level)
     market = Market(make_client(args), settings)
     try:
         run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)

@@ -16,6 +16,7 @@ COMMON = [
     ("--depth-levels", "BINANCE_DEPTH_LEVELS", ["0", "5001", "x"]),
     ("--rank-by", "BINANCE_RANK_BY", ["volume", ""]),
     ("--log-level", "BINANCE_LOG_LEVEL", ["loud", "trace"]),
+    ("--weight-budget", "BINANCE_WEIGHT_BUDGET", ["0", "-1", "x", "inf"]),
 ]
 EXPORTER = COMMON + [
     ("--port", "BINANCE_LISTEN_PORT", ["-1", "65536", "http", "tcp://10.0.0.7:8080"]),
@@ -62,3 +63,34 @@ def test_bad_values_exit_2_with_one_line(prog: str, flag: str, var: str, value: 
         assert exc.value.code == 2, (argv, var)
         err = capsys.readouterr().err
         assert err.startswith(f"{prog}: error:") and err.count("\n") == 1, err
+
+
+# flags each valid on its own that together would spend more than --weight-budget (3000/min)
+OVER_BUDGET = [
+    ("binance-report", ["--interval", "0.01"]),  # bookTicker 100 times a second: 24,000/min
+    ("binance-exporter", ["--top", "50", "--depth-levels", "1000", "--ttl-books", "10"]),
+    ("binance-exporter", ["--top", "50", "--ttl-books", "20"]),  # 50 × 25 × 3 = 3,750/min
+]
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize(("prog", "argv"), OVER_BUDGET)
+def test_settings_that_would_spend_the_rate_limit_are_refused(
+    prog: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo must not get the IP banned: refused before any call, naming the way out."""
+    with pytest.raises(SystemExit) as exc:
+        COMMANDS[prog][0](argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "request weight per minute, over --weight-budget 3000" in err
+
+
+@pytest.mark.parametrize(("prog", "argv"), OVER_BUDGET)
+def test_a_higher_budget_lets_them_through(prog: str, argv: list[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr(cli, "serve", lambda *args, **_: started.append(args) or 0)
+    monkeypatch.setattr(report, "run", lambda *args, **_: started.append(args))
+    assert COMMANDS[prog][0]([*argv, "--weight-budget", "30000"]) == 0
+    assert len(started) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Iterator
 
@@ -9,9 +10,10 @@ import pytest
 import responses
 from conftest import FakeClock, calls_to, load, register_market
 
-from collector.binance import BinanceClient
+from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
-from collector.market import Market, Settings
+from collector.market import Market, Settings, weight_per_minute
+from collector.simulator.weights import request_weight as simulated_weight
 
 
 @pytest.fixture
@@ -180,3 +182,18 @@ def test_a_failed_exchange_info_refresh_keeps_rankings_on_the_last_good_one(
     assert snap.rankings.ok and snap.rankings.value is not None  # ticker refreshed at t=3600
     assert snap.rankings.value.by_trades[0].symbol == "FLOKIUSDT"
     assert snap.errors() == [snap.exchange.error]
+
+
+def test_projected_weight_is_the_readme_arithmetic() -> None:
+    """exchangeInfo 20/3600 s + 24 h ticker 80/300 s + 5 books × 25/30 s + bookTicker 4/10 s."""
+    assert weight_per_minute(Settings()) == pytest.approx(20 / 60 + 16 + 250 + 24)
+    report_like = Settings(ttl_spreads=1, ttl_books=math.inf, ttl_rankings=math.inf,
+                           ttl_exchange=math.inf)
+    assert weight_per_minute(report_like) == 240  # only the Q5 ticks recur
+
+
+def test_the_clients_depth_weights_agree_with_the_simulators() -> None:
+    """Two transcriptions of Binance's table, written apart: they must agree on every limit."""
+    for limit in range(1, 5001):
+        assert depth_weight(limit) == simulated_weight("/api/v3/depth",
+                                                       {"limit": [str(limit)]}), limit

@@ -158,7 +158,7 @@ def test_failure_during_q5_exits_1(capsys: pytest.CaptureFixture[str],
     monkeypatch.setattr(report.time, "sleep", lambda s: None)
     responses.get(f"{BASE}/api/v3/ticker/bookTicker", body="not json")
     # the first bookTicker answer is good, the second is not
-    assert report.main(["--count", "2", "--interval", "0.01"], out=io.StringIO()) == 1
+    assert report.main(["--count", "2", "--interval", "1"], out=io.StringIO()) == 1
     assert "field body: not valid JSON" in capsys.readouterr().err
 
 
