@@ -57,7 +57,7 @@ class BinanceCollector(Collector):
         self.market = market
         self._clock = clock
         self._memo_lock = threading.Lock()
-        self._memo: tuple[tuple[object, ...], int, list[Metric]] | None = None
+        self._memo: tuple[tuple[tuple[int, ...], int], list[Metric]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
@@ -67,19 +67,34 @@ class BinanceCollector(Collector):
         """One snapshot → every family, refreshing what is due. Never raises for an upstream
         problem."""
         started = self._clock()
-        return self._collect(self.market.snapshot(), started)
+        before = self._state_key()
+        return self._collect(before, self.market.snapshot(), started)
 
     def collect_cached(self) -> list[Metric] | None:
         """What ``collect()`` would return if nothing is due, without waiting; else None."""
         started = self._clock()
+        before = self._state_key()
         snapshot = self.market.cached_snapshot()
         if snapshot is None:
             return None
-        return self._collect(snapshot, started)
+        return self._collect(before, snapshot, started)
 
-    def _collect(self, snapshot: Snapshot, started: float) -> list[Metric]:
+    def _state_key(self) -> tuple[tuple[int, ...], int]:
+        """What the data families depend on: each group's refresh count, requests sent.
+
+        Each number grows only *after* the state it stands for has changed. The
+        key read before the snapshot labels the families built from it (they
+        can only be newer than their label: a refresh meanwhile costs one
+        rebuild at the next scrape). The key read after the snapshot decides
+        whether the kept families are still current: equal means that nothing
+        has been refreshed since they were labelled.
+        """
+        return self.market.generations(), sum(self.market.client.request_counts().values())
+
+    def _collect(self, before: tuple[tuple[int, ...], int], snapshot: Snapshot,
+                 started: float) -> list[Metric]:
         self._log(snapshot)
-        families = self._data_families(snapshot)
+        families = self._data_families(before, snapshot)
         live = _Live()
         client = self.market.client
         used_weight = client.used_weight_this_minute()
@@ -89,33 +104,21 @@ class BinanceCollector(Collector):
         live.scrape_duration.add_metric([], self._clock() - started)
         return [*families, *live.all()]
 
-    def _data_families(self, snapshot: Snapshot) -> list[Metric]:
-        """The families that change only with a refresh, rebuilt only when one happened.
-
-        Everything they show comes from the snapshot's values and errors (a
-        refresh replaces them with new objects), the groups' counters (which
-        change only together with a new error object) and the client's request
-        counts (read once, here). So the snapshot's objects, compared by
-        identity and held so their ids are never reused, plus the number of
-        requests, are the key. Counters read after the key may only be newer
-        than it, which costs a rebuild, never a stale answer.
-        """
-        key = tuple(obj for o in (snapshot.exchange, snapshot.rankings, snapshot.books,
-                                  snapshot.spreads) for obj in (o.value, o.error))
-        counts = self.market.client.request_counts()
-        sent = sum(counts.values())
+    def _data_families(self, before: tuple[tuple[int, ...], int],
+                       snapshot: Snapshot) -> list[Metric]:
+        """The families that change only with a refresh, rebuilt only after one."""
         with self._memo_lock:
             memo = self._memo
-        if memo is not None and memo[1] == sent and all(a is b for a, b in zip(memo[0], key)):
-            return memo[2]
+        if memo is not None and memo[0] == self._state_key():
+            return memo[1]
         f = _Families(self.market.settings.ttl_spreads)
         self._add_spreads(f, snapshot)
         self._add_books(f, snapshot)
         self._add_rankings(f, snapshot)
-        self._add_health(f, snapshot, counts)
+        self._add_health(f, snapshot, self.market.client.request_counts())
         families = list(f.all())
         with self._memo_lock:
-            self._memo = (key, sent, families)
+            self._memo = (before, families)
         return families
 
     def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:

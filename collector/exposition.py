@@ -109,16 +109,30 @@ class Exposition:
         return self._body(list(self.collector.collect()), request)
 
     def _body(self, families: list[Metric], request: Request) -> Body:
-        encoder, content_type = choose_encoder(request.accept)
+        try:
+            encoder, content_type = choose_encoder(request.accept)
+        except (TypeError, ValueError):  # e.g. "version=abc": the library cannot compare it
+            encoder, content_type = choose_encoder("")  # the default, as for an unknown type
         with self._lock:
             form = self._formats.get(content_type)
             if form is None:
                 form = self._formats[content_type] = _Format(encoder)
         if request.names:
-            wanted = set(request.names)
-            families = [f for f in families
-                        if f.name in wanted or any(s.name in wanted for s in f.samples)]
+            families = _restricted(families, set(request.names))
         data = form.render(families, keep=not request.names)
         if gzip_accepted(request.accept_encoding):
             return Body(gzip.compress(data, GZIP_LEVEL), content_type, gzipped=True)
         return Body(data, content_type)
+
+
+def _restricted(families: Iterable[Metric], names: set[str]) -> list[Metric]:
+    """``name[]`` as the client library applies it: the samples of those names, and only
+    the families left with any (a family name alone, e.g. a counter's, matches nothing)."""
+    kept = []
+    for family in families:
+        samples = [s for s in family.samples if s.name in names]
+        if samples:
+            subset = Metric(family.name, family.documentation, family.type)
+            subset.samples = samples
+            kept.append(subset)
+    return kept

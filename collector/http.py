@@ -19,6 +19,7 @@ import asyncio
 import email.utils
 import html
 import logging
+import re
 import socket
 import threading
 import time
@@ -46,6 +47,7 @@ LANDING = """<!DOCTYPE html>
 </body></html>
 """
 HTML = "text/html; charset=utf-8"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HTAB
 TEXT = "text/plain; charset=utf-8"
 
 
@@ -75,11 +77,40 @@ class _Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def parse_head(head: bytes) -> _Parsed:
-    """The request line and headers of one request (``head`` ends with a blank line)."""
-    lines = head.lstrip(b"\r\n").decode("latin-1").split("\r\n")
+async def read_head(reader: asyncio.StreamReader) -> list[str] | None:
+    """The lines of one request head, or None when the client closed between requests.
+
+    Lines may end in CRLF or a bare LF (RFC 9112 allows a server to accept
+    both); empty lines before the request line are skipped. Over ``MAX_HEAD``
+    bytes in all is a 431.
+    """
+    lines: list[str] = []
+    size = 0
+    while True:
+        try:
+            raw = await reader.readline()
+        except ValueError:  # one line longer than the reader's limit
+            raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                              "request head too large") from None
+        size += len(raw)
+        if size > MAX_HEAD:
+            raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+        if not raw.endswith(b"\n"):  # end of stream
+            if not raw and not lines:
+                return None
+            raise asyncio.IncompleteReadError(raw, None)
+        line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if line:
+            lines.append(line.decode("latin-1"))
+        elif lines:
+            return lines
+
+
+def parse_head(lines: list[str]) -> _Parsed:
+    """The request line and headers of one request."""
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/"):
+    if (len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/")
+            or _CONTROL.search(parts[1])):
         raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request line")
     method, target, version = parts
     if version not in ("HTTP/1.0", "HTTP/1.1"):
@@ -88,18 +119,24 @@ def parse_head(head: bytes) -> _Parsed:
     tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
     http10 = version == "HTTP/1.0"
     keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
-    url = urlsplit(target)
+    try:
+        url = urlsplit(target)
+    except ValueError:  # e.g. "http://[": an unclosed IPv6 literal
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request target") from None
     return _Parsed(method, url.path or "/", url.query, keep_alive, http10, headers)
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
-    """Header lines → {lower-case name: value}; a repeated header's values joined by commas."""
+    """Header lines → {lower-case name: value}; a repeated header's values joined by commas.
+
+    Control characters are refused: a value is copied into our answer's
+    headers (the Accept version into Content-Type), so a stray CR or LF
+    in it would let a client write headers of its own into the answer.
+    """
     headers: dict[str, str] = {}
     for line in lines:
-        if not line:
-            continue
         name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
+        if not colon or not name or name != name.strip() or _CONTROL.search(line):
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
         key = name.lower()
         headers[key] = f"{headers[key]},{value.strip()}" if key in headers else value.strip()
@@ -113,6 +150,7 @@ class Limits:
     idle_timeout: float = 75.0  # an idle keep-alive connection is closed after this
     max_connections: int = 512  # 503 beyond
     workers: int = 8  # threads for scrapes that wait on a refresh
+    max_refusing: int = 64  # connections over the limit being answered 503; beyond, closed
 
 
 class MetricsServer:  # pylint: disable=too-many-instance-attributes
@@ -133,6 +171,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
+        self._refusing = 0
         self._closing = False
         self._date = (0, "")
 
@@ -184,8 +223,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         assert task is not None
         try:
             if len(self._connections) >= self._limits.max_connections or self._closing:
-                await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
-                                                          "too many connections"))
+                await self._turn_away(reader, writer)
                 return
             self._connections.add(task)
             await self._serve(reader, writer, task)
@@ -196,21 +234,29 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             self._busy.discard(task)
             writer.close()
 
+    async def _turn_away(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        """503 to a connection over the limit; beyond a few such at once, just close it,
+        so that a flood of connections cannot run the process out of file descriptors."""
+        if self._refusing >= self._limits.max_refusing:
+            writer.transport.abort()
+            return
+        self._refusing += 1
+        try:
+            await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
+                                                      "too many connections"))
+        finally:
+            self._refusing -= 1
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      task: asyncio.Task[None]) -> None:
         while not self._closing:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                              self._limits.idle_timeout)
-            except asyncio.LimitOverrunError:
-                await self._refuse(reader, writer, _plain(
-                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
-                return
-            except asyncio.IncompleteReadError:
-                return  # closed between requests: the normal end of a keep-alive connection
-            self._busy.add(task)
-            try:
-                request = parse_head(head)
+                lines = await asyncio.wait_for(read_head(reader), self._limits.idle_timeout)
+                if lines is None:
+                    return  # closed between requests: the normal end of a keep-alive connection
+                self._busy.add(task)
+                request = parse_head(lines)
                 await self._skip_body(reader, request)
             except _BadRequest as exc:
                 await self._refuse(reader, writer, _plain(exc.status, str(exc)))
@@ -250,7 +296,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         if "transfer-encoding" in request.headers:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "request bodies are not accepted")
         length = request.headers.get("content-length", "0")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad Content-Length")
         if int(length) > MAX_BODY:
             raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")

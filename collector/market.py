@@ -180,6 +180,10 @@ class Market:  # pylint: disable=too-many-instance-attributes
         info = infos.get(symbol) if infos is not None else None
         return info.quote_asset if info is not None else ""
 
+    def generations(self) -> tuple[int, ...]:
+        """A number per group that grows after each refresh of it: equal tuples, same state."""
+        return tuple(group.generation for group in self.groups.values())
+
     def expire(self, name: str) -> None:
         """Make the next snapshot refresh group ``name`` (the report's Q5 ticks use it)."""
         self.groups[name].invalidate()

@@ -6,16 +6,19 @@ per refresh, and never a number older than the data behind it."""
 from __future__ import annotations
 
 import gzip
-from typing import Iterator
+import threading
+from typing import Any, Iterator
 
 import pytest
 import responses
 from conftest import FakeClock, calls_to, load, register_market
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
-from collector import exposition
+from collector import exposition, models
 from collector.binance import BinanceClient
+from collector.errors import UpstreamUnavailable
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition, Request
 from collector.market import Market, Settings
@@ -75,9 +78,10 @@ def test_unchanged_data_is_not_rebuilt_and_a_refresh_is_never_hidden(
     tops = load("book_ticker.json")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, book_ticker=tops)
-        first = rig.collector.collect()
-        again = rig.collector.collect_cached()
-        assert again is not None
+        rig.collector.collect()  # the refresh: its key was read before it, so the next
+        first = rig.collector.collect_cached()  # call rebuilds once...
+        again = rig.collector.collect_cached()  # ...and from then on nothing is rebuilt
+        assert first is not None and again is not None
         by_name = {f.name: f for f in again}
         for family in first:  # the data families are the very same objects...
             if family.name not in PER_SCRAPE:
@@ -149,6 +153,22 @@ def test_gzip_and_name_filters_follow_the_client_library(
     del market_mock
 
 
+@pytest.mark.parametrize("names", [
+    ("binance_up",), ("binance_up", "binance_api_requests_total"),
+    ("binance_api_requests",),  # a counter's family name: no sample has it
+    ("binance_exporter_build",), ("binance_exporter_build_info",),
+    ("binance_price_spread", "binance_price_spread_delta"), ("no_such_metric",),
+])
+def test_name_filters_give_exactly_what_the_client_library_gives(
+    market_mock: responses.RequestsMock, rig: Rig, clock: FakeClock, names: tuple[str, ...]
+) -> None:
+    for _ in range(2):  # healthy, then with the spreads failing (their families empty)
+        ours = rig.exposition.fresh(Request(names=names)).data
+        assert ours == generate_latest(rig.registry.restricted_registry(names))
+        market_mock.replace(responses.GET, BOOK_TICKER, status=503)
+        clock.advance(10)
+
+
 def test_made_up_accept_versions_cannot_grow_memory(
     market_mock: responses.RequestsMock, rig: Rig
 ) -> None:
@@ -158,3 +178,75 @@ def test_made_up_accept_versions_cannot_grow_memory(
         assert f"version=1.{minor}.0" in body.content_type
     assert len(rig.exposition._formats) == exposition.FORMATS_KEPT
     del market_mock
+
+
+class _PausingClient(BinanceClient):
+    """exchangeInfo always fails; the ticker request is counted, then waits on ``stored``
+    before its answer is parsed and stored; the scraper thread named A stops at its N-th
+    look at the request counts. Lets a test put one scrape exactly inside another's refresh."""
+
+    def __init__(self, clock: FakeClock, pause_at: int) -> None:
+        super().__init__(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
+        self.pause_at = pause_at
+        self.looks = 0
+        self.slow = False
+        self.counted, self.stored = threading.Event(), threading.Event()
+        self.a_paused, self.a_go = threading.Event(), threading.Event()
+
+    def exchange_info(self, deadline: float | None = None) -> Any:
+        self._count(models.EXCHANGE_INFO, "503")  # pylint: disable=protected-access
+        raise UpstreamUnavailable(models.EXCHANGE_INFO, "HTTP 503")
+
+    def tickers_24h(self, deadline: float | None = None) -> Any:
+        self._count(models.TICKER_24H, "200")  # pylint: disable=protected-access
+        if self.slow:
+            self.counted.set()
+            self.stored.wait(5)
+        return models.parse_tickers(load("ticker_24hr.json"))
+
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        if threading.current_thread().name == "A":
+            self.looks += 1
+            if self.looks == self.pause_at:
+                self.a_paused.set()
+                self.a_go.wait(5)
+        return super().request_counts()
+
+
+@pytest.mark.parametrize("pause_at", [1, 2])
+def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
+    clock: FakeClock, pause_at: int
+) -> None:
+    """Scrape A stops (1) before its snapshot or (2) after it, while scrape T refreshes the
+    ticker: T has sent its request but not yet stored the answer. Whatever A keeps, the
+    scrapes after T must show T's refresh."""
+    client = _PausingClient(clock, pause_at)
+    market = Market(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
+    shown = Exposition(BinanceCollector(market, clock=clock))
+    try:
+        shown.fresh(Request())
+        clock.advance(4)
+        a = threading.Thread(target=lambda: shown.cached(Request()), name="A")
+        a.start()
+        assert client.a_paused.wait(5)
+        clock.advance(2)  # the ticker's TTL (5 s) runs out
+        client.slow = True
+        t = threading.Thread(target=lambda: shown.fresh(Request()), name="T")
+        t.start()
+        assert client.counted.wait(5)
+        client.a_go.set()
+        a.join(5)
+        client.stored.set()
+        t.join(5)
+        assert market.tickers.last_success == clock.wall()  # T's refresh happened
+        for _ in range(2):
+            body = shown.cached(Request())
+            assert body is not None
+            stamps = {s.labels["group"]: s.value
+                      for f in text_string_to_metric_families(body.data.decode())
+                      if f.name == "binance_last_refresh_timestamp_seconds" for s in f.samples}
+            assert stamps == {"rankings": clock.wall()}
+    finally:
+        client.a_go.set()
+        client.stored.set()
+        market.close()

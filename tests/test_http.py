@@ -272,6 +272,10 @@ def test_pipelined_and_http10_keep_alive_requests_are_answered_in_order(
     (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"400 Bad Request"),
     (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400 Bad Request"),
     (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400 Bad Request"),
+    (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400 Bad Request"),  # "²".isdigit()
+    (b"GET http://[ HTTP/1.1\r\n\r\n", b"400 Bad Request"),  # urlsplit raises ValueError
+    (b"GET /metrics HTTP/1.1\r\nAccept: a\rSet-Cookie: x=1\r\n\r\n", b"400 Bad Request"),
+    (b"GET /\x01 HTTP/1.1\r\n\r\n", b"400 Bad Request"),
     (b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413 Request Entity Too Large"),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431 Request Header Fields Too Large"),
 ])
@@ -454,3 +458,57 @@ def test_stop_gives_a_scrape_in_flight_a_short_grace_then_closes(clock: FakeCloc
         finally:
             release.set()
             market.close()
+
+
+def test_bare_lf_heads_are_answered(server: MetricsServer) -> None:
+    """RFC 9112 lets a server accept LF alone as a line end; waiting for CRLF would hang."""
+    answer = raw(server.port, b"GET / HTTP/1.0\n\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_header_value_cannot_add_headers_to_the_answer(server: MetricsServer) -> None:
+    """The Accept version is copied into Content-Type: a line break in it must not become a
+    header of ours. A bare LF ends the line (the rest is another request header, ignored)."""
+    answer = raw(server.port, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n"
+                              b"Accept: application/openmetrics-text; version=1.0.0\n"
+                              b"Set-Cookie: injected=1\r\n\r\n")
+    head = answer.split(b"\r\n\r\n", maxsplit=1)[0]
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Set-Cookie" not in head
+
+
+def test_an_accept_version_the_library_cannot_read_gets_the_default_format(
+    server: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """prometheus_client's choose_encoder raises on 'version=abc'; that is no 500."""
+    status, headers, _ = get(f"http://127.0.0.1:{server.port}/metrics",
+                             {"Accept": "text/plain; version=abc"})
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "Traceback" not in caplog.text
+
+
+def test_a_flood_of_connections_over_the_limit_is_closed_not_queued(
+    market_mock: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """Beyond max_connections, a few get a 503; the rest are closed at once, so file
+    descriptors stay bounded however fast connections arrive."""
+    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    market_mock.add_passthru("http://127.0.0.1")
+    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market)),
+                        Limits(max_connections=1, max_refusing=1)).start()
+    held = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    refused = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    try:
+        held.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert held.recv(65536).startswith(b"HTTP/1.1 200")
+        # the server lingers up to 1 s on this one, waiting for it to close: one slot in use
+        assert refused.recv(65536).startswith(b"HTTP/1.1 503")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as third:
+            try:
+                assert third.recv(65536) == b""  # closed without an answer
+            except ConnectionResetError:
+                pass  # or reset: either way, not held open
+    finally:
+        held.close()
+        refused.close()
+        srv.stop()
+        market.close()
