@@ -40,7 +40,7 @@ def _cpu(args: argparse.Namespace, _: Path) -> tuple[list[Figure], str]:
 
 
 def _memory(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]:
-    return memory.measure(scratch, 40 if args.quick else 200)
+    return memory.measure(scratch, 40 if args.quick else 200, 1 if args.quick else memory.RUNS)
 
 
 Runner = Callable[[argparse.Namespace, Path], tuple[list[Figure], str]]

@@ -230,8 +230,10 @@ over 10 minutes); the budget checked is 10 % of Binance's 6,000/min.
 
 Scrape times above a few milliseconds are scrapes that waited for a refresh
 meeting an injected timeout or latency; the maximum stays under the 8 s refresh
-budget. RSS grows in steps (allocator high-water marks after bursts of threads
-from held connections), not steadily.
+budget. RSS grows in steps (allocator high-water marks after bursts of
+refreshes), not steadily. Threads: the HTTP event loop, a pool of up to 8 for
+scrapes that wait on a refresh, and the market's pools for parallel calls; the
+count moves with how many scrapes are waiting, never with how many connect.
 """
     (ROOT / "RELIABILITY.md").write_text(text, encoding="utf-8")
     return text
