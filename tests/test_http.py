@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -45,14 +46,46 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return err.code, dict(err.headers), err.read()
 
 
+@contextmanager
+def serving(clock: FakeClock, limits: Limits = Limits(),
+            exposition: type[Exposition] = Exposition) -> Iterator[MetricsServer]:
+    """A started server over a market on ``clock``; stopped (again) and closed on exit."""
+    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    srv = MetricsServer("127.0.0.1", 0, exposition(BinanceCollector(market)), limits).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        market.close()
+
+
+@contextmanager
+def held_book_ticker() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The fixtures' market, except that each bookTicker call sets ``entered`` and then
+    waits for ``release`` (set on exit at the latest). Yields (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held(_: object) -> tuple[int, dict[str, str], str]:
+        entered.set()
+        release.wait(30)
+        return 200, {}, json.dumps(load("book_ticker.json"))
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock)
+        mock.remove(responses.GET, BOOK_TICKER)
+        mock.add_callback("GET", BOOK_TICKER, callback=held)
+        mock.add_passthru("http://127.0.0.1")
+        try:
+            yield entered, release
+        finally:
+            release.set()
+
+
 @pytest.fixture
 def server(market_mock: responses.RequestsMock, clock: FakeClock) -> Iterator[MetricsServer]:
-    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
     market_mock.add_passthru("http://127.0.0.1")
-    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
-    yield srv
-    srv.stop()
-    market.close()
+    with serving(clock) as srv:
+        yield srv
 
 
 def test_landing_page_links_to_metrics_and_calls_nothing(
@@ -293,13 +326,9 @@ def test_bad_requests_get_a_status_and_never_hurt_the_server(
 def tight_server(market_mock: responses.RequestsMock, clock: FakeClock
                  ) -> Iterator[MetricsServer]:
     """A server with a 0.2 s idle timeout and room for two connections."""
-    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
     market_mock.add_passthru("http://127.0.0.1")
-    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market)),
-                        Limits(idle_timeout=0.2, max_connections=2)).start()
-    yield srv
-    srv.stop()
-    market.close()
+    with serving(clock, Limits(idle_timeout=0.2, max_connections=2)) as srv:
+        yield srv
 
 
 def test_idle_connections_are_closed_and_extra_ones_refused(tight_server: MetricsServer) -> None:
@@ -320,46 +349,23 @@ def test_idle_connections_are_closed_and_extra_ones_refused(tight_server: Metric
     assert get(f"http://127.0.0.1:{tight_server.port}/")[0] == 200  # room again
 
 
-def test_a_slow_refresh_blocks_neither_the_landing_page_nor_cached_scrapes(
+def test_a_slow_refresh_does_not_block_the_landing_page(
     clock: FakeClock,
 ) -> None:
-    """Only the scrapes that need the refresh wait for it; the loop goes on serving."""
-    release = threading.Event()
-    entered = threading.Event()
-
-    def slow_book_ticker(_: object) -> tuple[int, dict[str, str], str]:
-        entered.set()
-        release.wait(10)
-        return 200, {}, json.dumps(load("book_ticker.json"))
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        register_market(mock)
-        mock.add_passthru("http://127.0.0.1")
-        market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock,
-                        wall=clock.wall)
-        srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
-        try:
-            url = f"http://127.0.0.1:{srv.port}"
-            assert b"binance_up 1.0" in get(f"{url}/metrics")[2]  # warm
-            mock.replace(responses.GET, BOOK_TICKER, body="unused")
-            mock.remove(responses.GET, BOOK_TICKER)
-            mock.add_callback("GET", BOOK_TICKER, callback=slow_book_ticker)
-            clock.advance(10)  # spreads due
-            waiting: list[bytes] = []
-            scraper = threading.Thread(target=lambda: waiting.append(get(f"{url}/metrics")[2]))
-            scraper.start()
-            assert entered.wait(10)  # the refresh is in flight, holding the spreads' lock
-            started = time.monotonic()
-            assert get(f"{url}/")[0] == 200
-            assert time.monotonic() - started < 2  # not behind the 10 s refresh
-            assert not waiting
-            release.set()
-            scraper.join(10)
-            assert b"binance_up 1.0" in waiting[0]
-        finally:
-            release.set()
-            srv.stop()
-            market.close()
+    """Only the scrapes that need the refresh wait for it; the event loop goes on serving."""
+    with held_book_ticker() as (entered, release), serving(clock) as srv:
+        url = f"http://127.0.0.1:{srv.port}"
+        waiting: list[bytes] = []
+        scraper = threading.Thread(target=lambda: waiting.append(get(f"{url}/metrics")[2]))
+        scraper.start()
+        assert entered.wait(10)  # the first refresh is in flight, holding the spreads' lock
+        started = time.monotonic()
+        assert get(f"{url}/")[0] == 200
+        assert time.monotonic() - started < 2  # not behind the refresh
+        assert not waiting
+        release.set()
+        scraper.join(10)
+        assert b"binance_up 1.0" in waiting[0]
 
 
 def test_stop_is_prompt_with_idle_keep_alive_connections(server: MetricsServer) -> None:
@@ -408,35 +414,16 @@ class _Broken(Exposition):
 def test_a_bug_in_rendering_is_a_500_and_the_server_goes_on(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
-    srv = MetricsServer("127.0.0.1", 0, _Broken(BinanceCollector(market))).start()
-    try:
+    with serving(clock, exposition=_Broken) as srv:
         status, _, body = get(f"http://127.0.0.1:{srv.port}/metrics")
         assert status == 500 and body == b"internal error rendering metrics\n"
         assert "rendering /metrics failed" in caplog.text and "a bug" in caplog.text
         assert get(f"http://127.0.0.1:{srv.port}/")[0] == 200
-    finally:
-        srv.stop()
-        market.close()
 
 
 def test_stop_gives_a_scrape_in_flight_a_short_grace_then_closes(clock: FakeClock) -> None:
     """A scrape stuck on a refresh does not hold shutdown for the whole refresh budget."""
-    release, entered = threading.Event(), threading.Event()
-
-    def stuck(_: object) -> tuple[int, dict[str, str], str]:
-        entered.set()
-        release.wait(30)
-        return 200, {}, json.dumps(load("book_ticker.json"))
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        register_market(mock)
-        mock.remove(responses.GET, BOOK_TICKER)
-        mock.add_callback("GET", BOOK_TICKER, callback=stuck)
-        mock.add_passthru("http://127.0.0.1")
-        market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock,
-                        wall=clock.wall)
-        srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market))).start()
+    with held_book_ticker() as (entered, _), serving(clock) as srv:
         outcome: list[object] = []
 
         def scrape() -> None:
@@ -446,18 +433,14 @@ def test_stop_gives_a_scrape_in_flight_a_short_grace_then_closes(clock: FakeCloc
                 outcome.append(type(exc))
 
         scraper = threading.Thread(target=scrape)
-        try:
-            scraper.start()
-            assert entered.wait(10)
-            started = time.monotonic()
-            srv.stop()
-            assert time.monotonic() - started < SHUTDOWN_GRACE + 2
-            scraper.join(10)
-            assert time.monotonic() - started < SHUTDOWN_GRACE + 2  # the client saw it at once
-            assert outcome == [http.client.RemoteDisconnected]  # closed, never an error page
-        finally:
-            release.set()
-            market.close()
+        scraper.start()
+        assert entered.wait(10)
+        started = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - started < SHUTDOWN_GRACE + 2
+        scraper.join(10)
+        assert time.monotonic() - started < SHUTDOWN_GRACE + 2  # the client saw it at once
+        assert outcome == [http.client.RemoteDisconnected]  # closed, never an error page
 
 
 def test_bare_lf_heads_are_answered(server: MetricsServer) -> None:
@@ -491,13 +474,10 @@ def test_a_flood_of_connections_over_the_limit_is_closed_not_queued(
 ) -> None:
     """Beyond max_connections, a few get a 503; the rest are closed at once, so file
     descriptors stay bounded however fast connections arrive."""
-    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
     market_mock.add_passthru("http://127.0.0.1")
-    srv = MetricsServer("127.0.0.1", 0, Exposition(BinanceCollector(market)),
-                        Limits(max_connections=1, max_refusing=1)).start()
-    held = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    refused = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    try:
+    with serving(clock, Limits(max_connections=1, max_refusing=1)) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=10) as held, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=10) as refused:
         held.sendall(b"GET / HTTP/1.1\r\n\r\n")
         assert held.recv(65536).startswith(b"HTTP/1.1 200")
         # the server lingers up to 1 s on this one, waiting for it to close: one slot in use
@@ -507,8 +487,3 @@ def test_a_flood_of_connections_over_the_limit_is_closed_not_queued(
                 assert third.recv(65536) == b""  # closed without an answer
             except ConnectionResetError:
                 pass  # or reset: either way, not held open
-    finally:
-        held.close()
-        refused.close()
-        srv.stop()
-        market.close()
