@@ -57,7 +57,6 @@ def measure(scratch: Path, refreshes: int, runs: int = RUNS) -> tuple[list[Figur
     last = max(rss[0])
     peaks = tuple(found["hwm_kb"] / 1024 for found in results)
     growth = tuple(_growth(curve) for curve in rss)
-    live = tuple(_growth(curve) for curve in blocks)
     figures = [
         Figure(SECTION, f"peak RSS (VmHWM) after {last} refreshes, in-process", peaks,
                "MB", f"≤ {LIMIT_MB:g}", median(peaks) <= LIMIT_MB,
@@ -65,10 +64,13 @@ def measure(scratch: Path, refreshes: int, runs: int = RUNS) -> tuple[list[Figur
                f"{last}: {_spread([c[last] for c in rss])} MB"),
         Figure(SECTION, f"RSS growth, refresh {EVERY} → {last}", growth, "%",
                f"≤ {FLAT_PERCENT:g} %", abs(median(growth)) <= FLAT_PERCENT),
-        Figure(SECTION, f"live Python blocks growth, refresh {EVERY} → {last} (leak check)",
-               live, "%", f"≤ {FLAT_PERCENT:g} %", abs(median(live)) <= FLAT_PERCENT,
-               note=f"{median([c[last] for c in blocks]):,.0f} blocks after {last}"),
     ]
+    if all(curve[EVERY] for curve in blocks):  # 0 when pymalloc is off (PYTHONMALLOC=malloc)
+        live = tuple(_growth(curve) for curve in blocks)
+        figures.append(Figure(
+            SECTION, f"live Python blocks growth, refresh {EVERY} → {last} (leak check)",
+            live, "%", f"≤ {FLAT_PERCENT:g} %", abs(median(live)) <= FLAT_PERCENT,
+            note=f"{median([c[last] for c in blocks]):,.0f} blocks after {last}"))
     curves = "\n".join(
         f"- run {i}: VmRSS (MB) after N refreshes: "
         + ", ".join(f"{n}: {mb:.1f}" for n, mb in sorted(curve.items()))

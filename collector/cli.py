@@ -34,7 +34,7 @@ from collector.config import (
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition
 from collector.http import MetricsServer
-from collector.market import Market, Settings, weight_per_minute
+from collector.market import Market, Settings, peak_weight_per_minute
 
 log = logging.getLogger("collector.cli")
 
@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``binance-exporter``: serve until SIGTERM or SIGINT."""
     parser = build_parser()
     args = parse_args(parser, argv)
-    check_weight_budget(parser, exporter_settings(args), args.weight_budget)
+    check_weight_budget(parser, exporter_settings(args), args.weight_budget,
+                        "raise the TTLs (--ttl-*), or lower --top or --depth-levels")
     setup_logging(args.log_level)
     stop = threading.Event()
 
@@ -131,9 +132,9 @@ def serve(
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
-    log.info("listening on http://%s:%d/metrics (upstream %s, at most ~%.0f request weight "
-             "per minute)", args.listen_address, server.port, ", ".join(args.base_urls),
-             weight_per_minute(market.settings))
+    log.info("listening on http://%s:%d/metrics (upstream %s, at most %d request weight "
+             "in any minute)", args.listen_address, server.port, ", ".join(args.base_urls),
+             peak_weight_per_minute(market.settings))
     if on_ready is not None:
         on_ready(server)
     stop.wait()

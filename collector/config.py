@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT, BinanceClient
-from collector.market import Settings, weight_per_minute
+from collector.market import Settings, peak_weight_per_minute
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporter)
@@ -183,8 +183,8 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--weight-budget", type=positive_float, default=env("WEIGHT_BUDGET", "3000"),
         metavar="WEIGHT",
-        help="refuse to start when these flags would spend more request weight per minute "
-        f"than this; Binance allows {WEIGHT_LIMIT} per IP (env BINANCE_WEIGHT_BUDGET; "
+        help="refuse to start when these settings could spend more request weight than this "
+        f"in one minute; Binance allows {WEIGHT_LIMIT} per IP (env BINANCE_WEIGHT_BUDGET; "
         "default 3000)",
     )
     parser.add_argument(
@@ -214,19 +214,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
-def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings,
-                        budget: float) -> float:
-    """The projected weight per minute; exit 2 if it is over ``budget``.
+def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, budget: float,
+                        remedy: str) -> int:
+    """The most weight one minute can cost at ``settings``; exit 2 if over ``budget``.
 
-    A typo such as ``--ttl-books 1`` with ``--top 50`` must not get the whole IP
-    banned (418, up to 3 days): the flags are refused before any call is made.
+    A typo such as ``--depth-levels 5000`` with ``--top 50`` (12,500 weight in one
+    refresh) must not get the whole IP banned (418, up to 3 days): such settings
+    are refused before any call is made. ``remedy`` says which settings to change.
     """
-    spend = weight_per_minute(settings)
+    spend = peak_weight_per_minute(settings)
     if spend > budget:
         parser.error(
-            f"these settings would spend ~{spend:.0f} request weight per minute, over "
-            f"--weight-budget {budget:g} (Binance allows {WEIGHT_LIMIT} per IP): raise the "
-            "TTLs or --interval, or lower --top or --depth-levels")
+            f"these settings could spend {spend} request weight in one minute, over the "
+            f"weight budget of {budget:g} (--weight-budget, BINANCE_WEIGHT_BUDGET; Binance "
+            f"allows {WEIGHT_LIMIT} per IP): {remedy}")
     return spend
 
 

@@ -171,7 +171,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
-        self._refusing = 0
+        self._refusing: set[asyncio.Task[None]] = set()
         self._closing = False
         self._date = (0, "")
 
@@ -206,14 +206,14 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in self._connections - self._busy:  # idle: waiting for a next request
+        for task in (self._connections - self._busy) | self._refusing:  # not in a request
             task.cancel()
         if self._busy:
             await asyncio.wait(set(self._busy), timeout=SHUTDOWN_GRACE)
         for task in set(self._connections):
             task.cancel()
-        if self._connections:
-            await asyncio.wait(set(self._connections), timeout=1)
+        if self._connections or self._refusing:
+            await asyncio.wait(self._connections | self._refusing, timeout=1)
 
     # -- one connection --------------------------------------------------------
 
@@ -238,15 +238,17 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
                          writer: asyncio.StreamWriter) -> None:
         """503 to a connection over the limit; beyond a few such at once, just close it,
         so that a flood of connections cannot run the process out of file descriptors."""
-        if self._refusing >= self._limits.max_refusing:
+        if len(self._refusing) >= self._limits.max_refusing:
             writer.transport.abort()
             return
-        self._refusing += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._refusing.add(task)
         try:
             await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
                                                       "too many connections"))
         finally:
-            self._refusing -= 1
+            self._refusing.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      task: asyncio.Task[None]) -> None:
@@ -298,10 +300,12 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         length = request.headers.get("content-length", "0")
         if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-        if int(length) > MAX_BODY:
+        digits = length.lstrip("0")
+        # int() refuses over 4300 digits: compare the length of the numeral first
+        if len(digits) > len(str(MAX_BODY)) or int(digits or "0") > MAX_BODY:
             raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-        if int(length):
-            await asyncio.wait_for(reader.readexactly(int(length)), WRITE_TIMEOUT)
+        if digits:
+            await asyncio.wait_for(reader.readexactly(int(digits)), WRITE_TIMEOUT)
 
     async def _answer(self, request: _Parsed) -> _Answer:
         if request.method not in ("GET", "HEAD"):

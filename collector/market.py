@@ -25,6 +25,7 @@ refresh of it fails.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,9 +68,14 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     refresh_budget: float | None = None  # seconds a refresh may take (scrape timeout)
 
 
-def weight_per_minute(settings: Settings) -> float:
-    """Request weight a healthy Market spends per minute at most: each group refreshed once
-    per TTL (an infinite TTL, as in the report, refreshes once and costs nothing per minute).
+def peak_weight_per_minute(settings: Settings) -> int:
+    """The most request weight a healthy Market can spend in one minute.
+
+    Binance counts weight per minute, so a refresh costs its whole weight in the
+    minute it happens, however long its TTL. The worst minute is the first: every
+    group is fetched, and each is refreshed again as often as its TTL allows in 60 s
+    (the books at 0 and 30 s at the defaults). A group with an infinite TTL, as in
+    the report, is fetched once. Defaults: 20 + 80 + 2 × 125 + 6 × 4 = 374.
     """
     costs = (
         (EXCHANGE_INFO_WEIGHT, settings.ttl_exchange),
@@ -77,7 +83,7 @@ def weight_per_minute(settings: Settings) -> float:
         (settings.top * depth_weight(settings.depth_levels), settings.ttl_books),
         (BOOK_TICKERS_WEIGHT, settings.ttl_spreads),
     )
-    return sum(weight * 60.0 / ttl for weight, ttl in costs if ttl != float("inf"))
+    return sum(weight * max(1, math.ceil(60.0 / ttl)) for weight, ttl in costs)
 
 
 @dataclass(frozen=True, slots=True)

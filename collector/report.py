@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     settings = dataclasses.replace(
         make_settings(args), ttl_spreads=args.interval, ttl_books=math.inf,
         ttl_rankings=math.inf, ttl_exchange=math.inf)
-    check_weight_budget(parser, settings, args.weight_budget)
+    check_weight_budget(parser, settings, args.weight_budget,
+                        "raise --interval, or lower --top or --depth-levels")
     setup_logging(args.log_level)
     market = Market(make_client(args), settings)
     try:

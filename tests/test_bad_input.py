@@ -68,8 +68,11 @@ def test_bad_values_exit_2_with_one_line(prog: str, flag: str, var: str, value: 
 # flags each valid on its own that together would spend more than --weight-budget (3000/min)
 OVER_BUDGET = [
     ("binance-report", ["--interval", "0.01"]),  # bookTicker 100 times a second: 24,000/min
+    ("binance-report", ["--top", "50", "--depth-levels", "5000"]),  # 12,500 in the first go
     ("binance-exporter", ["--top", "50", "--depth-levels", "1000", "--ttl-books", "10"]),
     ("binance-exporter", ["--top", "50", "--ttl-books", "20"]),  # 50 × 25 × 3 = 3,750/min
+    # one refresh an hour, but all of its 12,500 weight inside one minute
+    ("binance-exporter", ["--top", "50", "--depth-levels", "5000", "--ttl-books", "3600"]),
 ]
 
 
@@ -83,7 +86,8 @@ def test_settings_that_would_spend_the_rate_limit_are_refused(
         COMMANDS[prog][0](argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "request weight per minute, over --weight-budget 3000" in err
+    assert err.count("\n") == 1 and "weight in one minute, over the weight budget of 3000" in err
+    assert ("--interval" in err) == (prog == "binance-report")  # only what that command has
 
 
 @pytest.mark.parametrize(("prog", "argv"), OVER_BUDGET)

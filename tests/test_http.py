@@ -306,6 +306,9 @@ def test_pipelined_and_http10_keep_alive_requests_are_answered_in_order(
     (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400 Bad Request"),
     (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400 Bad Request"),
     (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400 Bad Request"),  # "²".isdigit()
+    # int() refuses numerals over 4300 digits
+    (b"GET / HTTP/1.1\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\n",
+     b"413 Request Entity Too Large"),
     (b"GET http://[ HTTP/1.1\r\n\r\n", b"400 Bad Request"),  # urlsplit raises ValueError
     (b"GET /metrics HTTP/1.1\r\nAccept: a\rSet-Cookie: x=1\r\n\r\n", b"400 Bad Request"),
     (b"GET /\x01 HTTP/1.1\r\n\r\n", b"400 Bad Request"),
@@ -487,3 +490,8 @@ def test_a_flood_of_connections_over_the_limit_is_closed_not_queued(
                 assert third.recv(65536) == b""  # closed without an answer
             except ConnectionResetError:
                 pass  # or reset: either way, not held open
+        started = time.monotonic()
+        srv.stop()  # while the 503 still lingers: that connection is closed too, at once
+        assert time.monotonic() - started < 2
+        assert refused.recv(65536) == b""
+        assert not srv._refusing  # pylint: disable=protected-access

@@ -12,7 +12,7 @@ from conftest import FakeClock, calls_to, load, register_market
 
 from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
-from collector.market import Market, Settings, weight_per_minute
+from collector.market import Market, Settings, peak_weight_per_minute
 from collector.simulator.weights import request_weight as simulated_weight
 
 
@@ -184,12 +184,17 @@ def test_a_failed_exchange_info_refresh_keeps_rankings_on_the_last_good_one(
     assert snap.errors() == [snap.exchange.error]
 
 
-def test_projected_weight_is_the_readme_arithmetic() -> None:
-    """exchangeInfo 20/3600 s + 24 h ticker 80/300 s + 5 books × 25/30 s + bookTicker 4/10 s."""
-    assert weight_per_minute(Settings()) == pytest.approx(20 / 60 + 16 + 250 + 24)
+def test_the_peak_minute_is_the_first_one_as_measured() -> None:
+    """Binance counts per minute: a refresh costs its whole weight in its minute, whatever
+    the TTL. The first minute fetches everything and refreshes the books (30 s) twice and
+    the spreads (10 s) six times: 20 + 80 + 2 × 125 + 6 × 4, which is the 374 that
+    make bench measured in the first minute with 10 scrapers at 1 s."""
+    assert peak_weight_per_minute(Settings()) == 374
     report_like = Settings(ttl_spreads=1, ttl_books=math.inf, ttl_rankings=math.inf,
                            ttl_exchange=math.inf)
-    assert weight_per_minute(report_like) == 240  # only the Q5 ticks recur
+    assert peak_weight_per_minute(report_like) == 20 + 80 + 125 + 60 * 4  # Q1-Q3 once
+    one_big_refresh = Settings(top=50, depth_levels=5000, ttl_books=3600)
+    assert peak_weight_per_minute(one_big_refresh) == 20 + 80 + 50 * 250 + 24
 
 
 def test_the_clients_depth_weights_agree_with_the_simulators() -> None:
