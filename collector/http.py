@@ -7,10 +7,11 @@ thread hand-off; only a scrape that must wait on a Binance refresh goes to a
 small thread pool, so a slow upstream never blocks the landing page or other
 scrapes. ``/`` never calls Binance, which makes it the target for health checks.
 
-Limits: a request head of at most 16 KiB (431 beyond), bodies refused, 512
-connections at once (503 beyond), an idle keep-alive connection closed after
-75 s, a client that stops reading dropped after 30 s. On ``stop()`` requests
-in flight get a short grace period, idle connections are closed at once.
+Limits (see :class:`Limits` and :mod:`collector.http_request`): request heads
+of at most 16 KiB, 512 connections at once (a few more get a 503, the rest are
+closed at once), an idle keep-alive connection closed after 75 s, a client that
+stops reading dropped after 30 s. On ``stop()`` requests in flight get a short
+grace period, idle connections are closed at once.
 """
 
 from __future__ import annotations
@@ -19,22 +20,28 @@ import asyncio
 import email.utils
 import html
 import logging
-import re
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from collector import __version__
-from collector.exposition import Exposition, Request
+from collector.exposition import Exposition, Request as Wanted
+from collector.http_request import (
+    MAX_BODY,
+    MAX_HEAD,
+    BadRequest,
+    Request,
+    parse_head,
+    read_head,
+    skip_body,
+)
 
 log = logging.getLogger("collector.http")
 
-MAX_HEAD = 16 * 1024
-MAX_BODY = 64 * 1024  # a GET with a body is odd but legal: read and ignored up to this size
 WRITE_TIMEOUT = 30.0  # a client that stops reading our answer is dropped after this
 SHUTDOWN_GRACE = 3.0
 BACKLOG = 128  # a burst of scrapers must not overflow the listen queue (1 s SYN retries)
@@ -47,26 +54,7 @@ LANDING = """<!DOCTYPE html>
 </body></html>
 """
 HTML = "text/html; charset=utf-8"
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HTAB
 TEXT = "text/plain; charset=utf-8"
-
-
-class _BadRequest(Exception):
-    """A request we cannot frame: answer ``status`` and close."""
-
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    method: str
-    path: str
-    query: str
-    keep_alive: bool
-    http10: bool
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,72 +63,6 @@ class _Answer:
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
-
-
-async def read_head(reader: asyncio.StreamReader) -> list[str] | None:
-    """The lines of one request head, or None when the client closed between requests.
-
-    Lines may end in CRLF or a bare LF (RFC 9112 allows a server to accept
-    both); empty lines before the request line are skipped. Over ``MAX_HEAD``
-    bytes in all is a 431.
-    """
-    lines: list[str] = []
-    size = 0
-    while True:
-        try:
-            raw = await reader.readline()
-        except ValueError:  # one line longer than the reader's limit
-            raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                              "request head too large") from None
-        size += len(raw)
-        if size > MAX_HEAD:
-            raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
-        if not raw.endswith(b"\n"):  # end of stream
-            if not raw and not lines:
-                return None
-            raise asyncio.IncompleteReadError(raw, None)
-        line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        if line:
-            lines.append(line.decode("latin-1"))
-        elif lines:
-            return lines
-
-
-def parse_head(lines: list[str]) -> _Parsed:
-    """The request line and headers of one request."""
-    parts = lines[0].split(" ")
-    if (len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/")
-            or _CONTROL.search(parts[1])):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request line")
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise _BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"{version} not supported")
-    headers = _headers(lines[1:])
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    http10 = version == "HTTP/1.0"
-    keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
-    try:
-        url = urlsplit(target)
-    except ValueError:  # e.g. "http://[": an unclosed IPv6 literal
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request target") from None
-    return _Parsed(method, url.path or "/", url.query, keep_alive, http10, headers)
-
-
-def _headers(lines: list[str]) -> dict[str, str]:
-    """Header lines → {lower-case name: value}; a repeated header's values joined by commas.
-
-    Control characters are refused: a value is copied into our answer's
-    headers (the Accept version into Content-Type), so a stray CR or LF
-    in it would let a client write headers of its own into the answer.
-    """
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or _CONTROL.search(line):
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
-        key = name.lower()
-        headers[key] = f"{headers[key]},{value.strip()}" if key in headers else value.strip()
-    return headers
 
 
 @dataclass(frozen=True)
@@ -259,8 +181,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
                     return  # closed between requests: the normal end of a keep-alive connection
                 self._busy.add(task)
                 request = parse_head(lines)
-                await self._skip_body(reader, request)
-            except _BadRequest as exc:
+                await skip_body(reader, request)
+            except BadRequest as exc:
                 await self._refuse(reader, writer, _plain(exc.status, str(exc)))
                 return
             answer = await self._answer(request)
@@ -293,21 +215,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
                 return
             left -= len(chunk)
 
-    @staticmethod
-    async def _skip_body(reader: asyncio.StreamReader, request: _Parsed) -> None:
-        if "transfer-encoding" in request.headers:
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "request bodies are not accepted")
-        length = request.headers.get("content-length", "0")
-        if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-        digits = length.lstrip("0")
-        # int() refuses over 4300 digits: compare the length of the numeral first
-        if len(digits) > len(str(MAX_BODY)) or int(digits or "0") > MAX_BODY:
-            raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-        if digits:
-            await asyncio.wait_for(reader.readexactly(int(digits)), WRITE_TIMEOUT)
-
-    async def _answer(self, request: _Parsed) -> _Answer:
+    async def _answer(self, request: Request) -> _Answer:
         if request.method not in ("GET", "HEAD"):
             return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, TEXT, b"Only GET and HEAD\n",
                            (("Allow", "GET, HEAD"),))
@@ -317,8 +225,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             return _Answer(HTTPStatus.OK, HTML, self._landing)
         return _plain(HTTPStatus.NOT_FOUND, "Not found: try /metrics")
 
-    async def _metrics(self, request: _Parsed) -> _Answer:
-        wanted = Request(request.headers.get("accept", ""),
+    async def _metrics(self, request: Request) -> _Answer:
+        wanted = Wanted(request.headers.get("accept", ""),
                          request.headers.get("accept-encoding", ""),
                          tuple(parse_qs(request.query).get("name[]", ())))
         try:
