@@ -215,8 +215,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, budget: float,
-                        remedy: str) -> int:
-    """The most weight one minute can cost at ``settings``; exit 2 if over ``budget``.
+                        remedy: str) -> None:
+    """Exit 2 if the most weight one minute can cost at ``settings`` is over ``budget``.
 
     A typo such as ``--depth-levels 5000`` with ``--top 50`` (12,500 weight in one
     refresh) must not get the whole IP banned (418, up to 3 days): such settings
@@ -228,7 +228,6 @@ def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, bud
             f"these settings could spend {spend} request weight in one minute, over the "
             f"weight budget of {budget:g} (--weight-budget, BINANCE_WEIGHT_BUDGET; Binance "
             f"allows {WEIGHT_LIMIT} per IP): {remedy}")
-    return spend
 
 
 def make_client(args: argparse.Namespace) -> BinanceClient:

@@ -41,6 +41,7 @@ from collector.market import Market, Snapshot
 log = logging.getLogger("collector.exporter")
 
 SYMBOL = ["symbol", "quote_asset"]
+StateKey = tuple[tuple[int, ...], int]  # refreshes per group, requests sent (see _state_key)
 
 
 class BinanceCollector(Collector):
@@ -57,7 +58,7 @@ class BinanceCollector(Collector):
         self.market = market
         self._clock = clock
         self._memo_lock = threading.Lock()
-        self._memo: tuple[tuple[tuple[int, ...], int], list[Metric]] | None = None
+        self._memo: tuple[StateKey, list[Metric]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
@@ -79,7 +80,7 @@ class BinanceCollector(Collector):
             return None
         return self._collect(before, snapshot, started)
 
-    def _state_key(self) -> tuple[tuple[int, ...], int]:
+    def _state_key(self) -> StateKey:
         """What the data families depend on: each group's refresh count, requests sent.
 
         Each number grows only *after* the state it stands for has changed. The
@@ -91,8 +92,7 @@ class BinanceCollector(Collector):
         """
         return self.market.generations(), sum(self.market.client.request_counts().values())
 
-    def _collect(self, before: tuple[tuple[int, ...], int], snapshot: Snapshot,
-                 started: float) -> list[Metric]:
+    def _collect(self, before: StateKey, snapshot: Snapshot, started: float) -> list[Metric]:
         self._log(snapshot)
         families = self._data_families(before, snapshot)
         live = _Live()
@@ -104,8 +104,7 @@ class BinanceCollector(Collector):
         live.scrape_duration.add_metric([], self._clock() - started)
         return [*families, *live.all()]
 
-    def _data_families(self, before: tuple[tuple[int, ...], int],
-                       snapshot: Snapshot) -> list[Metric]:
+    def _data_families(self, before: StateKey, snapshot: Snapshot) -> list[Metric]:
         """The families that change only with a refresh, rebuilt only after one."""
         with self._memo_lock:
             memo = self._memo
