@@ -132,8 +132,9 @@ def serve(
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
+    host = f"[{args.listen_address}]" if ":" in args.listen_address else args.listen_address
     log.info("listening on http://%s:%d/metrics (upstream %s, at most %d request weight "
-             "in any minute)", args.listen_address, server.port, ", ".join(args.base_urls),
+             "in any minute)", host, server.port, ", ".join(args.base_urls),
              peak_weight_per_minute(market.settings))
     if on_ready is not None:
         on_ready(server)

@@ -64,10 +64,19 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """A number > 0 (seconds)."""
-    value = _number(float, text, 0, "a number")
-    if value == 0 or value == float("inf"):
+    """A finite number > 0 (seconds)."""
+    value = _number(float, text, -math.inf, "a number")
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def weight_budget(text: str) -> float:
+    """Request weight per minute: above 0, and no more than Binance allows an IP."""
+    value = positive_float(text)
+    if value > WEIGHT_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is above Binance's limit of {WEIGHT_LIMIT} per minute and IP")
     return value
 
 
@@ -171,8 +180,8 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--depth-levels", type=depth_levels, default=env("DEPTH_LEVELS", "200"), metavar="N",
-        help="order book levels per side summed for the notional (env BINANCE_DEPTH_LEVELS; "
-        "default 200)",
+        help="order book levels per side summed for the notional, 1-5000 (env "
+        "BINANCE_DEPTH_LEVELS; default 200)",
     )
     group.add_argument(
         "--rank-by", type=one_of("quote", "base"), default=env("RANK_BY", "quote"),
@@ -181,7 +190,7 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         "or base-asset volume (env BINANCE_RANK_BY; default quote)",
     )
     group.add_argument(
-        "--weight-budget", type=positive_float, default=env("WEIGHT_BUDGET", "3000"),
+        "--weight-budget", type=weight_budget, default=env("WEIGHT_BUDGET", "3000"),
         metavar="WEIGHT",
         help="refuse to start when these settings could spend more request weight than this "
         f"in one minute; Binance allows {WEIGHT_LIMIT} per IP (env BINANCE_WEIGHT_BUDGET; "

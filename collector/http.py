@@ -117,6 +117,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(5)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()  # an unclosed loop complains when collected (--log-level debug)
         self._sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -151,6 +153,10 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             await self._serve(reader, writer, task)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass  # the client went away or stalled: nothing to answer
+        except asyncio.CancelledError:
+            # only our own shutdown cancels connections. End quietly: on Python 3.11
+            # asyncio.streams logs a traceback for every cancelled connection task
+            pass
         finally:
             self._connections.discard(task)
             self._busy.discard(task)

@@ -18,15 +18,19 @@ Text output, abridged::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from types import FrameType
+from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from collector import __version__
 from collector.answers import plain
@@ -207,9 +211,27 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--format", type=one_of("text", "json"), default=env("FORMAT", "text"),
         metavar="{text,json}",
-        help="text tables, or JSON (Q1-Q4 object then JSON Lines) (env BINANCE_FORMAT)",
+        help="text tables, or JSON (Q1-Q4 object then JSON Lines) (env BINANCE_FORMAT; "
+        "default text)",
     )
     return parser
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the report like Ctrl-C, with exit 0 (``docker stop``, systemd)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def os_count() -> str | None:
@@ -226,12 +248,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     settings = dataclasses.replace(
         make_settings(args), ttl_spreads=args.interval, ttl_books=math.inf,
         ttl_rankings=math.inf, ttl_exchange=math.inf)
-    check_weight_budget(parser, settings, args.weight_budget,
+    ticks = settings if args.count != 0 else dataclasses.replace(settings, ttl_spreads=math.inf)
+    check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top or --depth-levels")
     setup_logging(args.log_level)
     market = Market(make_client(args), settings)
     try:
-        run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)
+        with _sigterm_as_interrupt():
+            run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)
     except BinanceError as exc:
         if args.log_level == "debug":
             log.exception("upstream failure")

@@ -16,7 +16,7 @@ COMMON = [
     ("--depth-levels", "BINANCE_DEPTH_LEVELS", ["0", "5001", "x"]),
     ("--rank-by", "BINANCE_RANK_BY", ["volume", ""]),
     ("--log-level", "BINANCE_LOG_LEVEL", ["loud", "trace"]),
-    ("--weight-budget", "BINANCE_WEIGHT_BUDGET", ["0", "-1", "x", "inf"]),
+    ("--weight-budget", "BINANCE_WEIGHT_BUDGET", ["0", "-1", "x", "inf", "6001"]),
 ]
 EXPORTER = COMMON + [
     ("--port", "BINANCE_LISTEN_PORT", ["-1", "65536", "http", "tcp://10.0.0.7:8080"]),
@@ -90,11 +90,28 @@ def test_settings_that_would_spend_the_rate_limit_are_refused(
     assert ("--interval" in err) == (prog == "binance-report")  # only what that command has
 
 
-@pytest.mark.parametrize(("prog", "argv"), OVER_BUDGET)
+# over the default budget, within Binance's own limit: a higher --weight-budget allows them
+WITHIN_LIMIT = [
+    ("binance-report", ["--interval", "0.05"]),  # 225 + 1,200 ticks × 4 = 5,025
+    ("binance-report", ["--count", "0", "--interval", "0.01"]),  # no ticks: Q1-Q4 once, 229
+    ("binance-exporter", ["--top", "50", "--ttl-books", "20"]),  # 3,874
+]
+
+
+@pytest.mark.parametrize(("prog", "argv"), WITHIN_LIMIT)
 def test_a_higher_budget_lets_them_through(prog: str, argv: list[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(cli, "serve", lambda *args, **_: started.append(args) or 0)
     monkeypatch.setattr(report, "run", lambda *args, **_: started.append(args))
-    assert COMMANDS[prog][0]([*argv, "--weight-budget", "30000"]) == 0
+    assert COMMANDS[prog][0]([*argv, "--weight-budget", "6000"]) == 0
     assert len(started) == 1
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize(("prog", "argv"), [c for c in OVER_BUDGET if c not in WITHIN_LIMIT])
+def test_nothing_lets_through_more_than_binance_allows(prog: str, argv: list[str]) -> None:
+    """The budget cannot be raised above Binance's 6,000, so these stay refused."""
+    with pytest.raises(SystemExit) as exc:
+        COMMANDS[prog][0]([*argv, "--weight-budget", "6000"])
+    assert exc.value.code == 2

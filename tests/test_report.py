@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 from decimal import Decimal
@@ -269,3 +270,21 @@ def test_the_installed_command_against_a_stand_in_server() -> None:
         assert [set(t) for t in lines[1:]] == [{"time", "spreads", "deltas"}] * 2
         assert lines[2]["deltas"] == dict.fromkeys(EXPECTED["spreads"], "0")
         assert server.paths.count("/api/v3/ticker/bookTicker") == 2
+
+
+def test_sigterm_ends_an_open_ended_report_like_ctrl_c() -> None:
+    """docker stop and systemd send SIGTERM: a report that is only waiting ends with 0."""
+    command = Path(sys.executable).with_name("binance-report")
+    with running_standin() as server, subprocess.Popen(
+        [str(command), "--base-url", server.url, "--interval", "10", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()  # Q1-Q4, then it waits 10 s for the first tick
+            assert json.loads(first) == EXPECTED
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:  # pragma: no cover - only when the test failed
+                process.kill()
