@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -288,6 +288,9 @@ class Market:  # pylint: disable=too-many-instance-attributes
                 self._depth_pool.submit(self.client.order_book, t.symbol, levels, deadline)
                 for t in current.by_volume
             ]
+            # all of them, even after one failed: a refresh is over only when none of its
+            # requests is still in flight (and being counted) behind the scrape's back
+            wait(futures)
             books = [future.result() for future in futures]
             return {book.symbol: answers.book_notional(book, levels) for book in books}
 

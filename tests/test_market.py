@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
 import responses
-from conftest import FakeClock, calls_to, load, register_market
+from conftest import FakeClock, calls_to, depth_callback, load, register_market
 
 from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
@@ -202,3 +203,24 @@ def test_the_clients_depth_weights_agree_with_the_simulators() -> None:
     for limit in range(1, 5001):
         assert depth_weight(limit) == simulated_weight("/api/v3/depth",
                                                        {"limit": [str(limit)]}), limit
+
+
+def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(market: Market) -> None:
+    """One depth call failing fast must not end the refresh while the other four are still
+    in flight: their requests would then be sent and counted behind the scrape's back (a
+    rate-limit test once saw a request 'during' a cool-down that way)."""
+    done: list[str] = []
+
+    def depth(request: Any) -> tuple[int, dict[str, str], str]:
+        symbol = request.params["symbol"]
+        if symbol == "ETHBTC":  # first in the ranking: its future is the first result read
+            return 500, {}, "{}"
+        time.sleep(0.2)  # still in flight when ETHBTC has failed
+        done.append(symbol)
+        return depth_callback(request)
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, depth=depth)
+        snap = market.snapshot()
+    assert isinstance(snap.books.error, UpstreamUnavailable)
+    assert sorted(done) == ["DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
