@@ -147,7 +147,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         assert task is not None
         try:
             if len(self._connections) >= self._limits.max_connections or self._closing:
-                await self._turn_away(reader, writer)
+                await self._turn_away(reader, writer, task)
                 return
             self._connections.add(task)
             await self._serve(reader, writer, task)
@@ -162,15 +162,13 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             self._busy.discard(task)
             writer.close()
 
-    async def _turn_away(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def _turn_away(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         task: asyncio.Task[None]) -> None:
         """503 to a connection over the limit; beyond a few such at once, just close it,
         so that a flood of connections cannot run the process out of file descriptors."""
         if len(self._refusing) >= self._limits.max_refusing:
             writer.transport.abort()
             return
-        task = asyncio.current_task()
-        assert task is not None
         self._refusing.add(task)
         try:
             await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
