@@ -11,10 +11,17 @@ What it knows about Binance, so nothing else has to:
   call inside a caller's budget (the scrape timeout);
 * 429/418 set a cool-down from ``Retry-After`` during which *every* call is
   refused locally without a request (Binance limits by IP, not endpoint);
-  they are never retried and the client never sleeps for them;
+  they are never retried and the client never sleeps for them. A 403 is the
+  WAF's limit, which "can indicate a rate limit violation" (rest-api.md): it
+  is treated the same way, with ``Retry-After`` when sent, else 60 s doubling
+  with each consecutive 403 up to 10 minutes;
 * 451 (restricted location) and other 4xx become typed errors;
-* the last ``X-MBX-USED-WEIGHT-1M`` header and the count of attempts per
-  endpoint and HTTP status are kept for the exporter to publish.
+* symbols are sent as UTF-8, percent-encoded (they may be non-ASCII);
+* exchangeInfo and the 24 h ticker ask only for ``TRADING`` symbols and no
+  permission sets: what the product would discard anyway;
+* the last ``X-MBX-USED-WEIGHT-1M`` header, the ``REQUEST_WEIGHT`` limit
+  exchangeInfo announces, and the count of attempts per endpoint and HTTP
+  status are kept for the exporter to publish.
 
 Retries are a small loop here rather than urllib3's ``Retry`` so that every
 attempt is counted by status and no attempt starts after the deadline.
@@ -42,8 +49,9 @@ from collector.errors import (
 )
 
 DEFAULT_BASE_URL = "https://api.binance.com"
-# used when a 429/418 carries no usable Retry-After: Binance's limits are per minute
+# used when a 429/418/403 carries no usable Retry-After: Binance's limits are per minute
 DEFAULT_COOL_DOWN = 60.0
+MAX_WAF_COOL_DOWN = 600.0  # consecutive 403s without Retry-After double up to this
 # Binance's IP bans last 2 minutes to 3 days; a longer (or infinite) Retry-After is a bad header
 MAX_COOL_DOWN = 3 * 86400.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -52,7 +60,11 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 EXCHANGE_INFO_WEIGHT = 20
 TICKER_24H_ALL_WEIGHT = 80  # every symbol; 2/40 only for lists of up to 20/100
 BOOK_TICKERS_WEIGHT = 4  # any list of symbols
-WEIGHT_LIMIT = 6000  # per minute and per IP, the REQUEST_WEIGHT limit of exchangeInfo
+WEIGHT_LIMIT = 6000  # per minute and IP: exchangeInfo's REQUEST_WEIGHT limit until one is seen
+
+# what the product discards anyway: other statuses, and permission sets (~40 % of the bytes)
+EXCHANGE_INFO_PARAMS = {"symbolStatus": "TRADING", "showPermissionSets": "false"}
+TICKER_24H_PARAMS = {"type": "MINI", "symbolStatus": "TRADING"}  # MINI: half the bytes
 
 
 DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50))  # (up to this many levels, weight)
@@ -93,19 +105,29 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         self._lock = threading.Lock()
         self._preferred = 0  # index of the base URL that last connected
         self._cool_down_until = 0.0
+        self._waf_cool_down = 0.0  # the last 403 cool-down without Retry-After
         self.used_weight: int | None = None
+        self.weight_limit = WEIGHT_LIMIT
         self._weight_minute = -1
         self.requests: Counter[tuple[str, str]] = Counter()
 
     # -- the endpoints -------------------------------------------------------
 
     def exchange_info(self, deadline: float | None = None) -> Mapping[str, models.SymbolInfo]:
-        """All symbols with status and quote asset (weight 20)."""
-        return models.parse_exchange_info(self.get(models.EXCHANGE_INFO, {}, deadline))
+        """The TRADING symbols with status and quote asset (weight 20).
+
+        Also notes the ``REQUEST_WEIGHT`` limit per minute that the answer announces.
+        """
+        payload = self.get(models.EXCHANGE_INFO, EXCHANGE_INFO_PARAMS, deadline)
+        infos = models.parse_exchange_info(payload)
+        limit = models.parse_weight_limit(payload)
+        if limit is not None:
+            self.weight_limit = limit
+        return infos
 
     def tickers_24h(self, deadline: float | None = None) -> tuple[models.Ticker24h, ...]:
-        """24 h statistics of every symbol (weight 80). MINI: same weight, a third of the bytes."""
-        return models.parse_tickers(self.get(models.TICKER_24H, {"type": "MINI"}, deadline))
+        """24 h statistics of every TRADING symbol (weight 80)."""
+        return models.parse_tickers(self.get(models.TICKER_24H, TICKER_24H_PARAMS, deadline))
 
     def order_book(
         self, symbol: str, limit: int, deadline: float | None = None
@@ -118,7 +140,8 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         self, symbols: Sequence[str], deadline: float | None = None
     ) -> Mapping[str, models.BookTop]:
         """Best bid/ask of several symbols in ONE call (weight 4)."""
-        param = json.dumps(sorted(symbols), separators=(",", ":"))
+        # compact, and UTF-8 rather than \\u escapes: requests percent-encodes it
+        param = json.dumps(sorted(symbols), separators=(",", ":"), ensure_ascii=False)
         tops = models.parse_book_tickers(self.get(models.BOOK_TICKER, {"symbols": param}, deadline))
         for symbol in symbols:
             if symbol not in tops:  # Binance answers -1121 rather than leave one out
@@ -128,7 +151,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
     # -- state for the exporter ----------------------------------------------
 
     def cool_down_remaining(self) -> float:
-        """Seconds until calls are allowed again after a 429/418 (0 when allowed)."""
+        """Seconds until calls are allowed again after a 429/418/403 (0 when allowed)."""
         return max(0.0, self._cool_down_until - self._clock())
 
     def used_weight_this_minute(self) -> int | None:
@@ -157,7 +180,8 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             pause = self.backoff * 2 ** (attempt - 1)
             out_of_time = deadline is not None and self._clock() + pause >= deadline
             if attempt > self.retries or out_of_time:
-                raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)")
+                raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)",
+                                          unreachable=result.no_connection)
             self._sleep(pause)
 
     def _check_cool_down(self, endpoint: str) -> None:
@@ -218,26 +242,34 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
                 return _failure_of(exc, base, timeout)
         if body is None:
             return _Failure("the answer did not arrive within the refresh budget")
+        if response.status_code < 300:
+            self._waf_cool_down = 0.0  # Binance answers again: the next 403 starts at 60 s
         try:
             return json.loads(body)
         except ValueError:
             raise BadResponse(endpoint, "body", "not valid JSON") from None
 
     def _raise_for_status(self, endpoint: str, response: requests.Response, base: str) -> None:
-        """Turn 429/418, 451 and other 4xx into typed errors (none of them is retried)."""
+        """Turn 429/418/403, 451 and other 4xx into typed errors (none of them is retried)."""
         status = response.status_code
-        if status in (418, 429):
+        if status in (418, 429, 403):
             retry_after = _retry_after(response)
+            if retry_after is None and status == 403:  # the WAF rarely says: back off harder
+                with self._lock:
+                    self._waf_cool_down = min(MAX_WAF_COOL_DOWN,
+                                              2 * self._waf_cool_down or DEFAULT_COOL_DOWN)
+                    retry_after = self._waf_cool_down
+            if retry_after is None:
+                retry_after = DEFAULT_COOL_DOWN
             with self._lock:
                 self._cool_down_until = max(self._cool_down_until, self._clock() + retry_after)
-            reason = f"HTTP {status}, rate limited; cooling down {retry_after:.0f} s"
-            raise RateLimited(endpoint, reason, retry_after)
+                remaining = self._cool_down_until - self._clock()
+            what = "blocked by Binance's WAF" if status == 403 else "rate limited"
+            reason = f"HTTP {status}, {what}; cooling down {remaining:.0f} s"
+            raise RateLimited(endpoint, reason, remaining)
         if status == 451:
             raise RestrictedLocation(
-                endpoint,
-                f"HTTP 451: Binance refuses this location at {base}; try another --base-url "
-                "such as https://data-api.binance.vision (market data) or https://api.binance.us",
-            )
+                endpoint, f"HTTP 451: Binance refuses this location at {base}")
         if 400 <= status < 500:
             code, msg = _binance_error(response)
             raise ApiError(endpoint, status, code, msg)
@@ -309,14 +341,15 @@ def _read_body(
     return b"".join(chunks)
 
 
-def _retry_after(response: requests.Response) -> float:
+def _retry_after(response: requests.Response) -> float | None:
+    """``Retry-After`` in seconds, bounded; None when absent or unusable."""
     value = response.headers.get("Retry-After", "")
     try:
         seconds = float(value)
     except ValueError:
-        return DEFAULT_COOL_DOWN
+        return None
     if math.isnan(seconds) or seconds <= 0:
-        return DEFAULT_COOL_DOWN
+        return None
     return min(seconds, MAX_COOL_DOWN)
 
 

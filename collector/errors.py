@@ -13,6 +13,7 @@ class BinanceError(Exception):
     """Base class: something went wrong talking to Binance."""
 
     kind = "error"
+    hint: str | None = None  # what the user can do about it, said once per outage
 
     def __init__(self, endpoint: str, reason: str) -> None:
         super().__init__(f"{endpoint}: {reason}")
@@ -20,10 +21,30 @@ class BinanceError(Exception):
         self.reason = reason
 
 
+UNREACHABLE_HINT = (
+    "Binance cannot be reached from here: try another --base-url, e.g. "
+    "https://data-api.binance.vision (market data only) or https://api1.binance.com, "
+    "or run `make demo` to try the exporter offline against its simulator")
+
+RESTRICTED_HINT = (
+    "try another --base-url, e.g. https://data-api.binance.vision (Binance's market data "
+    "only). https://api.binance.us is Binance.US, a separate exchange with other listings "
+    "and figures, not this market")
+
+
 class UpstreamUnavailable(BinanceError):
-    """No usable answer: connection refused or reset, timeout, or 5xx after retries."""
+    """No usable answer: connection refused or reset, timeout, or 5xx after retries.
+
+    ``unreachable`` when no connection could be made to any base URL (DNS,
+    refused, connect timeout): then the hint suggests what to try instead.
+    """
 
     kind = "unavailable"
+
+    def __init__(self, endpoint: str, reason: str, unreachable: bool = False) -> None:
+        super().__init__(endpoint, reason)
+        self.unreachable = unreachable
+        self.hint = UNREACHABLE_HINT if unreachable else None
 
 
 class NotAttempted(BinanceError):
@@ -33,7 +54,10 @@ class NotAttempted(BinanceError):
 
 
 class RateLimited(BinanceError):
-    """HTTP 429/418, or a call refused locally while the cool-down lasts."""
+    """HTTP 429/418/403, or a call refused locally while the cool-down lasts.
+
+    ``retry_after``: seconds from now until the cool-down ends.
+    """
 
     kind = "rate_limited"
 
@@ -46,6 +70,7 @@ class RestrictedLocation(BinanceError):
     """HTTP 451: Binance refuses this machine's location; another base URL may work."""
 
     kind = "restricted"
+    hint = RESTRICTED_HINT
 
 
 class ApiError(BinanceError):

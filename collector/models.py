@@ -161,6 +161,31 @@ def parse_exchange_info(payload: Any) -> Mapping[str, SymbolInfo]:
     return MappingProxyType(infos)
 
 
+def parse_weight_limit(payload: Any) -> int | None:
+    """exchangeInfo's ``REQUEST_WEIGHT`` limit per minute; None if it announces none.
+
+    Called on a payload ``parse_exchange_info`` accepted. A limit over N minutes
+    counts as limit / N (rounded down); limits over seconds or days are not ours
+    to budget (the product spends per minute) and are ignored.
+    """
+    fields = _Fields(EXCHANGE_INFO)
+    raw = fields.obj(payload, "").get("rateLimits")
+    if raw is None:
+        return None
+    limits = []
+    for index, entry in enumerate(fields.array(raw, "rateLimits")):
+        path = f"rateLimits[{index}]"
+        entry = fields.obj(entry, path)
+        if entry.get("rateLimitType") != "REQUEST_WEIGHT" or entry.get("interval") != "MINUTE":
+            continue
+        minutes = fields.count(entry, "intervalNum", path)
+        limit = fields.count(entry, "limit", path)
+        if minutes == 0 or limit < minutes:
+            raise fields.fail(f"{path}.limit", f"out of range: {limit} per {minutes} minutes")
+        limits.append(limit // minutes)
+    return min(limits) if limits else None
+
+
 def parse_tickers(payload: Any) -> tuple[Ticker24h, ...]:
     """``/api/v3/ticker/24hr`` (FULL or MINI, all symbols) → tickers in answer order."""
     fields = _Fields(TICKER_24H)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -42,8 +43,10 @@ def test_calls_use_binance_parameters_and_record_weight(
     book = client.order_book("SOLBTC", 200)
     tops = client.book_tickers(["WLDUSDT", "FLOKIUSDT"])
     assert len(book.bids) == 37 and set(tops) >= {"FLOKIUSDT", "WLDUSDT"}
-    ticker_call, depth_call, book_call = list(market_mock.calls)[1:4]
-    assert query(ticker_call) == {"type": ["MINI"]}
+    info_call, ticker_call, depth_call, book_call = list(market_mock.calls)[0:4]
+    # only what the product uses: TRADING symbols, no permission sets, the MINI ticker
+    assert query(info_call) == {"symbolStatus": ["TRADING"], "showPermissionSets": ["false"]}
+    assert query(ticker_call) == {"type": ["MINI"], "symbolStatus": ["TRADING"]}
     assert query(depth_call) == {"symbol": ["SOLBTC"], "limit": ["200"]}
     # one batched call, symbols as a compact JSON array
     assert json.loads(query(book_call)["symbols"][0]) == ["FLOKIUSDT", "WLDUSDT"]
@@ -119,6 +122,92 @@ def test_rate_limit_starts_a_cool_down_for_every_endpoint(status: int, clock: Fa
     assert client.request_counts()[("/api/v3/ticker/24hr", str(status))] == 1
 
 
+@responses.activate
+def test_a_waf_403_cools_down_like_a_rate_limit_doubling_up_to_10_minutes(
+        clock: FakeClock) -> None:
+    """403 "can indicate a rate limit violation" (rest-api.md): back off, never retry."""
+    responses.get(TICKER, status=403, body="<html>403 Forbidden</html>",
+                  content_type="text/html")
+    client = client_for(clock, retries=3)
+    waits = []
+    for _ in range(6):
+        with pytest.raises(RateLimited, match="HTTP 403, blocked by Binance's WAF") as err:
+            client.tickers_24h()
+        assert err.value.kind == "rate_limited"
+        waits.append(client.cool_down_remaining())
+        with pytest.raises(RateLimited, match="no request sent"):
+            client.exchange_info()  # every endpoint waits
+        clock.advance(waits[-1])
+    assert waits == [60, 120, 240, 480, 600, 600]
+    assert len(responses.calls) == 6  # one per cool-down, none retried
+    responses.replace(responses.GET, TICKER, json=[])
+    assert not client.tickers_24h()  # an answer again: the next 403 starts at 60 s
+    responses.replace(responses.GET, TICKER, status=403, headers={"Retry-After": "45"})
+    with pytest.raises(RateLimited):
+        client.tickers_24h()
+    assert client.cool_down_remaining() == 45  # Retry-After, when sent, is obeyed
+    responses.replace(responses.GET, TICKER, status=403)
+    clock.advance(45)
+    with pytest.raises(RateLimited):
+        client.tickers_24h()
+    assert client.cool_down_remaining() == 60
+
+
+def test_unicode_symbols_go_out_as_percent_encoded_utf8(clock: FakeClock) -> None:
+    """Symbols may be non-ASCII since 2025-12: json.dumps' \\u escapes would be -1100."""
+    symbol = "币安人生USDT"
+    with responses.RequestsMock() as mock:
+        mock.get(f"{BASE}/api/v3/ticker/bookTicker", json=[
+            {"symbol": symbol, "bidPrice": "0.17569", "bidQty": "1", "askPrice": "0.1757",
+             "askQty": "2"}])
+        mock.get(f"{BASE}/api/v3/depth", json={"lastUpdateId": 1, "bids": [], "asks": []})
+        tops = client_for(clock).book_tickers([symbol])
+        client_for(clock).order_book(symbol, 5)
+        book_url, depth_url = (call.request.url or "" for call in mock.calls)
+    assert tops[symbol].ask_price == Decimal("0.1757")
+    assert "symbols=%5B%22%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9FUSDT%22%5D" in book_url
+    assert "symbol=%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9FUSDT" in depth_url
+
+
+@responses.activate
+def test_the_weight_limit_comes_from_exchange_info(clock: FakeClock) -> None:
+    """REQUEST_WEIGHT per minute, as exchangeInfo announces it; 6000 until then."""
+    info = load("exchange_info.json")
+    responses.get(f"{BASE}/api/v3/exchangeInfo", json=info)
+    client = client_for(clock)
+    assert client.weight_limit == 6000
+    info["rateLimits"] = [
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "DAY", "intervalNum": 1, "limit": 10}]
+    responses.replace(responses.GET, f"{BASE}/api/v3/exchangeInfo", json=info)
+    client.exchange_info()
+    assert client.weight_limit == 1200
+    del info["rateLimits"]  # announces none: the last one stands
+    responses.replace(responses.GET, f"{BASE}/api/v3/exchangeInfo", json=info)
+    client.exchange_info()
+    assert client.weight_limit == 1200
+    info["rateLimits"] = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                           "intervalNum": 1, "limit": "6000"}]
+    responses.replace(responses.GET, f"{BASE}/api/v3/exchangeInfo", json=info)
+    with pytest.raises(BadResponse, match=r"field rateLimits\[0\]\.limit"):
+        client.exchange_info()
+
+
+@responses.activate
+def test_unreachable_binance_comes_with_a_hint(clock: FakeClock) -> None:
+    """No connection to any base URL: say what to try, not only what failed."""
+    responses.get(TICKER, body=requests.ConnectionError("NameResolutionError"))
+    with pytest.raises(UpstreamUnavailable) as err:
+        client_for(clock, retries=0).tickers_24h()
+    assert err.value.unreachable and err.value.hint is not None
+    assert "--base-url" in err.value.hint and "make demo" in err.value.hint
+    responses.replace(responses.GET, TICKER, status=502)
+    with pytest.raises(UpstreamUnavailable) as err:
+        client_for(clock, retries=0).tickers_24h()
+    assert not err.value.unreachable and err.value.hint is None  # Binance answered
+
+
 @pytest.mark.parametrize(("header", "cool_down"), [
     ("soon", 60), ("0", 60), ("-5", 60), ("nan", 60), ("inf", 3 * 86400), ("1e12", 3 * 86400)])
 @responses.activate
@@ -135,8 +224,10 @@ def test_unusable_retry_after_values_are_bounded(header: str, cool_down: float,
 @responses.activate
 def test_451_suggests_another_base_url(clock: FakeClock) -> None:
     responses.get(TICKER, status=451, json={"code": 0, "msg": "restricted location"})
-    with pytest.raises(RestrictedLocation, match="another --base-url"):
+    with pytest.raises(RestrictedLocation, match="refuses this location") as err:
         client_for(clock).tickers_24h()
+    assert err.value.hint is not None and "another --base-url" in err.value.hint
+    assert "Binance.US, a separate exchange with other listings" in err.value.hint
 
 
 @responses.activate

@@ -70,7 +70,7 @@ def test_report_answers_match_an_independent_computation() -> None:
     q1, q2 = expected_rankings()
     with running_simulator("--step-seconds", "86400", "--seed", "5") as sim:
         books = {s: fetch(sim, "/api/v3/depth", symbol=s, limit="200") for s in q1}
-        compact = json.dumps(q2, separators=(",", ":"))
+        compact = json.dumps(q2, separators=(",", ":"), ensure_ascii=False)
         tops = fetch(sim, "/api/v3/ticker/bookTicker", symbols=compact)
         done = subprocess.run(
             [str(BIN / "binance-report"), "--base-url", sim.url, "--count", "0",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
@@ -89,6 +90,8 @@ FAULTS: list[tuple[str, dict[str, Any], dict[str, Expect]]] = [
      dict.fromkeys(ALL, fail("rate_limited", "429"))),
     ("418 Retry-After 30", {"name": "status", "status": 418, "retry_after": 30},
      dict.fromkeys(ALL, fail("rate_limited", "418"))),
+    ("403 WAF limit, Retry-After 30", {"name": "status", "status": 403, "retry_after": 30},
+     dict.fromkeys(ALL, fail("rate_limited", "403"))),
     ("451 restricted location", {"name": "status", "status": 451},
      dict.fromkeys(ALL, fail("restricted", "451"))),
     ("malformed JSON", {"name": "malformed_json"}, dict.fromkeys(ALL, fail("bad_response", "200"))),
@@ -176,7 +179,7 @@ def symbols_of(samples: dict[str, dict[Any, float]], name: str) -> set[str]:
 
 
 def fetch(sim: SimulatorHandle, path: str, **params: str) -> Any:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
+    query = urllib.parse.urlencode(params)
     with urllib.request.urlopen(f"{sim.url}{path}?{query}", timeout=10) as answer:
         return json.load(answer)
 
@@ -186,7 +189,7 @@ def assert_values_are_the_simulators(sim: SimulatorHandle,
     """After recovery: spreads and notionals equal what the simulator serves now."""
     spreads = {dict(k)["symbol"]: v for k, v in samples["binance_price_spread"].items()}
     tops = fetch(sim, "/api/v3/ticker/bookTicker",
-                 symbols=json.dumps(sorted(spreads), separators=(",", ":")))
+                 symbols=json.dumps(sorted(spreads), separators=(",", ":"), ensure_ascii=False))
     assert len(tops) == len(spreads) == 5
     for top in tops:
         exact = Decimal(top["askPrice"]) - Decimal(top["bidPrice"])

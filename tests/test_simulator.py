@@ -48,6 +48,8 @@ LISTING_KEYS = set(
     "symbol status baseAsset baseAssetPrecision quoteAsset quotePrecision quoteAssetPrecision "
     "isSpotTradingAllowed permissions".split()
 )
+ANSWER_KEYS = LISTING_KEYS | {"permissionSets"}
+UNICODE = "币安人生USDT"  # the synthetic non-ASCII listing (tools/trim_simulator_data.py)
 
 
 class FakeClock:
@@ -139,8 +141,9 @@ def set_faults(server: SimulatorServer, *faults: dict[str, Any]) -> Answer:
 def test_bundled_data_is_the_trimmed_recording() -> None:
     """The package data holds the whole recording, trimmed to the needed fields."""
     info, tickers = data.exchange_info(), data.tickers()
-    assert len(info["symbols"]) == 2292 and len(tickers) == 2519
+    assert len(info["symbols"]) == 2293 and len(tickers) == 2520
     assert {key for listing in info["symbols"] for key in listing} == LISTING_KEYS
+    assert info["symbols"][-1]["baseAsset"] == "币安人生" and tickers[-1]["symbol"] == UNICODE
     assert info["rateLimits"][0] == {
         "rateLimitType": "REQUEST_WEIGHT",
         "interval": "MINUTE",
@@ -290,7 +293,8 @@ def test_exchange_info_all_and_filtered(server: SimulatorServer) -> None:
     info = get_json(server.url, "/api/v3/exchangeInfo")
     assert info["timezone"] == "UTC" and info["serverTime"] == int(T0 * 1000)
     assert info["exchangeFilters"] == [] and len(info["rateLimits"]) == 4
-    assert len(info["symbols"]) == 2292 and set(info["symbols"][0]) == LISTING_KEYS
+    assert len(info["symbols"]) == 2293 and set(info["symbols"][0]) == ANSWER_KEYS
+    assert info["symbols"][0]["permissions"] == [] and info["symbols"][0]["permissionSets"]
     one = get_json(server.url, "/api/v3/exchangeInfo?symbol=ETHBTC")["symbols"]
     assert [listing["symbol"] for listing in one] == ["ETHBTC"]
     assert one[0]["status"] == "TRADING" and one[0]["quoteAsset"] == "BTC"
@@ -305,10 +309,53 @@ def test_symbol_listed_in_ticker_but_not_in_exchange_info(server: SimulatorServe
     assert get_json(server.url, "/api/v3/ticker/24hr?symbol=PIXELUSDT")["symbol"] == "PIXELUSDT"
 
 
+def test_symbol_status_and_permission_sets_shrink_the_answers(server: SimulatorServer) -> None:
+    """symbolStatus=TRADING and showPermissionSets=false leave out what a client discards."""
+    full = call(server.url, "/api/v3/exchangeInfo")
+    small = call(server.url, "/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false")
+    listings = small.json()["symbols"]
+    assert len(listings) == 1341 and {listing["status"] for listing in listings} == {"TRADING"}
+    assert all(listing["permissionSets"] == [] for listing in listings)
+    assert len(small.body) < 0.5 * len(full.body)
+    breaks = get_json(server.url, "/api/v3/exchangeInfo?symbolStatus=BREAK")["symbols"]
+    assert len(breaks) == 952 and breaks[0]["permissionSets"]
+    tickers = get_json(server.url, "/api/v3/ticker/24hr?type=MINI&symbolStatus=TRADING")
+    assert len(tickers) == 1341 and "PIXELUSDT" not in {t["symbol"] for t in tickers}
+    assert get_json(server.url, "/api/v3/ticker/24hr?symbol=ETHBTC&symbolStatus=TRADING")
+
+
+@pytest.mark.parametrize("target, code", [
+    ("/api/v3/exchangeInfo?symbolStatus=trading", -1122),
+    ("/api/v3/exchangeInfo?symbolStatus=END_OF_DAY", -1122),
+    ("/api/v3/ticker/24hr?symbolStatus=NOPE", -1122),
+    ("/api/v3/exchangeInfo?symbol=ETHBTC&symbolStatus=TRADING", -1128),
+    ("/api/v3/exchangeInfo?showPermissionSets=maybe", -1130),
+    ("/api/v3/ticker/24hr?symbol=ETHBTC&symbolStatus=BREAK", -1220),
+])
+def test_bad_symbol_status(server: SimulatorServer, target: str, code: int) -> None:
+    """A status Binance does not know is -1122; a single symbol of another status, -1220."""
+    answer = call(server.url, target)
+    assert answer.status == 400 and answer.json()["code"] == code
+
+
+def test_unicode_symbols_are_percent_encoded_utf8(server: SimulatorServer) -> None:
+    """A non-ASCII symbol travels as UTF-8; json.dumps' \\u escapes are refused like Binance."""
+    encoded = "/api/v3/ticker/bookTicker?" + "symbols=" + quote(
+        json.dumps([UNICODE, "BTCUSDT"], separators=(",", ":"), ensure_ascii=False))
+    tops = get_json(server.url, encoded)
+    assert [top["symbol"] for top in tops] == [UNICODE, "BTCUSDT"]
+    escaped = call(server.url, "/api/v3/ticker/bookTicker?" + symbols_query(UNICODE))
+    assert escaped.status == 400 and escaped.json()["code"] == -1100
+    one = get_json(server.url, "/api/v3/depth?limit=5&symbol=" + quote(UNICODE))
+    assert len(one["bids"]) == 5
+    listing = get_json(server.url, "/api/v3/exchangeInfo?symbol=" + quote(UNICODE))["symbols"]
+    assert listing[0]["quoteAsset"] == "USDT" and listing[0]["baseAsset"] == "币安人生"
+
+
 def test_ticker_24hr_full_all(server: SimulatorServer) -> None:
     """The full ticker list has every recorded symbol with Binance's types."""
     tickers = get_json(server.url, "/api/v3/ticker/24hr")
-    assert len(tickers) == 2519
+    assert len(tickers) == 2520
     assert all(set(ticker) == FULL_KEYS for ticker in tickers)
     eth = next(ticker for ticker in tickers if ticker["symbol"] == "ETHBTC")
     assert isinstance(eth["count"], int) and isinstance(eth["openTime"], int)
@@ -350,7 +397,7 @@ def test_book_ticker_single_list_and_all(server: SimulatorServer) -> None:
     listed = get_json(server.url, "/api/v3/ticker/bookTicker?" + symbols_query("ETHBTC", "BCCBTC"))
     assert listed[0] == single and listed[1]["bidPrice"] == listed[1]["askPrice"] == "0.00000000"
     every = get_json(server.url, "/api/v3/ticker/bookTicker")
-    assert len(every) == 2519 and every[0] == single
+    assert len(every) == 2520 and every[0] == single
 
 
 def test_depth_best_level_equals_book_ticker_and_ticker(
@@ -642,6 +689,12 @@ def test_status_faults(server: SimulatorServer) -> None:
     banned = call(server.url, "/api/v3/ping")
     assert banned.status == 418 and banned.headers["Retry-After"] == "300"
     assert f"IP banned until {int(T0 + 300) * 1000}" in banned.json()["msg"]
+    set_faults(server, {"name": "status", "status": 403, "retry_after": 0})
+    waf = call(server.url, "/api/v3/ping")
+    assert waf.status == 403 and "Retry-After" not in waf.headers
+    assert waf.headers["Content-Type"] == "text/html" and b"403 Forbidden" in waf.body
+    set_faults(server, {"name": "status", "status": 403, "retry_after": 45})
+    assert call(server.url, "/api/v3/ping").headers["Retry-After"] == "45"
 
 
 def test_timeout_fault_holds_then_closes(server: SimulatorServer) -> None:
@@ -786,7 +839,7 @@ def test_drop_symbol_fault(server: SimulatorServer) -> None:
     set_faults(server, {"name": "drop_symbol", "symbol": "ETHBTC"})
     tickers = get_json(server.url, "/api/v3/ticker/24hr")
     books = get_json(server.url, "/api/v3/ticker/bookTicker")
-    assert len(tickers) == len(books) == 2518
+    assert len(tickers) == len(books) == 2519
     assert "ETHBTC" not in {ticker["symbol"] for ticker in tickers + books}
     assert get_json(server.url, "/api/v3/ticker/bookTicker?symbol=ETHBTC")["symbol"] == "ETHBTC"
 
@@ -913,7 +966,7 @@ def test_console_script_subprocess() -> None:
         assert sim.set_faults([{"name": "drop_symbol", "symbol": "ETHBTC"}]) == [
             {"name": "drop_symbol", "symbol": "ETHBTC", "rate": 1.0}
         ]
-        assert len(get_json(sim.url, "/api/v3/ticker/bookTicker")) == 2518
+        assert len(get_json(sim.url, "/api/v3/ticker/bookTicker")) == 2519
         sim.clear_faults()
         assert len(get_json(sim.url, "/api/v3/depth?symbol=ETHBTC&limit=5")["bids"]) == 5
         sim.reset_stats()

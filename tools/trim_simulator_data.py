@@ -15,6 +15,12 @@ script copies what the simulator needs into ``collector/simulator/data/``:
 * ``ticker_24hr.json`` -- ``ticker_24hr_all_binance_com_2024-03-10.json``
   unchanged (all 2,519 tickers, dead ones included).
 
+* one synthetic listing added to both, ``币安人生USDT`` (base asset
+  ``币安人生``): the recordings predate Binance's non-ASCII symbols
+  (CHANGELOG 2025-12-02), so it is modelled on ``DOGEUSDT``'s recorded figures
+  with 1,700,000 trades, which puts it third among the USDT pairs by trades
+  (Q2) and makes every Q2 request carry a Unicode symbol.
+
 Both are written with compact separators.  The two recordings are six months
 apart, so some ticker symbols (e.g. ``PIXELUSDT``) are absent from the
 exchangeInfo; that mismatch is kept on purpose because it is realistic.
@@ -59,9 +65,25 @@ def trim_exchange_info(raw: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+UNICODE_SYMBOL = "币安人生USDT"
+UNICODE_BASE = "币安人生"
+UNICODE_MODEL = "DOGEUSDT"
+UNICODE_TRADES = 1_700_000
+
+
+def add_unicode_listing(exchange_info: dict[str, Any], tickers: list[dict[str, Any]]) -> None:
+    """Append the synthetic non-ASCII symbol (see the module docstring) to both recordings."""
+    model = next(ticker for ticker in tickers if ticker["symbol"] == UNICODE_MODEL)
+    tickers.append({**model, "symbol": UNICODE_SYMBOL, "count": UNICODE_TRADES})
+    listing = next(s for s in exchange_info["symbols"] if s["symbol"] == UNICODE_MODEL)
+    exchange_info["symbols"].append({**listing, "symbol": UNICODE_SYMBOL,
+                                     "baseAsset": UNICODE_BASE})
+
+
 def write_compact(path: Path, payload: Any) -> None:
     """Write JSON without whitespace (the shape Binance itself sends)."""
-    path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.dest.mkdir(parents=True, exist_ok=True)
     trimmed = trim_exchange_info(exchange_info)
+    add_unicode_listing(trimmed, tickers)
     write_compact(args.dest / "exchange_info.json", trimmed)
     write_compact(args.dest / "ticker_24hr.json", tickers)
     print(f"exchange_info.json: {len(trimmed['symbols'])} symbols")

@@ -5,7 +5,14 @@ and counts as numbers) and bad parameters get Binance's error codes, so a
 client that passes here has a fair chance against the real API.  Symbol
 lists are checked as strictly as Binance does: ``symbols`` must be a compact
 JSON array (``["BTCUSDT","ETHBTC"]``, no spaces), which catches clients that
-send ``json.dumps`` output with its default separators.
+send ``json.dumps`` output with its default separators.  Symbols may be
+non-ASCII (Binance, 2025-12-02): they arrive as percent-encoded UTF-8, and a
+client that sends ``json.dumps``'s ``\\uXXXX`` escapes instead gets -1100
+(a backslash is not a legal character), as from Binance.
+
+``symbolStatus`` filters exchangeInfo and the tickers by trading status
+(-1122 for a value Binance does not know, -1220 when a single ``symbol``
+has another status); ``showPermissionSets=false`` empties ``permissionSets``.
 """
 
 from __future__ import annotations
@@ -20,10 +27,15 @@ from . import mutations, weights
 from .faults import Fault
 from .market import Book, Market
 
+# Binance's published ranges, as quoted in its -1100 message; the patterns also take
+# any non-ASCII character, since symbols may be Unicode
 SYMBOL_RANGE = "^[A-Z0-9-_.]{1,20}$"
 SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
-_SYMBOL = re.compile(SYMBOL_RANGE)
-_SYMBOLS = re.compile(SYMBOLS_RANGE)
+_CHAR = "(?:[A-Z0-9\\-_.]|[^\\x00-\\x7f])"
+_SYMBOL = re.compile(f"{_CHAR}{{1,20}}")
+_SYMBOLS = re.compile(f'\\[(?:"{_CHAR}{{1,20}}"(?:,"{_CHAR}{{1,20}}")*)?\\]')
+STATUSES = ("TRADING", "HALT", "BREAK", "END_OF_DAY", "CANCEL_ONLY")
+EXCHANGE_INFO_STATUSES = ("TRADING", "HALT", "BREAK")
 
 MINI_DROPPED = (
     "priceChange",
@@ -73,6 +85,24 @@ def one(params: Params, name: str) -> str | None:
     if values[0] == "":
         raise ApiError(-1105, f"Parameter '{name}' was empty.")
     return values[0]
+
+
+def status_param(params: Params, legal: Sequence[str]) -> str | None:
+    """``symbolStatus=``: one of ``legal``, else Binance's -1122."""
+    status = one(params, "symbolStatus")
+    if status is not None and status not in legal:
+        raise ApiError(-1122, "Invalid symbolStatus.")
+    return status
+
+
+def flag_param(params: Params, name: str, default: bool) -> bool:
+    """A BOOLEAN parameter: ``true`` or ``false``."""
+    value = one(params, name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false"):
+        raise ApiError(-1130, "Invalid data sent for a parameter.")
+    return value.lower() == "true"
 
 
 def symbol_param(params: Params) -> str | None:
@@ -172,7 +202,12 @@ class Api:
     def exchange_info(self, params: Params, faults: DataFaults) -> Any:
         """``GET /api/v3/exchangeInfo`` -- all symbols, or ``symbol``/``symbols`` only."""
         symbol, symbols = self._selection(params, self.market.is_listed, faults)
-        return self.market.exchange_info([symbol] if symbol is not None else symbols)
+        status = status_param(params, EXCHANGE_INFO_STATUSES)
+        if status is not None and (symbol is not None or symbols is not None):
+            raise ApiError(-1128, "Combination of optional parameters invalid.")
+        permissions = flag_param(params, "showPermissionSets", True)
+        return self.market.exchange_info([symbol] if symbol is not None else symbols,
+                                         status=status, permissions=permissions)
 
     def ticker_24hr(self, params: Params, faults: DataFaults) -> Any:
         """``GET /api/v3/ticker/24hr`` -- FULL or MINI, one symbol, a list or all."""
@@ -180,6 +215,9 @@ class Api:
         if kind not in ("FULL", "MINI"):
             raise illegal("type", "FULL, MINI")
         symbol, symbols = self._selection(params, self.market.has_symbol, faults)
+        status = status_param(params, STATUSES)
+        if status is not None and symbol is not None and self.market.status(symbol) != status:
+            raise ApiError(-1220, "The symbol's status does not match the requested symbolStatus.")
         step = self.market.step()
 
         def view(book: Book) -> dict[str, Any]:
@@ -192,6 +230,8 @@ class Api:
         if symbol is not None:
             return view(faults.apply(self.market.book(symbol, 1, step)))
         chosen = symbols if symbols is not None else self.market.symbols
+        if status is not None:
+            chosen = [name for name in chosen if self.market.status(name) == status]
         return [view(book) for book in self._books(chosen, faults, step)]
 
     def depth(self, params: Params, faults: DataFaults) -> Any:

@@ -60,6 +60,9 @@ ERROR_5XX_BODIES: dict[int, tuple[str, bytes]] = {
     ),
 }
 
+# the WAF's answer is a CDN page, not Binance's JSON
+WAF_BODY = b"<html><head><title>403 Forbidden</title></head><body>403 Forbidden</body></html>"
+
 RESTRICTED_LOCATION_MSG = (
     "Service unavailable from a restricted location according to 'b. Eligibility' in "
     "https://www.binance.com/en/terms. Please contact customer service if you believe you "
@@ -261,19 +264,28 @@ class Simulator:
         if "timeout" in named:
             return Hangup(delay + named["timeout"]["seconds"], abrupt=False), "timeout"
         if "status" in named:
-            status, retry_after = named["status"]["status"], named["status"]["retry_after"]
-            if status == 451:
-                body = dumps({"code": 0, "msg": RESTRICTED_LOCATION_MSG})
-                return Reply(451, body, headers, delay=delay), "451"
-            banned_until_ms = round((self.api.market.now() + retry_after) * 1000)
-            admission = Admission(status, 0, retry_after, banned_until_ms)
-            reply = rate_limit_reply(admission, self.limiter.limit, headers)
-            return Reply(reply.status, reply.body, reply.headers, delay=delay), str(status)
+            status = named["status"]["status"]
+            return self._status_reply(status, named["status"]["retry_after"], delay,
+                                      headers), str(status)
         if "error_5xx" in named:
             status = named["error_5xx"]["status"]
             content_type, body = ERROR_5XX_BODIES[status]
             return Reply(status, body, headers, content_type, delay), str(status)
         return None
+
+    def _status_reply(self, status: int, retry_after: int, delay: float,
+                      headers: Headers) -> Reply:
+        """The ``status`` fault's answer: 451, 403 (the WAF), or a 429/418 rate limit."""
+        if status == 451:
+            return Reply(451, dumps({"code": 0, "msg": RESTRICTED_LOCATION_MSG}), headers,
+                         delay=delay)
+        if status == 403:
+            waf = [*headers, ("Retry-After", str(retry_after))] if retry_after else headers
+            return Reply(403, WAF_BODY, waf, "text/html", delay)
+        banned_until_ms = round((self.api.market.now() + retry_after) * 1000)
+        admission = Admission(status, 0, retry_after, banned_until_ms)
+        reply = rate_limit_reply(admission, self.limiter.limit, headers)
+        return Reply(reply.status, reply.body, reply.headers, delay=delay)
 
     # -- the control API -------------------------------------------------
 

@@ -24,13 +24,13 @@ def _load(name: str) -> Any:
 
 @lru_cache(maxsize=1)
 def exchange_info() -> dict[str, Any]:
-    """The trimmed ``GET /api/v3/exchangeInfo`` recording (2,292 symbols)."""
+    """The trimmed ``GET /api/v3/exchangeInfo`` recording (2,292 symbols + 1 synthetic)."""
     loaded: dict[str, Any] = _load("exchange_info.json")
     return loaded
 
 
 @lru_cache(maxsize=1)
 def tickers() -> list[dict[str, Any]]:
-    """The ``GET /api/v3/ticker/24hr`` recording (2,519 tickers, dead ones included)."""
+    """The ``GET /api/v3/ticker/24hr`` recording (2,519 tickers, dead ones included, + 1)."""
     loaded: list[dict[str, Any]] = _load("ticker_24hr.json")
     return loaded

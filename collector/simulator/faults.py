@@ -30,7 +30,8 @@ empty_book_side        (side=bid|ask) no levels on that side in depth, "0.000000
                        price and quantity in bookTicker and ticker/24hr
 crossed_book           best bid above best ask in depth, bookTicker and ticker/24hr
 status (status,        451 (restricted location), 429 or 418 with Binance's bodies
-retry_after=60)        and ``Retry-After``
+retry_after=60)        and ``Retry-After``; 403, the WAF's HTML page (with
+                       ``Retry-After`` only when retry_after > 0)
 unknown_symbol         requests naming ``symbol`` (symbol= or symbols=) get -1121
 (symbol)
 drop_symbol (symbol)   ``symbol`` vanishes from the list answers of ticker/24hr and
@@ -81,7 +82,7 @@ SCHEMAS: dict[str, dict[str, Param]] = {
     "empty_book_side": {"side": Param(str, "bid", choices=("bid", "ask"))},
     "crossed_book": {},
     "status": {
-        "status": Param(int, choices=(451, 429, 418)),
+        "status": Param(int, choices=(451, 429, 418, 403)),
         "retry_after": Param(int, 60, minimum=0),
     },
     "unknown_symbol": {"symbol": Param(str)},

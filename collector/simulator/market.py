@@ -209,6 +209,11 @@ class Market:
         """Whether exchangeInfo knows ``symbol`` (the two recordings differ)."""
         return symbol in self._listings
 
+    def status(self, symbol: str) -> str | None:
+        """``symbol``'s trading status per exchangeInfo; None for a symbol it lacks."""
+        listing = self._listings.get(symbol)
+        return None if listing is None else str(listing["status"])
+
     def spec(self, symbol: str) -> SymbolSpec:
         """The pre-parsed recording of ``symbol``."""
         return self._specs[symbol]
@@ -291,10 +296,22 @@ class Market:
             ticker["openTime"] = ticker["closeTime"] - DAY_MS
         return ticker
 
-    def exchange_info(self, symbols: Sequence[str] | None = None) -> dict[str, Any]:
-        """exchangeInfo for ``symbols`` (all when None); callers check ``is_listed`` first."""
+    def exchange_info(self, symbols: Sequence[str] | None = None, *, status: str | None = None,
+                      permissions: bool = True) -> dict[str, Any]:
+        """exchangeInfo for ``symbols`` (all when None), in today's shape.
+
+        Callers check ``is_listed`` first. The 2023 recording lists each symbol's
+        ``permissions``; Binance has since moved them to ``permissionSets`` and sends
+        ``permissions`` empty. ``status`` keeps only symbols with that status;
+        ``permissions=False`` (``showPermissionSets=false``) empties the sets.
+        """
         if symbols is None:
             listings = list(self._listings.values())
         else:
             listings = [self._listings[symbol] for symbol in symbols]
-        return {**self._info_header, "serverTime": self.now_ms(), "symbols": listings}
+        if status is not None:
+            listings = [listing for listing in listings if listing["status"] == status]
+        shaped = [{**listing, "permissions": [],
+                   "permissionSets": [listing["permissions"]] if permissions else []}
+                  for listing in listings]
+        return {**self._info_header, "serverTime": self.now_ms(), "symbols": shaped}
