@@ -11,10 +11,15 @@ ticker, the order books, ...). :class:`TtlGroup` guarantees:
   value expired cause ONE upstream refresh; the others wait and reuse it;
 * **failure memory**: a failed refresh is remembered, and callers get the
   failure without a new attempt, for a delay that doubles with each consecutive
-  failure up to the group's TTL. It starts at 10 s for a group that never had
-  data (a start during a blip) and at 60 s or the TTL, if shorter, for one that
-  has: the books (30 s) and spreads (10 s) are never retried more often than a
-  healthy market refreshes them, and a long outage settles at the healthy rate;
+  failure. For a group that has data it starts at 60 s or the TTL, if shorter,
+  and grows up to the TTL: the books (30 s) and spreads (10 s) are never
+  retried more often than a healthy market refreshes them, and a long outage
+  settles at the healthy rate. A group that never had data (a start during an
+  outage) starts at 10 s and grows only to 60 s (or its TTL), so it recovers within a
+  minute of Binance coming back, not within its TTL (an hour for
+  exchangeInfo). A rate limit is held exactly until its cool-down ends, so the
+  first call after it recovers every group; and a refresh that sent nothing
+  (``NotAttempted``: no ranking yet, or no time left) is not held at all;
 * **no stale data**: once a value expires it is never returned again, even if
   the refresh fails (``last_good`` stays available to decide *what* to fetch,
   never as a value to publish).
@@ -30,12 +35,13 @@ from typing import Callable, Generic, TypeVar
 
 from cachetools import TTLCache
 
-from collector.errors import BinanceError, NotAttempted
+from collector.errors import BinanceError, NotAttempted, RateLimited
 
 T = TypeVar("T")
 
 MIN_RETRY_DELAY = 10.0
 HELD_FAILURE = 60.0  # first retry delay of a group that has data, if its TTL is longer
+MAX_RETRY_WITHOUT_DATA = 60.0  # a group that never had data is retried at least this often
 _VALUE = "value"
 
 
@@ -84,18 +90,21 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         # only together with that old number
         self.generation = 0
 
-    def get(self, load: Callable[[], T]) -> Outcome[T]:
+    def get(self, load: Callable[[], T], *, now: bool = False) -> Outcome[T]:
         """The cached value if still fresh, else ``load()`` it once for everyone.
 
-        ``load`` must raise :class:`BinanceError` on failure; anything else is
-        a bug and propagates.
+        ``now``: load whatever the TTL or a remembered failure (an explicit
+        refresh, as the report's Q5 ticks ask for). ``load`` must raise
+        :class:`BinanceError` on failure; anything else is a bug and propagates.
         """
         with self._lock:
-            cached = self._values.get(_VALUE)
-            if cached is not None:
-                return Outcome(cached)
-            if self._failure is not None and self._clock() < self._retry_at:
-                return Outcome(None, self._failure)
+            if not now:
+                cached = self._values.get(_VALUE)
+                if cached is not None:
+                    return Outcome(cached)
+                if self._failure is not None and self._clock() < self._retry_at:
+                    return Outcome(None, self._failure)
+            self._values.clear()  # the old value is never current again, whatever happens
             try:
                 value = load()
             except BinanceError as exc:
@@ -129,25 +138,29 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
             self._lock.release()
 
     def _remember_failure(self, exc: BinanceError) -> None:
-        """Hold the failure for retry_delay × 2^n, up to the TTL (see the module docstring).
+        """Hold the failure for a while (see the module docstring).
 
-        n counts consecutive failures, and a group that has data starts at one
-        minute (or its TTL, if shorter): a failing 30 s books group is retried
-        every 30 s, never more often than a healthy one, while a blip on the
-        hourly exchangeInfo clears within a minute instead of an hour. Nothing
-        was sent for NotAttempted (budget spent, no ranking yet): retried soon.
+        n counts consecutive failures; the delay is retry_delay × 2^n, bounded
+        by the TTL for a group that has data (starting at one minute, or the TTL
+        if shorter), by the TTL or one minute, whichever is shorter, for a group
+        that has none. A failing 30 s
+        books group is retried every 30 s, never more often than a healthy one,
+        while a blip on the hourly exchangeInfo clears within a minute.
         """
         if isinstance(exc, NotAttempted):
-            delay = self.retry_delay
+            delay = 0.0  # nothing was sent: nothing to spare Binance
+        elif isinstance(exc, RateLimited):
+            delay = exc.retry_after  # the cool-down's end, exactly: not one scrape later
         else:
-            ceiling = max(self.ttl, self.retry_delay)
+            ceiling = max(self.retry_delay, min(self.ttl, MAX_RETRY_WITHOUT_DATA))
             base = self.retry_delay
             if self.last_good is not None:
+                ceiling = max(self.ttl, self.retry_delay)
                 base = min(ceiling, max(self.retry_delay, HELD_FAILURE))
             # the exponent is capped: 2.0 ** 1024 overflows a float after a long outage
             doublings = min(self._consecutive_failures, 20)
             delay = min(base * 2.0**doublings, ceiling)
-        self._consecutive_failures += 1
+            self._consecutive_failures += 1
         self._failure, self._retry_at = exc, self._clock() + delay
         with self._stats_lock:
             self._failures[exc.kind] += 1
@@ -156,8 +169,3 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         """Failed refreshes by error kind (a copy, safe while a refresh runs)."""
         with self._stats_lock:
             return dict(self._failures)
-
-    def invalidate(self) -> None:
-        """Forget the cached value (not a remembered failure): the next get() refreshes."""
-        with self._lock:
-            self._values.clear()

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from collector import __version__, answers
 from collector.cache import Outcome
+from collector.errors import NotAttempted
 from collector.market import Market, Snapshot
 
 log = logging.getLogger("collector.exporter")
@@ -59,6 +60,7 @@ class BinanceCollector(Collector):
         self._clock = clock
         self._memo_lock = threading.Lock()
         self._memo: tuple[StateKey, list[Metric]] | None = None
+        self._hinted = False  # the hint of an outage is logged once, until Binance answers
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
@@ -172,6 +174,7 @@ class BinanceCollector(Collector):
                 f.failures.add_metric([name, kind], count)
         for (endpoint, code), count in sorted(counts.items()):
             f.requests.add_metric([endpoint, code], count)
+        f.weight_limit.add_metric([], self.market.client.weight_limit)
         f.build.add_metric([], {"version": __version__})
 
     def _log(self, snapshot: Snapshot) -> None:
@@ -184,7 +187,21 @@ class BinanceCollector(Collector):
         for name, outcome in outcomes:
             if outcome.refreshed and outcome.error is not None and outcome.error not in logged:
                 logged.append(outcome.error)
-                log.warning("%s refresh failed (%s): %s", name, outcome.error.kind, outcome.error)
+                # nothing was sent (no ranking yet, budget spent): the cause is logged elsewhere
+                quiet = isinstance(outcome.error, NotAttempted)
+                log.log(logging.DEBUG if quiet else logging.WARNING,
+                        "%s refresh failed (%s): %s", name, outcome.error.kind, outcome.error)
+                if outcome.error.hint and not self._hinted:
+                    self._hinted = True  # once per outage, not once per refresh
+                    log.warning("%s", outcome.error.hint)
+        if not snapshot.errors():
+            self._hinted = False
+        if snapshot.exchange.refreshed and snapshot.exchange.ok:
+            peak, limit = self.market.peak_weight(), self.market.client.weight_limit
+            if peak > limit:
+                log.warning("these settings could spend %d request weight in one minute, over "
+                            "the %d Binance now allows: raise the TTLs (--ttl-*), or lower --top "
+                            "or --depth-levels", peak, limit)
         spreads = snapshot.spreads
         if spreads.refreshed and spreads.value is not None:
             log.info("spreads: %s", " ".join(
@@ -254,6 +271,10 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "binance_api_requests",
             "HTTP requests sent to Binance (retries included) by endpoint and status code, "
             "or 'error' when no response came.", labels=["endpoint", "code"])
+        self.weight_limit = GaugeMetricFamily(
+            "binance_api_weight_limit",
+            "Request weight Binance allows per minute and IP: the REQUEST_WEIGHT limit of the "
+            "last exchangeInfo (6000 until one is seen).")
         self.build = InfoMetricFamily("binance_exporter_build", "Version of this exporter.")
 
     def all(self) -> Iterator[Metric]:
@@ -268,10 +289,10 @@ class _Live:
         self.used_weight = GaugeMetricFamily(
             "binance_api_used_weight",
             "Request weight used in the current minute: the highest X-MBX-USED-WEIGHT-1M "
-            "header seen this minute (Binance allows 6000 per IP).")
+            "header seen this minute.")
         self.cool_down = GaugeMetricFamily(
             "binance_api_cool_down_seconds",
-            "Seconds left of a 429/418 rate-limit cool-down during which nothing is sent.")
+            "Seconds left of a 429/418/403 rate-limit cool-down during which nothing is sent.")
         self.scrape_duration = GaugeMetricFamily(
             "binance_scrape_duration_seconds", "Time this collection took, refreshes included.")
 

@@ -180,6 +180,10 @@ class Market:  # pylint: disable=too-many-instance-attributes
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._depth_pool.shutdown(wait=False, cancel_futures=True)
 
+    def peak_weight(self) -> int:
+        """The most request weight these settings can spend in one minute."""
+        return peak_weight_per_minute(self.settings)
+
     def quote_asset(self, symbol: str) -> str:
         """The symbol's quote asset per the last exchangeInfo (a static fact, used for labels)."""
         infos = self.exchange.last_good
@@ -190,9 +194,16 @@ class Market:  # pylint: disable=too-many-instance-attributes
         """A number per group that grows after each refresh of it: equal tuples, same state."""
         return tuple(group.generation for group in self.groups.values())
 
-    def expire(self, name: str) -> None:
-        """Make the next snapshot refresh group ``name`` (the report's Q5 ticks use it)."""
-        self.groups[name].invalidate()
+    def refresh_spreads(self) -> Outcome[Spreads]:
+        """Refresh the spreads now, for the symbols of the last ranking (a Q5 tick).
+
+        Neither the TTL nor a remembered failure holds it back: a report's tick
+        asks Binance once per interval, and a failed tick does not silence the next.
+        """
+        deadline = None
+        if self.settings.refresh_budget is not None:
+            deadline = self._clock() + self.settings.refresh_budget
+        return self._refresh_spreads(Outcome(None), deadline, now=True)
 
     # -- one snapshot ----------------------------------------------------------
 
@@ -297,7 +308,7 @@ class Market:  # pylint: disable=too-many-instance-attributes
         return self.books.get(load)
 
     def _refresh_spreads(
-        self, rankings: Outcome[Rankings], deadline: float | None
+        self, rankings: Outcome[Rankings], deadline: float | None, now: bool = False
     ) -> Outcome[Spreads]:
         def load() -> Spreads:
             current = self._ranking_to_fetch(rankings, "/api/v3/ticker/bookTicker")
@@ -308,4 +319,4 @@ class Market:  # pylint: disable=too-many-instance-attributes
             self._previous_spreads = spreads  # only under the group's lock, only on success
             return Spreads(tops, spreads, deltas, self._wall())
 
-        return self.spreads.get(load)
+        return self.spreads.get(load, now=now)

@@ -1,7 +1,10 @@
 """``binance-report``: Q1–Q4 once, then the Q5 spread/delta log, on stdout.
 
 Exit codes: 0 done (``--count`` ticks, or Ctrl-C); 1 Binance could not be
-reached or answered badly (one line on stderr); 2 bad usage.
+reached or answered badly for Q1–Q4 (one line on stderr), or any Q5 tick
+failed; 2 bad usage. A failed Q5 tick is one line in the log (one JSON
+object in JSON Lines) and the log goes on at the next interval: an
+open-ended report is a log people leave running.
 
 Text output, abridged::
 
@@ -28,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
@@ -49,6 +53,7 @@ from collector.config import (
     positive_float,
     setup_logging,
 )
+from collector.cache import Outcome
 from collector.errors import BinanceError
 from collector.market import Market, Snapshot, Spreads
 
@@ -91,14 +96,25 @@ def tick_json(spreads: Spreads) -> dict[str, Any]:
     }
 
 
+def error_json(at: float, error: BinanceError) -> dict[str, Any]:
+    """A failed Q5 tick in the documented JSON shape."""
+    return {"time": utc(at), "error": str(error)}
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK characters take two (symbols may be any
+    Unicode)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
     """Aligned columns; numbers right-aligned so their digits line up."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [
-            cell.rjust(width) if align else cell.ljust(width)
-            for cell, width, align in zip(row, widths, right)
+            " " * (size - width(cell)) + cell if align else cell + " " * (size - width(cell))
+            for cell, size, align in zip(row, widths, right)
         ]
         lines.append("  " + "  ".join(cells).rstrip())
     return lines
@@ -162,33 +178,52 @@ def run(  # pylint: disable=too-many-arguments
     out: TextIO,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Print Q1–Q4, then ``count`` Q5 ticks (forever if None); raises BinanceError."""
+    wall: Callable[[], float] = time.time,
+) -> bool:
+    """Print Q1–Q4, then ``count`` Q5 ticks (forever if None); True if every tick succeeded.
+
+    Raises BinanceError when Q1–Q4 cannot be answered. A failed tick prints its
+    error in the log and the next tick comes at the next interval; the hint of
+    an outage goes to stderr once, until a tick succeeds again.
+    """
     sleep = sleep or time.sleep
     snapshot = market.snapshot()
     s = market.settings
-    if fmt == "json":
-        print(json.dumps(answers_json(snapshot)), file=out, flush=True)
+    if fmt == "json":  # symbols may be any Unicode: printed as they are
+        print(json.dumps(answers_json(snapshot), ensure_ascii=False), file=out, flush=True)
     else:
         print(answers_text(snapshot, s.rank_by, s.depth_levels), file=out, flush=True)
         if count != 0:
             print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
                   file=out, flush=True)
-    tick = 0
+    tick, all_ok, hinted = 0, True, False
     started = clock()
+    outcome: Outcome[Spreads] = snapshot.spreads
     while count is None or tick < count:
         if tick:  # the first tick reuses Q4's observation; later ones ask again
             sleep(max(0.0, started + tick * interval - clock()))
-            market.expire("spreads")
-            snapshot = market.snapshot()
-            errors = snapshot.errors()
-            if errors:
-                raise errors[0]
-        spreads = snapshot.spreads.value
-        assert spreads is not None
-        text = json.dumps(tick_json(spreads)) if fmt == "json" else tick_text(spreads)
-        print(text, file=out, flush=True)
+            outcome = market.refresh_spreads()
         tick += 1
+        print(tick_line(outcome, fmt, wall()), file=out, flush=True)
+        all_ok = all_ok and outcome.error is None
+        if outcome.error is None or not outcome.error.hint:
+            hinted = outcome.error is not None and hinted  # a good tick ends the outage
+        elif not hinted:
+            hinted = True
+            print(f"binance-report: {outcome.error.hint}", file=sys.stderr, flush=True)
+    return all_ok
+
+
+def tick_line(outcome: Outcome[Spreads], fmt: str, now: float) -> str:
+    """One Q5 tick as printed: the spreads, or the error of a failed refresh at ``now``."""
+    if outcome.value is not None:
+        if fmt == "json":
+            return json.dumps(tick_json(outcome.value), ensure_ascii=False)
+        return tick_text(outcome.value)
+    assert outcome.error is not None
+    if fmt == "json":
+        return json.dumps(error_json(now, outcome.error), ensure_ascii=False)
+    return f"{utc(now)}  error: {outcome.error}"
 
 
 def build_parser() -> Parser:
@@ -255,11 +290,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     market = Market(make_client(args), settings)
     try:
         with _sigterm_as_interrupt():
-            run(market, fmt=args.format, count=args.count, interval=args.interval, out=out)
+            all_ok = run(market, fmt=args.format, count=args.count, interval=args.interval,
+                         out=out)
+        if not all_ok:
+            return EXIT_FAILURE
     except BinanceError as exc:
         if args.log_level == "debug":
             log.exception("upstream failure")
         print(f"binance-report: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"binance-report: {exc.hint}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK

@@ -8,18 +8,20 @@ also when the test failed.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 BIN = Path(sys.executable).parent
 
@@ -56,7 +58,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 3
 
 
 @contextmanager
-def stopped_at_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+def stopped_at_exit(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
     """Terminate and reap ``process`` when the block ends, however it ends."""
     try:
         yield process
@@ -82,6 +84,25 @@ def running_exporter(base_url: str, *args: str) -> Iterator[str]:
         yield url
 
 
+class Lines:
+    """The lines a process writes to a pipe, read in a thread, each awaited with a timeout."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+
+    def next(self, timeout: float = 30) -> str:
+        """The next line; AssertionError if none comes within ``timeout`` seconds."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout} s") from None
+
+
 class Prometheus:
     """A running Prometheus and its HTTP API."""
 
@@ -92,6 +113,19 @@ class Prometheus:
         """The ``result`` of an instant query."""
         status, body = http_get(f"{self.url}/api/v1/query?"
                                 + urllib.parse.urlencode({"query": promql}))
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def query_range(self, promql: str, seconds: int = 120) -> list[dict[str, Any]]:
+        """The ``result`` of a range query over the last ``seconds``, as a Grafana panel asks
+        (a series absent right now, e.g. the used weight early in a minute, still shows)."""
+        end = time.time()
+        params = {"query": promql, "start": f"{end - seconds:.3f}", "end": f"{end:.3f}",
+                  "step": "1"}
+        status, body = http_get(f"{self.url}/api/v1/query_range?"
+                                + urllib.parse.urlencode(params))
         answer = json.loads(body)
         assert status == 200 and answer["status"] == "success", answer
         result: list[dict[str, Any]] = answer["data"]["result"]

@@ -103,7 +103,7 @@ def test_a_higher_budget_lets_them_through(prog: str, argv: list[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(cli, "serve", lambda *args, **_: started.append(args) or 0)
-    monkeypatch.setattr(report, "run", lambda *args, **_: started.append(args))
+    monkeypatch.setattr(report, "run", lambda *args, **_: started.append(args) or True)
     assert COMMANDS[prog][0]([*argv, "--weight-budget", "6000"]) == 0
     assert len(started) == 1
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import FakeClock
 
 from collector.cache import TtlGroup
-from collector.errors import NotAttempted, UpstreamUnavailable
+from collector.errors import NotAttempted, RateLimited, UpstreamUnavailable
 
 
 class Loader:
@@ -59,24 +59,70 @@ def test_failure_is_remembered_for_the_retry_delay_and_never_serves_stale(
     assert group.failure_counts() == {"unavailable": 1}
 
 
-def test_retries_back_off_up_to_the_ttl_so_an_outage_costs_no_more_than_health(
-    clock: FakeClock,
-) -> None:
-    """A 300 s group retries after 10, 20, 40, ... s, then every 300 s, like when healthy."""
-    group: TtlGroup[int] = TtlGroup("rankings", 300, retry_delay=10, clock=clock)
-    load = Loader()
-    load.failing = True
+def attempts_per_second(group: TtlGroup[int], load: Loader, clock: FakeClock,
+                        seconds: int) -> list[int]:
+    """The seconds at which a scrape every second made ``load`` run."""
     attempts = []
-    for second in range(1500):
+    for second in range(seconds):
         before = load.calls
         group.get(load)
         if load.calls > before:
             attempts.append(second)
         clock.advance(1)
-    assert attempts == [0, 10, 30, 70, 150, 310, 610, 910, 1210]
+    return attempts
+
+
+@pytest.mark.parametrize("ttl", [300, 3600])
+def test_a_group_without_data_retries_at_least_every_minute(ttl: float, clock: FakeClock) -> None:
+    """Started during an outage: back off 10, 20, 40 s, then every 60 s, never its whole TTL.
+
+    An exporter started while Binance was unreachable must recover within a
+    minute of Binance coming back, not after an hour (exchangeInfo's TTL).
+    """
+    group: TtlGroup[int] = TtlGroup("exchange", ttl, retry_delay=10, clock=clock)
+    load = Loader()
+    load.failing = True
+    assert attempts_per_second(group, load, clock, 7200) == [
+        0, 10, 30, 70, *range(130, 7200, 60)]
     load.failing = False
-    clock.advance(1510 - 1500)
+    clock.advance(7210 - 7200)
     assert group.get(load).ok  # recovers at the first scrape after the delay
+
+
+def test_a_group_with_data_backs_off_up_to_its_ttl(clock: FakeClock) -> None:
+    """Once it has data, an outage costs no more than health: every TTL at most."""
+    group: TtlGroup[int] = TtlGroup("rankings", 300, retry_delay=10, clock=clock)
+    load = Loader()
+    assert group.get(load).ok
+    clock.advance(300)
+    load.failing = True
+    assert attempts_per_second(group, load, clock, 1500) == [0, 60, 180, 420, 720, 1020, 1320]
+
+
+def test_a_rate_limit_is_held_until_the_cool_down_ends_not_longer(clock: FakeClock) -> None:
+    """A group that fell due during a cool-down is retried by the first call after it ends."""
+    group: TtlGroup[int] = TtlGroup("exchange", 3600, retry_delay=10, clock=clock)
+
+    def limited() -> int:
+        raise RateLimited("/x", "cooling down", 45)
+
+    group.get(limited)
+    clock.advance(44.9)
+    assert group.peek() is not None  # still held
+    clock.advance(0.1)
+    assert group.peek() is None and group.get(Loader()).ok
+
+
+def test_a_refresh_that_sent_nothing_is_not_held(clock: FakeClock) -> None:
+    """NotAttempted (no ranking yet, no time left) cost Binance nothing: try at the next call."""
+    group: TtlGroup[int] = TtlGroup("spreads", 10, retry_delay=10, clock=clock)
+
+    def not_yet() -> int:
+        raise NotAttempted("/x", "no ranking yet")
+
+    assert group.get(not_yet).error is not None
+    assert group.peek() is None
+    assert group.get(Loader()).ok
 
 
 def test_a_short_ttl_group_retries_every_10_s(clock: FakeClock) -> None:
@@ -89,12 +135,17 @@ def test_a_short_ttl_group_retries_every_10_s(clock: FakeClock) -> None:
     assert load.calls == 5
 
 
-def test_invalidate_forces_a_refresh(clock: FakeClock) -> None:
+def test_now_forces_a_refresh_past_the_ttl_and_a_held_failure(clock: FakeClock) -> None:
+    """An explicit refresh (a report's Q5 tick) is never held back; a failed one serves nothing."""
     group: TtlGroup[int] = TtlGroup("g", 300, clock=clock)
     load = Loader()
     group.get(load)
-    group.invalidate()
-    assert group.get(load).value == 2
+    assert group.get(load, now=True).value == 2
+    load.failing = True
+    assert group.get(load, now=True).error is not None
+    assert group.get(load).error is not None  # held, and the old value is gone
+    load.failing = False
+    assert group.get(load, now=True).value == 4  # calls: 1, 2, failed 3, 4
 
 
 def test_concurrent_callers_cause_one_refresh() -> None:

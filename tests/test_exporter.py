@@ -232,6 +232,55 @@ def test_each_refresh_is_logged_once_not_each_scrape(
     assert all("Traceback" not in m for m in messages)
 
 
+def test_an_unreachable_binance_is_explained_once_per_outage(
+    exporter: Exporter, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log says what to try once per outage, not at every failed refresh."""
+    hints = 0
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for path in ("exchangeInfo", "ticker/24hr"):
+            mock.get(f"{BASE}/api/v3/{path}",
+                     body=requests.ConnectionError("NameResolutionError"))
+        with caplog.at_level(logging.WARNING, logger="collector.exporter"):
+            for _ in range(4):  # four failed refreshes, 60 s apart
+                exporter.text()
+                clock.advance(60)
+        hints = sum("make demo" in r.getMessage() for r in caplog.records)
+        assert hints == 1
+        assert sum("refresh failed" in r.getMessage() for r in caplog.records) == 8
+        caplog.clear()
+        register_market(mock)  # Binance is back ...
+        for path in ("exchangeInfo", "ticker/24hr"):
+            mock.replace(responses.GET, f"{BASE}/api/v3/{path}",
+                         json=load("exchange_info.json" if path == "exchangeInfo"
+                                   else "ticker_24hr.json"))
+        assert exporter.value("binance_up") == 1
+        for path in ("exchangeInfo", "ticker/24hr"):  # ... and gone again: a new outage
+            mock.replace(responses.GET, f"{BASE}/api/v3/{path}",
+                         body=requests.ConnectionError("NameResolutionError"))
+        clock.advance(3600)
+        with caplog.at_level(logging.WARNING, logger="collector.exporter"):
+            exporter.text()
+        assert sum("make demo" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_weight_limit_is_binances_and_settings_over_it_are_logged(
+    exporter: Exporter, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """binance_api_weight_limit follows exchangeInfo's REQUEST_WEIGHT (6000 until seen)."""
+    info = load("exchange_info.json")
+    info["rateLimits"] = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                           "intervalNum": 1, "limit": 300}]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock)
+        mock.replace(responses.GET, f"{BASE}/api/v3/exchangeInfo", json=info)
+        with caplog.at_level(logging.WARNING, logger="collector.exporter"):
+            assert exporter.value("binance_api_weight_limit") == 300
+    assert [r.getMessage() for r in caplog.records] == [
+        "these settings could spend 374 request weight in one minute, over the 300 Binance now "
+        "allows: raise the TTLs (--ttl-*), or lower --top or --depth-levels"]
+
+
 def test_exposition_passes_promtool(market_mock: responses.RequestsMock,
                                     exporter: Exporter) -> None:
     promtool = shutil.which("promtool")

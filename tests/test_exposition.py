@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector import exposition, models
 from collector.binance import BinanceClient
-from collector.errors import UpstreamUnavailable
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition, Request
 from collector.market import Market, Settings
@@ -181,9 +180,10 @@ def test_made_up_accept_versions_cannot_grow_memory(
 
 
 class _PausingClient(BinanceClient):
-    """exchangeInfo always fails; the ticker request is counted, then waits on ``stored``
-    before its answer is parsed and stored; the scraper thread named A stops at its N-th
-    look at the request counts. Lets a test put one scrape exactly inside another's refresh."""
+    """Answers from the fixtures without a network; the ticker request is counted, then waits
+    on ``stored`` before its answer is parsed and stored; the scraper thread named A stops at
+    its N-th look at the request counts. Lets a test put one scrape exactly inside another's
+    refresh."""
 
     def __init__(self, clock: FakeClock, pause_at: int) -> None:
         super().__init__(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
@@ -194,8 +194,16 @@ class _PausingClient(BinanceClient):
         self.a_paused, self.a_go = threading.Event(), threading.Event()
 
     def exchange_info(self, deadline: float | None = None) -> Any:
-        self._count(models.EXCHANGE_INFO, "503")  # pylint: disable=protected-access
-        raise UpstreamUnavailable(models.EXCHANGE_INFO, "HTTP 503")
+        self._count(models.EXCHANGE_INFO, "200")  # pylint: disable=protected-access
+        return models.parse_exchange_info(load("exchange_info.json"))
+
+    def order_book(self, symbol: str, limit: int, deadline: float | None = None) -> Any:
+        self._count(models.DEPTH, "200")  # pylint: disable=protected-access
+        return models.parse_order_book(load(f"depth/{symbol}.json"), symbol)
+
+    def book_tickers(self, symbols: Any, deadline: float | None = None) -> Any:
+        self._count(models.BOOK_TICKER, "200")  # pylint: disable=protected-access
+        return models.parse_book_tickers(load("book_ticker.json"))
 
     def tickers_24h(self, deadline: float | None = None) -> Any:
         self._count(models.TICKER_24H, "200")  # pylint: disable=protected-access
@@ -245,7 +253,7 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
             stamps = {s.labels["group"]: s.value
                       for f in text_string_to_metric_families(body.data.decode())
                       if f.name == "binance_last_refresh_timestamp_seconds" for s in f.samples}
-            assert stamps == {"rankings": clock.wall()}
+            assert stamps["rankings"] == clock.wall()
     finally:
         client.a_go.set()
         client.stored.set()

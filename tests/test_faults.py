@@ -301,6 +301,7 @@ def test_report_exits_1_with_one_line_for_each_fault(
     code = report.main(["--base-url", sim.url, "--count", "0", "--timeout", "0.5",
                         "--retries", "0"], out=io.StringIO())
     sim.clear_faults()
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
     assert code == 1
-    assert err.startswith("binance-report: /api/v3/") and err.count("\n") == 1
+    assert err[0].startswith("binance-report: /api/v3/")
+    assert len(err) == (2 if spec.get("status") == 451 else 1)  # 451: what to try instead

@@ -144,23 +144,35 @@ def test_rank_by_base_switches_q1(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @responses.activate
 def test_upstream_failure_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Q1-Q4 cannot be answered: one line naming endpoint and reason, then what to try."""
     responses.get(f"{BASE}/api/v3/exchangeInfo", json=load("exchange_info.json"))
     responses.get(f"{BASE}/api/v3/ticker/24hr", status=451, json={"code": 0, "msg": "no"})
     assert report.main(["--count", "0"], out=io.StringIO()) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("binance-report: /api/v3/ticker/24hr: HTTP 451")
+    error, hint = capsys.readouterr().err.splitlines()
+    assert "Traceback" not in error
+    assert error.startswith("binance-report: /api/v3/ticker/24hr: HTTP 451")
+    assert hint.startswith("binance-report: try another --base-url")
+    assert "Binance.US, a separate exchange" in hint
 
 
 @responses.activate
-def test_failure_during_q5_exits_1(capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_q5_tick_is_logged_and_the_log_goes_on(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Good, bad, good: three ticks printed, the bad one as an error line; exit 1."""
     register_market(responses.mock)
     monkeypatch.setattr(report.time, "sleep", lambda s: None)
-    responses.get(f"{BASE}/api/v3/ticker/bookTicker", body="not json")
-    # the first bookTicker answer is good, the second is not
-    assert report.main(["--count", "2", "--interval", "1"], out=io.StringIO()) == 1
-    assert "field body: not valid JSON" in capsys.readouterr().err
+    good = load("book_ticker.json")
+    responses.replace(responses.GET, f"{BASE}/api/v3/ticker/bookTicker", json=good)
+    responses.add(responses.GET, f"{BASE}/api/v3/ticker/bookTicker", body="not json")
+    responses.add(responses.GET, f"{BASE}/api/v3/ticker/bookTicker", json=good)
+    out = io.StringIO()
+    assert report.main(["--count", "3", "--interval", "1", "--format", "json"], out=out) == 1
+    ticks = [json.loads(line) for line in out.getvalue().splitlines()[1:]]
+    assert [set(t) for t in ticks] == [{"time", "spreads", "deltas"}, {"time", "error"},
+                                      {"time", "spreads", "deltas"}]
+    assert ticks[1]["error"] == "/api/v3/ticker/bookTicker: field body: not valid JSON"
+    assert ticks[2]["deltas"]["BTCUSDT"] == "0"  # from the last good observation
+    assert capsys.readouterr().err == ""  # nothing the user could do differently
 
 
 @pytest.mark.parametrize(
@@ -288,3 +300,11 @@ def test_sigterm_ends_an_open_ended_report_like_ctrl_c() -> None:
         finally:
             if process.poll() is None:  # pragma: no cover - only when the test failed
                 process.kill()
+
+
+def test_columns_line_up_with_wide_unicode_symbols() -> None:
+    """A CJK character takes two terminal columns: padding counts columns, not characters."""
+    lines = report.table([["symbol", "spread"], ["币安人生USDT", "0.00003"], ["BTCUSDT", "0.01"]],
+                         [False, True])
+    assert [report.width(line) for line in lines] == [23, 23, 23]
+    assert lines[1] == "  币安人生USDT  0.00003"
