@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmarks: a fake clock, /proc readings, summaries."""
+"""Small helpers shared by the benchmarks: /proc readings, summaries (the fake clock is the
+test kit's)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class BenchError(RuntimeError):
     """A benchmark could not measure what it should (a process failed, an answer was wrong)."""
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to, so TTLs expire on demand."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.now += seconds
 
 
 def memory_kb(pid: int | str = "self") -> dict[str, int]:

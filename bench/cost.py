@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from binance_simulator.testkit import Process, Simulator
+
 from bench.common import memory_kb
 from bench.figures import Figure
-from bench.procs import Service, exporter, reset_sim_stats, scrape, sim_stats, simulator
+from bench.procs import exporter, reset_sim_stats, scrape, sim_stats, simulator
 
 SECTION = "2"
 LIMIT = 300.0  # weight per minute
@@ -43,8 +45,8 @@ class Run:  # pylint: disable=too-many-instance-attributes
     """One scenario's processes and what was seen."""
 
     scenario: Scenario
-    sim: Service
-    exporter: Service
+    sim: Simulator
+    exporter: Process
     weights: list[int] = field(default_factory=list)  # cumulative, at each minute mark
     scrapes: Counter[str] = field(default_factory=Counter)  # by HTTP status
     lock: threading.Lock = field(default_factory=threading.Lock)

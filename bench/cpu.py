@@ -25,8 +25,8 @@ import time
 from typing import Any, Callable, Mapping
 
 from collector import answers, models
-from collector.simulator.api import Api, DataFaults
-from collector.simulator.market import Market as SimulatedMarket
+from binance_simulator.api import Api, DataFaults
+from binance_simulator.market import SimulatedMarket
 
 from bench.common import median
 from bench.figures import Figure

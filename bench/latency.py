@@ -22,7 +22,9 @@ from typing import Sequence
 from collector.binance import BinanceClient
 from collector.market import GROUPS, Market, Settings, Snapshot
 
-from bench.common import BenchError, FakeClock, median
+from binance_simulator.testkit import FakeClock
+
+from bench.common import BenchError, median
 from bench.figures import Figure
 from bench.procs import NO_RATE_LIMIT, exporter, scrape, simulator
 

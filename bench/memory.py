@@ -37,7 +37,9 @@ from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.market import Market, Settings
 
-from bench.common import ROOT, BenchError, FakeClock, median, memory_kb
+from binance_simulator.testkit import FakeClock
+
+from bench.common import ROOT, BenchError, median, memory_kb
 from bench.figures import Figure
 from bench.procs import NO_RATE_LIMIT, simulator
 

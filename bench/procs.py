@@ -1,107 +1,56 @@
-"""Start and stop the simulator and the exporter as real processes, on 127.0.0.1 only.
+"""The simulator and the exporter as real processes on 127.0.0.1, from the shared test kit.
 
-Each process writes its output to a log file in a scratch directory; its URL
-is read back from that file (both print it once they listen on port 0). On
-leaving the ``with`` block the process is always terminated and reaped.
+Each writes its output to a log file in the benchmark's scratch directory; the
+kit reads the URL each prints once it listens on port 0, and stops the process
+when the ``with`` block ends. A process that does not start is a ``BenchError``.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
-import re
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from bench.common import ROOT, BenchError
+from binance_simulator.testkit import Process, Simulator, running_exporter, running_simulator
 
-BIN = Path(sys.executable).parent
-SIMULATOR_LINE = re.compile(r"binance-simulator listening on (http://127\.0\.0\.1:\d+)")
-EXPORTER_LINE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)/metrics")
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+from bench.common import BenchError
+
 HTTP_TIMEOUT = 15.0
 NO_RATE_LIMIT = ("--weight-limit", "100000000")  # simulator flags
-
-
-@dataclass(frozen=True)
-class Service:
-    """A started process and the base URL it serves."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.process.pid
+Service = Process
 
 
 @contextmanager
-def service(command: list[str], ready: re.Pattern[str], log: Path) -> Iterator[Service]:
-    """Run ``command`` until the block ends; ``ready`` finds its URL in its output."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+def simulator(scratch: Path, name: str, *args: str) -> Iterator[Simulator]:
+    """``binance-simulator`` with ``args``, e.g. ``--latency-ms 50``, until the block ends."""
     try:
-        yield Service(_wait_for_url(process, ready, log), process, log)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with running_simulator(*args, logs=scratch, name=f"simulator-{name}") as sim:
+            yield sim
+    except RuntimeError as exc:  # it did not start
+        raise BenchError(str(exc)) from None
 
 
-def _wait_for_url(process: subprocess.Popen[bytes], ready: re.Pattern[str], log: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        match = ready.search(log.read_text(encoding="utf-8", errors="replace"))
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = log.read_text(encoding="utf-8", errors="replace")[-1000:]
-    raise BenchError(f"{log.stem} did not start (exit status {process.poll()}): {tail!r}")
+@contextmanager
+def exporter(scratch: Path, name: str, upstream: str, *args: str) -> Iterator[Process]:
+    """``binance-exporter`` on a loopback port of its own choosing, until the block ends."""
+    try:
+        with running_exporter(upstream, *args, logs=scratch, name=f"exporter-{name}") as served:
+            yield served
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
 
 
-def simulator(scratch: Path, name: str, *args: str) -> AbstractContextManager[Service]:
-    """A context manager running ``binance-simulator`` with ``args``, e.g. ``--latency-ms 50``."""
-    command = [str(BIN / "binance-simulator"), "--port", "0", "--exit-with-parent", *args]
-    return service(command, SIMULATOR_LINE, scratch / f"simulator-{name}.log")
-
-
-def exporter(
-    scratch: Path, name: str, upstream: str, *args: str
-) -> AbstractContextManager[Service]:
-    """A context manager running ``binance-exporter`` on a free loopback port."""
-    command = [str(BIN / "binance-exporter"), "--base-url", upstream, "--listen-address",
-               "127.0.0.1", "--port", "0", "--log-level", "info", *args]
-    return service(command, EXPORTER_LINE, scratch / f"exporter-{name}.log")
-
-
-def sim_stats(sim: Service) -> dict[str, Any]:
+def sim_stats(sim: Simulator) -> dict[str, Any]:
     """The simulator's own accounting (``GET /_sim/stats``)."""
-    with urllib.request.urlopen(sim.url + "/_sim/stats", timeout=HTTP_TIMEOUT) as answer:
-        stats: dict[str, Any] = json.load(answer)
-    return stats
+    return sim.stats()
 
 
-def reset_sim_stats(sim: Service) -> None:
+def reset_sim_stats(sim: Simulator) -> None:
     """Zero the simulator's counters and lift any rate limit."""
-    request = urllib.request.Request(sim.url + "/_sim/stats/reset", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
-        answer.read()
+    sim.reset_stats()
 
 
 def scrape(url: str) -> tuple[int, float, bytes]:

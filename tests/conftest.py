@@ -1,4 +1,5 @@
-"""Shared fixtures: recorded Binance answers served through `responses`, and a fake clock."""
+"""Shared fixtures: recorded Binance answers served through `responses`, and a fake clock
+(the test kit's, shared with the benchmarks and tools)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, Iterator
 
 import pytest
 import responses
+
+from binance_simulator.testkit import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # (fault, group, outcome) rows filled by tests/test_faults.py, printed after the run
@@ -34,29 +37,6 @@ BASE = "https://api.binance.com"
 def load(name: str) -> Any:
     """A fixture file, parsed. Each call returns a new object (tests may mutate theirs)."""
     return json.loads((FIXTURES / name).read_text())
-
-
-class FakeClock:
-    """A monotonic clock and a wall clock that move only when told."""
-
-    def __init__(self, start: float = 1000.0, wall_start: float = 1_767_225_600.0) -> None:
-        self.now = start
-        self.wall_offset = wall_start - start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        """Unix time; 1_767_225_600 is 2026-01-01T00:00:00Z."""
-        return self.now + self.wall_offset
-
-    def advance(self, seconds: float) -> None:
-        """Move both clocks forward."""
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        """An injectable ``time.sleep`` that only moves the clock."""
-        self.advance(seconds)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Real processes for end-to-end tests: the exporter and a real Prometheus on loopback.
+"""A real Prometheus on loopback for end-to-end tests, and small HTTP and pipe helpers.
 
-Each context manager starts one process on a free 127.0.0.1 port, waits until
-it answers, and always stops it (terminate, then kill) when the block ends,
+The simulator and the exporter are started with ``binance_simulator.testkit``.
+``running_prometheus`` starts Debian's Prometheus on a free 127.0.0.1 port, waits
+until it answers, and always stops it (terminate, then kill) when the block ends,
 also when the test failed.
 """
 
@@ -27,7 +28,8 @@ BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    """A port nobody listens on right now."""
+    """A port nobody listens on right now: only for Prometheus, which cannot report the port
+    it bound (our own processes bind port 0 and say which; see binance_simulator.testkit)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -70,18 +72,6 @@ def stopped_at_exit(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-
-
-@contextmanager
-def running_exporter(base_url: str, *args: str) -> Iterator[str]:
-    """``binance-exporter`` against ``base_url``; yields its http://127.0.0.1:PORT."""
-    port = free_port()
-    command = [str(BIN / "binance-exporter"), "--listen-address", "127.0.0.1",
-               "--port", str(port), "--base-url", base_url, *args]
-    with stopped_at_exit(subprocess.Popen(command, stderr=subprocess.DEVNULL)) as process:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url + "/", process)
-        yield url
 
 
 class Lines:

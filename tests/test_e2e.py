@@ -22,15 +22,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from e2e_support import (
-    BIN,
-    Prometheus,
-    http_get,
-    running_exporter,
-    running_prometheus,
-)
-from simulator_process import SimulatorHandle, running_simulator
+from e2e_support import BIN, Prometheus, http_get, running_prometheus
 from test_deploy import as_promql, panel_exprs
+
+from binance_simulator.testkit import Simulator, running_exporter, running_simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +35,7 @@ SCRAPERS = 5
 
 def recorded(name: str) -> Any:
     """The simulator's market snapshot, read here independently of the collector code."""
-    return json.loads(resources.files("collector.simulator").joinpath("data", name).read_text())
+    return json.loads(resources.files("binance_simulator").joinpath("data", name).read_text())
 
 
 def expected_rankings() -> tuple[list[str], list[str]]:
@@ -55,7 +50,7 @@ def expected_rankings() -> tuple[list[str], list[str]]:
     return [t["symbol"] for t in q1], [t["symbol"] for t in q2]
 
 
-def fetch(sim: SimulatorHandle, path: str, **params: str) -> Any:
+def fetch(sim: Simulator, path: str, **params: str) -> Any:
     url = f"{sim.url}{path}?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(url, timeout=10) as answer:
         return json.load(answer)
@@ -98,7 +93,7 @@ def assert_notionals(got: dict[str, Any], books: dict[str, Any]) -> None:
 class Chain:
     """Simulator → exporter → Prometheus, observed for LOAD_SECONDS under extra scrapers."""
 
-    def __init__(self, sim: SimulatorHandle, exporter: str, prometheus: Prometheus) -> None:
+    def __init__(self, sim: Simulator, exporter: str, prometheus: Prometheus) -> None:
         self.sim, self.exporter, self.prometheus = sim, exporter, prometheus
         self.scrapes: list[tuple[int, bool]] = []  # (status, binance_up 1 seen)
         self.stats: dict[str, Any] = {}
@@ -127,8 +122,8 @@ def chain() -> Iterator[Chain]:
             pytest.fail("prometheus is missing; .ci/run installs Debian's prometheus package")
         pytest.skip("prometheus not installed (apt-get install prometheus)")
     with running_simulator("--seed", "11") as sim, running_exporter(sim.url) as exporter, \
-            running_prometheus(exporter.removeprefix("http://")) as prometheus:
-        observed = Chain(sim, exporter, prometheus)
+            running_prometheus(exporter.url.removeprefix("http://")) as prometheus:
+        observed = Chain(sim, exporter.url, prometheus)
         observed.run_load()
         yield observed
 

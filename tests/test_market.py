@@ -14,7 +14,7 @@ from conftest import FakeClock, calls_to, depth_callback, load, register_market
 from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
 from collector.market import Market, Settings, peak_weight_per_minute
-from collector.simulator.weights import request_weight as simulated_weight
+from binance_simulator.weights import request_weight as simulated_weight
 
 
 @pytest.fixture

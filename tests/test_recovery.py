@@ -18,7 +18,7 @@ from conftest import FakeClock
 from e2e_support import BIN, Lines, stopped_at_exit
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from simulator_process import SimulatorHandle, running_simulator
+from binance_simulator.testkit import Simulator, running_simulator
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
@@ -30,7 +30,7 @@ UNICODE = "币安人生USDT"  # third in the simulator's Q2 (tools/trim_simulato
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorHandle]:
+def sim() -> Iterator[Simulator]:
     # the fake clock puts hours of requests into a few real seconds: the simulator's own
     # per-minute weight limit (real time) must not be what the tests measure
     with running_simulator("--seed", "11", "--weight-limit", "10000000") as handle:
@@ -40,7 +40,7 @@ def sim() -> Iterator[SimulatorHandle]:
 class Exporter:
     """A collector over the simulator on a fake clock; scrape() is one Prometheus scrape."""
 
-    def __init__(self, sim: SimulatorHandle) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=2, retries=0, clock=self.clock,
                                wall=self.clock.wall)
@@ -62,7 +62,7 @@ class Exporter:
 
 
 @pytest.fixture
-def exporter(sim: SimulatorHandle) -> Iterator[Exporter]:
+def exporter(sim: Simulator) -> Iterator[Exporter]:
     sim.clear_faults()
     sim.reset_stats()
     e = Exporter(sim)
@@ -76,7 +76,7 @@ def spreads_of(samples: dict[str, Any]) -> set[str]:
 
 
 def test_an_exporter_started_during_an_outage_recovers_within_a_minute(
-        sim: SimulatorHandle, exporter: Exporter) -> None:
+        sim: Simulator, exporter: Exporter) -> None:
     """Binance unreachable for the first two hours: it comes back, and within 60 s of that
     every group is up again (not after exchangeInfo's one-hour TTL)."""
     sim.set_faults([{"name": "close_immediately"}])
@@ -100,7 +100,7 @@ def test_an_exporter_started_during_an_outage_recovers_within_a_minute(
 @pytest.mark.parametrize(("status", "retry_after", "cool_down"), [
     (429, 45, 45), (418, 45, 45), (403, 45, 45), (403, 0, 60)])
 def test_after_a_cool_down_the_first_scrape_recovers_every_group(
-        sim: SimulatorHandle, exporter: Exporter, status: int, retry_after: int,
+        sim: Simulator, exporter: Exporter, status: int, retry_after: int,
         cool_down: int) -> None:
     """Nothing is sent while it lasts; with a scrape every second, the first scrape after its
     end has binance_up 1 and all five spreads (403 without Retry-After: 60 s)."""
@@ -124,7 +124,7 @@ def test_after_a_cool_down_the_first_scrape_recovers_every_group(
 
 
 def test_a_unicode_symbol_goes_from_request_to_label_unchanged(
-        sim: SimulatorHandle, exporter: Exporter) -> None:
+        sim: Simulator, exporter: Exporter) -> None:
     """It is third in Q2: bookTicker must carry it as UTF-8, /metrics must show it as is."""
     samples = exporter.scrape()
     assert samples["binance_up"][()] == 1
@@ -148,7 +148,7 @@ def wait_for(lines: Lines, wanted: Callable[[str], bool], most: int = 60) -> str
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_the_open_ended_report_survives_a_failed_tick(sim: SimulatorHandle, fmt: str) -> None:
+def test_the_open_ended_report_survives_a_failed_tick(sim: Simulator, fmt: str) -> None:
     """binance-report as a real process, left running: bookTicker fails, then recovers; the
     log notes the failure and goes on; SIGTERM ends it with 0 (as Ctrl-C)."""
     sim.clear_faults()

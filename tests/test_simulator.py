@@ -1,9 +1,9 @@
-"""Tests of the offline Binance Spot API simulator (``collector.simulator``).
+"""Tests of the offline Binance Spot API simulator (``binance_simulator``).
 
 Most tests run the real HTTP server in a thread of this process with a fake
 clock, so rate limits and price steps are exact without sleeping; one test
 drives the real ``binance-simulator`` console script through
-``simulator_process.running_simulator``.
+``binance_simulator.testkit.running_simulator``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from simulator_process import running_simulator
+from binance_simulator.testkit import FakeClock, running_simulator
 
-from collector.simulator import api, cli, data, weights
-from collector.simulator.app import Hangup, Simulator, SimulatorConfig
-from collector.simulator.faults import Fault, FaultError, FaultSet, faults_from_body
-from collector.simulator.market import Market, decimals_needed, format_units, to_units
-from collector.simulator.server import SimulatorServer, serve_in_thread
+from binance_simulator import api, cli, data, weights
+from binance_simulator.app import Hangup, Simulator, SimulatorConfig
+from binance_simulator.faults import Fault, FaultError, FaultSet, faults_from_body
+from binance_simulator.market import SimulatedMarket, decimals_needed, format_units, to_units
+from binance_simulator.server import SimulatorServer, serve_in_thread
 
 T0 = 1_710_000_000.0  # a whole minute (2024-03-09 16:00 UTC)
 MINI_KEYS = {
@@ -50,20 +50,6 @@ LISTING_KEYS = set(
 )
 ANSWER_KEYS = LISTING_KEYS | {"permissionSets"}
 UNICODE = "币安人生USDT"  # the synthetic non-ASCII listing (tools/trim_simulator_data.py)
-
-
-class FakeClock:
-    """A settable clock in Unix seconds."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
 
 
 @dataclass
@@ -112,7 +98,7 @@ def symbols_query(*symbols: str) -> str:
 @pytest.fixture(name="clock")
 def fixture_clock() -> FakeClock:
     """A fake clock starting on a whole minute."""
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture(name="server")
@@ -123,9 +109,9 @@ def fixture_server(clock: FakeClock) -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture(name="market", scope="module")
-def fixture_market() -> Market:
+def fixture_market() -> SimulatedMarket:
     """A market frozen at T0."""
-    return Market(seed=1, now=lambda: T0)
+    return SimulatedMarket(seed=1, now=lambda: T0)
 
 
 def set_faults(server: SimulatorServer, *faults: dict[str, Any]) -> Answer:
@@ -169,8 +155,9 @@ def test_decimal_helpers_are_exact() -> None:
 
 def test_same_seed_same_market_other_seed_other_market() -> None:
     """The seed alone decides the books."""
-    clock = FakeClock()
-    first, same, other = Market(1, now=clock), Market(1, now=clock), Market(2, now=clock)
+    clock = FakeClock(T0)
+    first, same = SimulatedMarket(1, now=clock), SimulatedMarket(1, now=clock)
+    other = SimulatedMarket(2, now=clock)
     differs = False
     for _ in range(10):
         assert first.book("ETHBTC", 50) == same.book("ETHBTC", 50)
@@ -179,7 +166,7 @@ def test_same_seed_same_market_other_seed_other_market() -> None:
     assert differs
 
 
-def test_prices_move_by_ticks_around_the_recording(market: Market) -> None:
+def test_prices_move_by_ticks_around_the_recording(market: SimulatedMarket) -> None:
     """Best prices move by whole ticks near the recorded mid, spread 1-5 ticks."""
     tick = Decimal("0.00001")  # ETHBTC was recorded at 0.05691000 / 0.05692000
     mid = (Decimal("0.05691000") + Decimal("0.05692000")) / 2
@@ -196,8 +183,8 @@ def test_prices_move_by_ticks_around_the_recording(market: Market) -> None:
 
 def test_step_follows_the_clock() -> None:
     """Prices change only when the clock enters a new step."""
-    clock = FakeClock()
-    market = Market(seed=1, step_seconds=5, now=clock)
+    clock = FakeClock(T0)
+    market = SimulatedMarket(seed=1, step_seconds=5, now=clock)
     first = market.book("BTCUSDT", 3)
     clock.advance(4.9)
     assert market.step() == T0 // 5 and market.book("BTCUSDT", 3) == first
@@ -206,7 +193,7 @@ def test_step_follows_the_clock() -> None:
     assert market.book("BTCUSDT", 3).last_update_id > first.last_update_id
 
 
-def test_depth_levels_are_sorted_whole_ticks(market: Market) -> None:
+def test_depth_levels_are_sorted_whole_ticks(market: SimulatedMarket) -> None:
     """Levels are sorted best first, one to three ticks apart, sized like the recording."""
     book = market.book("BTCUSDT", 200)
     assert len(book.bids) == len(book.asks) == 200
@@ -224,7 +211,7 @@ def test_depth_levels_are_sorted_whole_ticks(market: Market) -> None:
     assert all(qty % 1000 == 0 for _, qty in book.bids)  # 5 decimals, like the recording
 
 
-def test_best_level_does_not_depend_on_limit(market: Market) -> None:
+def test_best_level_does_not_depend_on_limit(market: SimulatedMarket) -> None:
     """A deep and a shallow book share their best level."""
     deep, shallow = market.book("ETHBTC", 5000), market.book("ETHBTC", 1)
     assert deep.bids[0] == shallow.bids[0] and deep.asks[0] == shallow.asks[0]
@@ -233,8 +220,8 @@ def test_best_level_does_not_depend_on_limit(market: Market) -> None:
 
 def test_cheap_symbol_never_reaches_zero() -> None:
     """A symbol priced in a few ticks keeps positive prices; its bids run out early."""
-    clock = FakeClock()
-    market = Market(seed=3, now=clock)
+    clock = FakeClock(T0)
+    market = SimulatedMarket(seed=3, now=clock)
     for _ in range(100):
         book = market.book("COSBTC", 100)  # recorded bid 0.00000012
         assert 0 < len(book.bids) < 100
@@ -242,7 +229,7 @@ def test_cheap_symbol_never_reaches_zero() -> None:
         clock.advance(1)
 
 
-def test_dead_thin_and_one_sided_symbols(market: Market) -> None:
+def test_dead_thin_and_one_sided_symbols(market: SimulatedMarket) -> None:
     """Zero recorded prices mean empty sides; a few trades mean a thin book."""
     dead = market.book("BCCBTC", 100)
     assert dead.bids == [] and dead.asks == []
@@ -259,14 +246,14 @@ def test_dead_thin_and_one_sided_symbols(market: Market) -> None:
     assert len(thin.bids) == len(thin.asks) == 44
 
 
-def test_two_decimal_symbols_keep_their_format(market: Market) -> None:
+def test_two_decimal_symbols_keep_their_format(market: SimulatedMarket) -> None:
     """IDR pairs keep Binance's two decimals."""
     ticker = market.book("USDTIDRT", 1).book_ticker_payload()
     assert ticker["bidPrice"].endswith(".00") and len(ticker["bidPrice"].split(".")[1]) == 2
     assert abs(Decimal(ticker["bidPrice"]) - Decimal("15744")) <= 10
 
 
-def test_ticker_takes_live_best_prices(market: Market) -> None:
+def test_ticker_takes_live_best_prices(market: SimulatedMarket) -> None:
     """The 24h ticker carries the book's best levels and a window ending now."""
     book = market.book("ETHBTC", 1)
     ticker = market.ticker(book)

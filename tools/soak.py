@@ -11,14 +11,12 @@ a summary and writes RELIABILITY.md. Stops by itself after --minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import re
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -27,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-BIN = Path(sys.executable).parent
+from binance_simulator.testkit import Simulator, running_exporter, running_simulator
+
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ["/api/v3/exchangeInfo", "/api/v3/ticker/24hr", "/api/v3/depth",
              "/api/v3/ticker/bookTicker"]
@@ -36,27 +35,12 @@ FAULTS: list[dict[str, Any]] = [
     {"name": "close_immediately"}, {"name": "error_5xx", "status": 503},
     {"name": "error_5xx", "status": 500, "rate": 0.5},
     {"name": "status", "status": 429, "retry_after": 5},
-    {"name": "status", "status": 418, "retry_after": 5}, {"name": "malformed_json"},
+    {"name": "status", "status": 418, "retry_after": 5},
+    {"name": "status", "status": 403, "retry_after": 5}, {"name": "malformed_json"},
     {"name": "wrong_type"}, {"name": "non_numeric_price"}, {"name": "negative_price"},
     {"name": "empty_book_side", "side": "ask"}, {"name": "crossed_book"},
     {"name": "drop_symbol", "symbol": "FLOKIUSDT"},
 ]
-
-
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def control(url: str, method: str, path: str, payload: Any = None) -> Any:
-    """Call the simulator's control API."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.load(answer)
 
 
 def proc_status(pid: int) -> tuple[int, int]:
@@ -94,18 +78,18 @@ class Soak:  # pylint: disable=too-many-instance-attributes
                 self.scrapes.append((ok, elapsed))
             time.sleep(max(0.0, 1.0 - elapsed))
 
-    def switcher(self, sim: str) -> None:
+    def switcher(self, sim: Simulator) -> None:
         """Switch to a random fault on random endpoints, or none, every few seconds."""
         while time.monotonic() < self.stop_at:
             if self.random.random() < 0.3:
-                control(sim, "DELETE", "/_sim/faults")
+                sim.clear_faults()
             else:
                 fault = dict(self.random.choice(FAULTS))
                 fault["endpoints"] = self.random.sample(ENDPOINTS, self.random.randint(1, 4))
-                control(sim, "POST", "/_sim/faults", {"faults": [fault]})
+                sim.set_faults([fault])
                 self.faults_applied += 1
             time.sleep(self.switch)
-        control(sim, "DELETE", "/_sim/faults")
+        sim.clear_faults()
 
     def sampler(self, pid: int) -> None:
         """RSS and threads of the exporter every 5 s."""
@@ -117,45 +101,21 @@ class Soak:  # pylint: disable=too-many-instance-attributes
 
     def run(self) -> dict[str, Any]:
         """Start everything, wait for the end, stop everything; the summary."""
-        with subprocess.Popen([str(BIN / "binance-simulator"), "--port", "0", "--exit-with-parent"],
-                              stdout=subprocess.PIPE, text=True) as sim_process:
-            try:
-                line = sim_process.stdout.readline() if sim_process.stdout else ""
-                sim = re.search(r"http://\S+", line).group(0)  # type: ignore[union-attr]
-                return self._with_exporter(sim)
-            finally:
-                sim_process.terminate()
-                sim_process.wait(10)
-
-    def _with_exporter(self, sim: str) -> dict[str, Any]:
-        port = free_port()
-        command = [str(BIN / "binance-exporter"), "--listen-address", "127.0.0.1", "--port",
-                   str(port), "--base-url", sim, "--timeout", "1", "--log-level", "error"]
-        with subprocess.Popen(command) as exporter:
-            try:
-                url = f"http://127.0.0.1:{port}/metrics"
-                for _ in range(100):
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-                            pass
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                stats_before = control(sim, "GET", "/_sim/stats")
-                self.stop_at = time.monotonic() + self.seconds
-                threads = [threading.Thread(target=self.scraper, args=(url,))
-                           for _ in range(self.clients)]
-                threads += [threading.Thread(target=self.switcher, args=(sim,)),
-                            threading.Thread(target=self.sampler, args=(exporter.pid,))]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(self.seconds + 60)
-                stats = control(sim, "GET", "/_sim/stats")
-                alive = exporter.poll() is None
-            finally:
-                exporter.terminate()
-                exporter.wait(10)
+        with tempfile.TemporaryDirectory(prefix="soak-") as logs, \
+                running_simulator(logs=Path(logs)) as sim, \
+                running_exporter(sim.url, "--timeout", "1", logs=Path(logs)) as exporter:
+            stats_before = sim.stats()
+            self.stop_at = time.monotonic() + self.seconds
+            threads = [threading.Thread(target=self.scraper, args=(exporter.url + "/metrics",))
+                       for _ in range(self.clients)]
+            threads += [threading.Thread(target=self.switcher, args=(sim,)),
+                        threading.Thread(target=self.sampler, args=(exporter.pid,))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(self.seconds + 60)
+            stats = sim.stats()
+            alive = exporter.process.poll() is None
         weight = stats["weight_total"] - stats_before["weight_total"]
         return self.summary(weight, alive)
 

@@ -3,7 +3,7 @@
 One-off developer script, not part of the installed package.  The recorded
 responses live outside the project (``../shared/fixtures/binance`` next to the
 checkout) and the project must never read them at run or test time, so this
-script copies what the simulator needs into ``collector/simulator/data/``:
+script copies what the simulator needs into ``binance_simulator/data/``:
 
 * ``exchange_info.json`` -- from ``exchangeInfo_binance_com_2023-09-08.json``:
   the top-level ``timezone``, ``serverTime``, ``rateLimits`` and
@@ -39,7 +39,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "fixtures" / "binance"
-DEFAULT_DEST = REPO_ROOT / "collector" / "simulator" / "data"
+DEFAULT_DEST = REPO_ROOT / "binance_simulator" / "data"
 
 EXCHANGE_INFO_SOURCE = "exchangeInfo_binance_com_2023-09-08.json"
 TICKER_SOURCE = "ticker_24hr_all_binance_com_2024-03-10.json"

@@ -172,7 +172,7 @@ class Book:
         return replace(self, bids=bids, asks=asks)
 
 
-class Market:
+class SimulatedMarket:
     """The simulated market: recorded data plus deterministic movement.
 
     ``now`` returns Unix seconds; tests pass a fake clock to get exact,

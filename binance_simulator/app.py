@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import mutations
-from .api import Api, ApiError, DataFaults
+from .api import Api, ErrorAnswer, DataFaults
 from .faults import Fault, FaultSet, faults_from_body
-from .market import Market
+from .market import SimulatedMarket
 from .weights import ENDPOINTS, Admission, WeightLimiter, request_weight
 
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -109,7 +109,7 @@ class Hangup:
     abrupt: bool
 
 
-Outcome = Reply | Hangup
+Delivery = Reply | Hangup
 
 
 class Stats:
@@ -187,7 +187,7 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.api = Api(Market(config.seed, config.step_seconds, now))
+        self.api = Api(SimulatedMarket(config.seed, config.step_seconds, now))
         self.limiter = WeightLimiter(config.weight_limit, now)
         self.faults = FaultSet(config.faults, seed=config.seed)
         self.stats = Stats(now)
@@ -201,7 +201,7 @@ class Simulator:
             ("POST", "/_sim/shutdown"): self._shutdown,
         }
 
-    def handle(self, method: str, target: str, body: bytes = b"") -> Outcome:
+    def handle(self, method: str, target: str, body: bytes = b"") -> Delivery:
         """Decide the answer to ``method target`` (the body matters for control calls only)."""
         url = urlsplit(target)
         if url.path.startswith("/_sim/"):
@@ -210,7 +210,7 @@ class Simulator:
 
     # -- the Binance API -------------------------------------------------
 
-    def api_request(self, method: str, path: str, params: Mapping[str, Sequence[str]]) -> Outcome:
+    def api_request(self, method: str, path: str, params: Mapping[str, Sequence[str]]) -> Delivery:
         """Answer a Binance API request, rate limit and faults included."""
         if path not in ENDPOINTS or method != "GET":
             status = 404 if path not in ENDPOINTS else 405
@@ -236,14 +236,14 @@ class Simulator:
         fired: Sequence[Fault],
         delay: float,
         headers: Headers,
-    ) -> tuple[Outcome, str]:
+    ) -> tuple[Delivery, str]:
         """The outcome of an admitted request and its label for the stats."""
         replaced = self._replacement(fired, delay, headers)
         if replaced is not None:
             return replaced
         try:
             payload = self.api.handle(path, params, DataFaults.from_faults(fired))
-        except ApiError as error:
+        except ErrorAnswer as error:
             reply = Reply(error.status, dumps(error.payload()), headers, delay=delay)
             return reply, str(error.status)
         names = {fault.name for fault in fired}
@@ -256,7 +256,7 @@ class Simulator:
 
     def _replacement(
         self, fired: Sequence[Fault], delay: float, headers: Headers
-    ) -> tuple[Outcome, str] | None:
+    ) -> tuple[Delivery, str] | None:
         """Faults that replace the answer entirely, the most drastic first."""
         named = {fault.name: fault.params for fault in fired}
         if "close_immediately" in named:

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import mutations, weights
 from .faults import Fault
-from .market import Book, Market
+from .market import Book, SimulatedMarket
 
 # Binance's published ranges, as quoted in its -1100 message; the patterns also take
 # any non-ASCII character, since symbols may be Unicode
@@ -52,7 +52,7 @@ MINI_DROPPED = (
 Params = Mapping[str, Sequence[str]]
 
 
-class ApiError(Exception):
+class ErrorAnswer(Exception):
     """A Binance error answer: HTTP status plus ``{"code": ..., "msg": ...}``."""
 
     def __init__(self, code: int, msg: str, status: int = 400) -> None:
@@ -64,15 +64,15 @@ class ApiError(Exception):
         return {"code": self.code, "msg": self.msg}
 
 
-def invalid_symbol() -> ApiError:
+def invalid_symbol() -> ErrorAnswer:
     """Binance's answer for a symbol it does not know."""
-    return ApiError(-1121, "Invalid symbol.")
+    return ErrorAnswer(-1121, "Invalid symbol.")
 
 
-def illegal(name: str, legal: str) -> ApiError:
+def illegal(name: str, legal: str) -> ErrorAnswer:
     """Binance's answer for a malformed parameter value."""
     msg = f"Illegal characters found in parameter '{name}'; legal range is '{legal}'."
-    return ApiError(-1100, msg)
+    return ErrorAnswer(-1100, msg)
 
 
 def one(params: Params, name: str) -> str | None:
@@ -81,9 +81,9 @@ def one(params: Params, name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise ApiError(-1101, "Duplicate values for a parameter detected.")
+        raise ErrorAnswer(-1101, "Duplicate values for a parameter detected.")
     if values[0] == "":
-        raise ApiError(-1105, f"Parameter '{name}' was empty.")
+        raise ErrorAnswer(-1105, f"Parameter '{name}' was empty.")
     return values[0]
 
 
@@ -91,7 +91,7 @@ def status_param(params: Params, legal: Sequence[str]) -> str | None:
     """``symbolStatus=``: one of ``legal``, else Binance's -1122."""
     status = one(params, "symbolStatus")
     if status is not None and status not in legal:
-        raise ApiError(-1122, "Invalid symbolStatus.")
+        raise ErrorAnswer(-1122, "Invalid symbolStatus.")
     return status
 
 
@@ -101,7 +101,7 @@ def flag_param(params: Params, name: str, default: bool) -> bool:
     if value is None:
         return default
     if value.lower() not in ("true", "false"):
-        raise ApiError(-1130, "Invalid data sent for a parameter.")
+        raise ErrorAnswer(-1130, "Invalid data sent for a parameter.")
     return value.lower() == "true"
 
 
@@ -122,9 +122,9 @@ def symbols_param(params: Params) -> list[str] | None:
         raise illegal("symbols", SYMBOLS_RANGE)
     symbols: list[str] = json.loads(raw)
     if not symbols:
-        raise ApiError(-1105, "Parameter 'symbols' was empty.")
+        raise ErrorAnswer(-1105, "Parameter 'symbols' was empty.")
     if len(set(symbols)) != len(symbols):
-        raise ApiError(-1101, "Duplicate values for a parameter detected.")
+        raise ErrorAnswer(-1101, "Duplicate values for a parameter detected.")
     return symbols
 
 
@@ -162,9 +162,9 @@ class DataFaults:
 
 
 class Api:
-    """The endpoint handlers; each returns the JSON payload or raises ``ApiError``."""
+    """The endpoint handlers; each returns the JSON payload or raises ``ErrorAnswer``."""
 
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: SimulatedMarket) -> None:
         self.market = market
         self._handlers: dict[str, Callable[[Params, DataFaults], Any]] = {
             weights.PING: lambda params, faults: {},
@@ -186,7 +186,7 @@ class Api:
         """``symbol`` or ``symbols`` (not both), every one known to ``known``."""
         symbol, symbols = symbol_param(params), symbols_param(params)
         if symbol is not None and symbols is not None:
-            raise ApiError(-1128, "Combination of optional parameters invalid.")
+            raise ErrorAnswer(-1128, "Combination of optional parameters invalid.")
         for name in [symbol] if symbol is not None else symbols or []:
             if not known(name) or name in faults.unknown_symbols:
                 raise invalid_symbol()
@@ -204,7 +204,7 @@ class Api:
         symbol, symbols = self._selection(params, self.market.is_listed, faults)
         status = status_param(params, EXCHANGE_INFO_STATUSES)
         if status is not None and (symbol is not None or symbols is not None):
-            raise ApiError(-1128, "Combination of optional parameters invalid.")
+            raise ErrorAnswer(-1128, "Combination of optional parameters invalid.")
         permissions = flag_param(params, "showPermissionSets", True)
         return self.market.exchange_info([symbol] if symbol is not None else symbols,
                                          status=status, permissions=permissions)
@@ -217,7 +217,7 @@ class Api:
         symbol, symbols = self._selection(params, self.market.has_symbol, faults)
         status = status_param(params, STATUSES)
         if status is not None and symbol is not None and self.market.status(symbol) != status:
-            raise ApiError(-1220, "The symbol's status does not match the requested symbolStatus.")
+            raise ErrorAnswer(-1220, "The symbol's status does not match the requested symbolStatus.")
         step = self.market.step()
 
         def view(book: Book) -> dict[str, Any]:
@@ -241,9 +241,9 @@ class Api:
             raise illegal("limit", "^[0-9]{1,20}$")
         limit = int(raw_limit) if raw_limit is not None else weights.DEFAULT_DEPTH_LIMIT
         if limit < 1:
-            raise ApiError(-1130, "Invalid data sent for a parameter.")
+            raise ErrorAnswer(-1130, "Invalid data sent for a parameter.")
         if "symbol" not in params:
-            raise ApiError(
+            raise ErrorAnswer(
                 -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
             )
         symbol, _ = self._selection({"symbol": params["symbol"]}, self.market.has_symbol, faults)

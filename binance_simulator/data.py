@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-_PACKAGE = "collector.simulator"
+_PACKAGE = "binance_simulator"
 
 
 def _load(name: str) -> Any:

@@ -1,0 +1,182 @@
+"""The test kit shared by ``tests/``, ``bench/`` and ``tools/``: real processes on loopback.
+
+* :func:`running_simulator` starts ``binance-simulator`` and yields a :class:`Simulator`,
+  whose methods are the ``/_sim`` control API (faults, stats);
+* :func:`running_exporter` starts ``binance-exporter`` and yields its base URL;
+* :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests.
+
+Both processes listen on ``127.0.0.1`` port 0: the port they bound is read back from
+their own output ("listening on http://..."), never guessed beforehand by probing for a
+free port, which another process could take in between. Output goes to a log file (a
+temporary one unless a directory is given), so a process can never block on a full
+pipe; on leaving the block the process is terminated (then killed) and reaped, however
+the block ended. Nothing here imports the exporter's code: the exporter is a command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+BIN = Path(sys.executable).parent
+SIMULATOR_READY = re.compile(r"binance-simulator listening on (http://\S+)")
+EXPORTER_READY = re.compile(r"listening on (http://\S+?)/metrics")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+HTTP_TIMEOUT = 10.0
+
+
+class FakeClock:
+    """A monotonic clock and a wall clock that move only when told to.
+
+    ``clock()`` is the monotonic reading, ``clock.wall()`` Unix time (1_767_225_600 is
+    2026-01-01T00:00:00Z), ``clock.sleep(s)`` an injectable ``time.sleep`` that only
+    moves both.
+    """
+
+    def __init__(self, start: float = 1000.0, wall_start: float = 1_767_225_600.0) -> None:
+        self.now = start
+        self.wall_offset = wall_start - start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        """Unix time."""
+        return self.now + self.wall_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward."""
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep without waiting."""
+        self.advance(seconds)
+
+
+@dataclass(frozen=True)
+class Process:
+    """A started process: the base URL it serves, and the log of its output."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def output(self) -> str:
+        """Everything it has written so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+class Simulator(Process):
+    """A running ``binance-simulator`` and its control API (neither counted nor limited)."""
+
+    def control(self, method: str, path: str, payload: Any = None) -> Any:
+        """Call a ``/_sim/`` endpoint; its decoded JSON answer, ValueError on a 4xx/5xx."""
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
+                return json.load(answer)
+        except urllib.error.HTTPError as error:
+            raise ValueError(f"{method} {path}: {error.code} {error.read().decode()}") from None
+
+    def stats(self) -> dict[str, Any]:
+        """Requests by path and status, weight used, start time."""
+        stats: dict[str, Any] = self.control("GET", "/_sim/stats")
+        return stats
+
+    def reset_stats(self) -> None:
+        """Zero the counters and lift any rate limit or ban."""
+        self.control("POST", "/_sim/stats/reset")
+
+    def set_faults(self, faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the active faults; returns them as the simulator understood them."""
+        active: list[dict[str, Any]] = self.control("POST", "/_sim/faults",
+                                                    {"faults": faults})["faults"]
+        return active
+
+    def clear_faults(self) -> None:
+        """Deactivate every fault."""
+        self.control("DELETE", "/_sim/faults")
+
+
+@contextmanager
+def started(command: list[str], ready: re.Pattern[str], log: Path) -> Iterator[Process]:
+    """Run ``command`` until the block ends; ``ready`` finds its URL in its output."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield Process(_wait_for_url(process, ready, log), process, log)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> int:
+    """Terminate (then kill, if need be) and reap ``process``; its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], ready: re.Pattern[str], log: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = ready.search(log.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            return match.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    tail = log.read_text(encoding="utf-8", errors="replace")[-1000:]
+    raise RuntimeError(f"{log.stem} did not start (exit status {process.poll()}): {tail!r}")
+
+
+@contextmanager
+def _log_in(directory: Path | None, name: str) -> Iterator[Path]:
+    if directory is not None:
+        yield directory / f"{name}.log"
+        return
+    with tempfile.TemporaryDirectory(prefix="binance-testkit-") as scratch:
+        yield Path(scratch) / f"{name}.log"
+
+
+@contextmanager
+def running_simulator(*args: str, logs: Path | None = None,
+                      name: str = "simulator") -> Iterator[Simulator]:
+    """``binance-simulator --port 0 --exit-with-parent *args`` until the block ends."""
+    command = [str(BIN / "binance-simulator"), "--host", "127.0.0.1", "--port", "0",
+               "--exit-with-parent", *args]
+    with _log_in(logs, name) as log, started(command, SIMULATOR_READY, log) as running:
+        yield Simulator(running.url, running.process, running.log)
+
+
+@contextmanager
+def running_exporter(upstream: str, *args: str, logs: Path | None = None,
+                     name: str = "exporter") -> Iterator[Process]:
+    """``binance-exporter`` on 127.0.0.1, port 0, reading from ``upstream``; yields it with
+    its base URL (``http://127.0.0.1:PORT``), read from its own start-up log line."""
+    command = [str(BIN / "binance-exporter"), "--base-url", upstream, "--listen-address",
+               "127.0.0.1", "--port", "0", "--log-level", "info", *args]
+    with _log_in(logs, name) as log, started(command, EXPORTER_READY, log) as running:
+        yield running

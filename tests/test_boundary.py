@@ -1,0 +1,45 @@
+"""The product and its test double stay apart: neither package imports the other.
+
+``collector`` is what users run; ``binance_simulator`` is an offline Binance for tests,
+benchmarks and demos, left out of the production image. If the product imported the
+simulator, the image would break; if the simulator imported the product, it would test
+the product against itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """{module file: top-level packages it imports}, relative imports resolved to ``package``."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names.add(package if node.level else (node.module or "").split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("collector", "binance_simulator"), ("binance_simulator", "collector")])
+def test_neither_package_imports_the_other(package: str, forbidden: str) -> None:
+    modules = imported_packages(package)
+    assert len(modules) > 5  # the walk found the package
+    assert not [name for name, imports in modules.items() if forbidden in imports]
+
+
+def test_the_walk_sees_imports_of_every_form() -> None:
+    """A check that cannot fail is no check: it does see imports of the other package."""
+    tests = imported_packages("tests")
+    assert any("binance_simulator" in imports for imports in tests.values())
+    assert any("collector" in imports for imports in tests.values())
