@@ -1,17 +1,20 @@
-# binance-exporter image: the exporter, plus binance-report and binance-simulator.
+# binance-exporter image: the exporter and binance-report; a second target, the simulator.
 #
 #   docker build -t binance-exporter .
 #   docker run --rm -p 8080:8080 binance-exporter                    # metrics on :8080/metrics
-#   docker run --rm --entrypoint binance-simulator binance-exporter --host 0.0.0.0 --port 8090
+#   docker build --target simulator -t binance-simulator .           # the offline Binance
+#   docker run --rm -p 8090:8090 binance-simulator --host 0.0.0.0 --port 8090
 #
+# The production image (the last stage, the default target) holds the collector package
+# only; the simulator, a test double, is built into its own image from the same file.
 # Another base (a mirror, or a local stand-in when Docker Hub is out of reach) is given with
-# --build-arg PYTHON_IMAGE=...; both stages use it, so the venv finds the same interpreter.
+# --build-arg PYTHON_IMAGE=...; every stage uses it, so a venv finds the same interpreter.
 # Configure the exporter with BINANCE_* environment variables: the health check reads
 # BINANCE_LISTEN_PORT and BINANCE_LISTEN_ADDRESS to find the landing page.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-# ---- builder: a venv with the pinned runtime dependencies and the package ----
-FROM ${PYTHON_IMAGE} AS builder
+# ---- deps: a venv with the pinned runtime dependencies ----
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -21,24 +24,47 @@ RUN python -m venv /opt/venv
 COPY requirements.txt ./
 RUN /opt/venv/bin/pip install --no-cache-dir --requirement requirements.txt
 COPY setup.py setup.cfg README.md ./
+
+# ---- builder: the collector package into the venv ----
+FROM deps AS builder
 COPY collector ./collector
 # --use-pep517: build a wheel and install it, whatever pip the base has; --no-deps: the pins
 # above are the whole dependency set. Then drop the installers: nothing needs them at run time.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --use-pep517 ./ \
  && /opt/venv/bin/pip uninstall --yes --quiet setuptools pip
 
-# ---- final: the interpreter of the base, the venv, an unprivileged user ----
-FROM ${PYTHON_IMAGE}
-LABEL org.opencontainers.image.title="binance-exporter" \
-      org.opencontainers.image.description="Prometheus exporter for public Binance Spot market data" \
-      org.opencontainers.image.licenses="Apache-2.0"
+# ---- simulator-builder: the simulator package (it imports nothing from collector) ----
+FROM deps AS simulator-builder
+COPY binance_simulator ./binance_simulator
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --use-pep517 ./ \
+ && /opt/venv/bin/pip uninstall --yes --quiet setuptools pip
+
+# ---- runtime: the interpreter of the base and an unprivileged user ----
+FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --gid 10001 exporter \
  && useradd --uid 10001 --gid exporter --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin --no-log-init exporter
-COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+
+# ---- simulator: docker build --target simulator (compose's offline profile) ----
+FROM runtime AS simulator
+LABEL org.opencontainers.image.title="binance-simulator" \
+      org.opencontainers.image.description="An offline Binance Spot REST API for tests and demos" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=simulator-builder /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8090
+ENTRYPOINT ["binance-simulator"]
+CMD ["--host", "0.0.0.0", "--port", "8090"]
+
+# ---- final (the default target): the exporter ----
+FROM runtime AS exporter
+LABEL org.opencontainers.image.title="binance-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for public Binance Spot market data" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 8080
 # GET / (the landing page: it never calls Binance) with the standard library only

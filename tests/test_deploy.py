@@ -279,14 +279,25 @@ def test_dockerfile_passes_hadolint() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def stage(text: str, name: str) -> str:
+    """The lines of the Dockerfile stage ``FROM ... AS name``, up to the next FROM."""
+    start = re.search(rf"^FROM \S+ AS {name}$", text, re.M)
+    assert start is not None, name
+    end = text.find("\nFROM ", start.end())
+    return text[start.start():] if end < 0 else text[start.start():end]
+
+
 def test_dockerfile_builds_a_small_non_root_image() -> None:
     text = DOCKERFILE.read_text()
     default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
     assert default is not None
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", default.group(1)), default.group(1)
-    stages = re.findall(r"^FROM (\S+)", text, re.M)
-    assert stages == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
-    final = text[text.rindex("\nFROM "):]
+    stages = re.findall(r"^FROM (\S+) AS (\S+)", text, re.M)
+    assert stages == [("${PYTHON_IMAGE}", "deps"), ("deps", "builder"),
+                      ("deps", "simulator-builder"), ("${PYTHON_IMAGE}", "runtime"),
+                      ("runtime", "simulator"), ("runtime", "exporter")]
+    final = text[text.rindex("\nFROM "):]  # the default target: what `docker build .` makes
+    assert final == "\n" + stage(text, "exporter")
     assert "COPY --from=builder /opt/venv /opt/venv" in final
     assert "pip install" not in final and "apt-get" not in final
     user = re.findall(r"^USER (\S+)", final, re.M)
@@ -298,12 +309,25 @@ def test_dockerfile_builds_a_small_non_root_image() -> None:
     assert "requirements.txt" in text
 
 
-def test_dockerignore_sends_only_what_the_image_installs() -> None:
+def test_the_production_image_holds_no_simulator() -> None:
+    """The simulator is a test double: its own target, never in the exporter's venv."""
+    text = DOCKERFILE.read_text()
+    assert "binance_simulator" not in stage(text, "builder")
+    assert "COPY collector" in stage(text, "builder")
+    assert "collector" not in stage(text, "simulator-builder")
+    simulator = stage(text, "simulator")
+    assert "COPY --from=simulator-builder /opt/venv /opt/venv" in simulator
+    assert re.search(r'^ENTRYPOINT \["binance-simulator"\]$', simulator, re.M)
+    assert re.findall(r"^USER (\S+)", simulator, re.M) == ["10001:10001"]
+
+
+def test_dockerignore_sends_only_what_the_images_install() -> None:
     lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line and not line.startswith("#")]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"requirements.txt", "setup.py", "setup.cfg", "README.md", "collector"}
+    assert allowed == {"requirements.txt", "setup.py", "setup.cfg", "README.md", "collector",
+                       "binance_simulator"}
 
 
 def test_deployment_sets_only_variables_the_exporter_reads() -> None:
@@ -352,8 +376,9 @@ def test_offline_profile_feeds_an_exporter_from_the_simulator() -> None:
     assert set(services) == {"exporter", "prometheus", "grafana", "simulator",
                              "exporter-offline"}
     simulator, offline = services["simulator"], services["exporter-offline"]
-    assert simulator["image"] == offline["image"] == services["exporter"]["image"]
-    assert simulator["entrypoint"] == ["binance-simulator"]
+    assert offline["image"] == services["exporter"]["image"]
+    assert simulator["build"]["target"] == "simulator"  # not in the exporter's image
+    assert simulator["image"] != services["exporter"]["image"]
     host, port = simulator["command"][1], simulator["command"][3]
     assert simulator["command"] == ["--host", host, "--port", port] and host == "0.0.0.0"
     assert offline["environment"]["BINANCE_BASE_URL"] == f"http://simulator:{port}"

@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${SMOKE_IMAGE:-binance-exporter:smoke}
+SIM_IMAGE=${SMOKE_SIM_IMAGE:-binance-simulator:smoke}
 STANDIN=${STANDIN_IMAGE:-local/python-standin:3.11}
 STANDIN_SCRIPT=../shared/tools/docker-standin.sh
 SIMULATOR=binance-smoke-simulator-$$
@@ -66,12 +67,14 @@ fi
 
 step "docker build (base $PYTHON_IMAGE)"
 docker build --quiet --network host --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" -t "$IMAGE" .
-docker image ls "$IMAGE"
+docker build --quiet --network host --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" \
+  --target simulator -t "$SIM_IMAGE" .
+docker image ls "$IMAGE"; docker image ls "$SIM_IMAGE"
 
-step "simulator from the image"
+step "simulator from its image (the simulator target)"
 SIM_PORT=$(free_port)
-docker run -d --name "$SIMULATOR" --network host --no-healthcheck \
-  --entrypoint binance-simulator "$IMAGE" --host 127.0.0.1 --port "$SIM_PORT" >/dev/null
+docker run -d --name "$SIMULATOR" --network host \
+  "$SIM_IMAGE" --host 127.0.0.1 --port "$SIM_PORT" >/dev/null
 retry "simulator answers /api/v3/ping" get "http://127.0.0.1:$SIM_PORT/api/v3/ping"
 echo "simulator on http://127.0.0.1:$SIM_PORT"
 
@@ -120,6 +123,11 @@ docker run --rm --user 0 --entrypoint sh "$IMAGE" -c '
   if [ -e /root/.cache/pip ]; then echo "left in the image: a pip cache"; exit 1; fi
 ' || fail "build leftovers in the final image"
 echo "no compiler, no pip in the venv, no pip cache"
+if docker run --rm --entrypoint python "$IMAGE" -c 'import binance_simulator' >/dev/null 2>&1 \
+   || docker run --rm --entrypoint sh "$IMAGE" -c 'command -v binance-simulator' >/dev/null; then
+  fail "the simulator is in the production image"
+fi
+echo "no simulator in the production image"
 
 step "check: SIGTERM stops the exporter cleanly"
 docker stop --time 10 "$EXPORTER" >/dev/null
