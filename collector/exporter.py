@@ -42,7 +42,6 @@ from collector.market import Market, Snapshot
 log = logging.getLogger("collector.exporter")
 
 SYMBOL = ["symbol", "quote_asset"]
-StateKey = tuple[tuple[int, ...], int]  # refreshes per group, requests sent (see _state_key)
 
 
 class BinanceCollector(Collector):
@@ -59,7 +58,7 @@ class BinanceCollector(Collector):
         self.market = market
         self._clock = clock
         self._memo_lock = threading.Lock()
-        self._memo: tuple[StateKey, list[Metric]] | None = None
+        self._memo: tuple[tuple[int, ...], list[Metric]] | None = None
         self._hinted = False  # the hint of an outage is logged once, until Binance answers
 
     def describe(self) -> Iterable[Metric]:
@@ -70,56 +69,46 @@ class BinanceCollector(Collector):
         """One snapshot → every family, refreshing what is due. Never raises for an upstream
         problem."""
         started = self._clock()
-        before = self._state_key()
-        return self._collect(before, self.market.snapshot(), started)
+        return self._collect(self.market.snapshot(), started)
 
     def collect_cached(self) -> list[Metric] | None:
         """What ``collect()`` would return if nothing is due, without waiting; else None."""
         started = self._clock()
-        before = self._state_key()
         snapshot = self.market.cached_snapshot()
         if snapshot is None:
             return None
-        return self._collect(before, snapshot, started)
+        return self._collect(snapshot, started)
 
-    def _state_key(self) -> StateKey:
-        """What the data families depend on: each group's refresh count, requests sent.
-
-        Each number grows only *after* the state it stands for has changed. The
-        key read before the snapshot labels the families built from it (they
-        can only be newer than their label: a refresh meanwhile costs one
-        rebuild at the next scrape). The key read after the snapshot decides
-        whether the kept families are still current: equal means that nothing
-        has been refreshed since they were labelled.
-        """
-        return self.market.generations(), sum(self.market.client.request_counts().values())
-
-    def _collect(self, before: StateKey, snapshot: Snapshot, started: float) -> list[Metric]:
+    def _collect(self, snapshot: Snapshot, started: float) -> list[Metric]:
         self._log(snapshot)
-        families = self._data_families(before, snapshot)
+        families = self._data_families(snapshot)
         live = _Live()
-        client = self.market.client
-        used_weight = client.used_weight_this_minute()
-        if used_weight is not None:
-            live.used_weight.add_metric([], used_weight)
-        live.cool_down.add_metric([], client.cool_down_remaining())
+        if snapshot.health.used_weight is not None:
+            live.used_weight.add_metric([], snapshot.health.used_weight)
+        live.cool_down.add_metric([], snapshot.health.cool_down)
         live.scrape_duration.add_metric([], self._clock() - started)
         return [*families, *live.all()]
 
-    def _data_families(self, before: StateKey, snapshot: Snapshot) -> list[Metric]:
-        """The families that change only with a refresh, rebuilt only after one."""
+    def _data_families(self, snapshot: Snapshot) -> list[Metric]:
+        """The families that change only with a refresh, rebuilt only after one.
+
+        Families built from a snapshot are labelled with the generation read before
+        its answers (they can only be newer: a refresh meanwhile costs one rebuild);
+        they are reused while the generation read after a snapshot's refreshes is
+        still that label, i.e. nothing has been refreshed since.
+        """
         with self._memo_lock:
             memo = self._memo
-        if memo is not None and memo[0] == self._state_key():
+        if memo is not None and memo[0] == snapshot.health.generation:
             return memo[1]
         f = _Families(self.market.settings.ttl_spreads)
         self._add_spreads(f, snapshot)
         self._add_books(f, snapshot)
         self._add_rankings(f, snapshot)
-        self._add_health(f, snapshot, self.market.client.request_counts())
+        self._add_health(f, snapshot)
         families = list(f.all())
         with self._memo_lock:
-            self._memo = (before, families)
+            self._memo = (snapshot.health.before, families)
         return families
 
     def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:
@@ -129,7 +118,7 @@ class BinanceCollector(Collector):
         for symbol, value in spreads.spreads.items():
             if value is None:  # an empty side or a crossed book: no series at all
                 continue
-            labels = [symbol, self.market.quote_asset(symbol)]
+            labels = [symbol, snapshot.quote_asset(symbol)]
             top = spreads.tops[symbol]
             f.spread.add_metric(labels, float(value))
             f.best_bid.add_metric(labels, float(top.bid_price))
@@ -143,7 +132,7 @@ class BinanceCollector(Collector):
 
     def _add_books(self, f: "_Families", snapshot: Snapshot) -> None:
         for symbol, notional in (snapshot.books.value or {}).items():
-            quote = self.market.quote_asset(symbol)
+            quote = snapshot.quote_asset(symbol)
             for side, total, levels in (
                 ("bid", notional.bids, notional.bid_levels),
                 ("ask", notional.asks, notional.ask_levels),
@@ -157,24 +146,23 @@ class BinanceCollector(Collector):
             return
         for ranking, tickers in (("volume", ranked.by_volume), ("trades", ranked.by_trades)):
             for position, ticker in enumerate(tickers, 1):
-                labels = [ticker.symbol, self.market.quote_asset(ticker.symbol)]
+                labels = [ticker.symbol, snapshot.quote_asset(ticker.symbol)]
                 f.rank.add_metric([*labels, ranking], position)
                 f.quote_volume.add_metric(labels, float(ticker.quote_volume))
                 f.base_volume.add_metric(labels, float(ticker.volume))
                 f.trades.add_metric(labels, ticker.trades)
 
-    def _add_health(
-        self, f: "_Families", snapshot: Snapshot, counts: dict[tuple[str, str], int]
-    ) -> None:
+    @staticmethod
+    def _add_health(f: "_Families", snapshot: Snapshot) -> None:
+        health = snapshot.health
         f.up.add_metric([], 0 if snapshot.errors() else 1)
-        for name, group in self.market.groups.items():
-            if group.last_success is not None:
-                f.last_refresh.add_metric([name], group.last_success)
-            for kind, count in sorted(group.failure_counts().items()):
-                f.failures.add_metric([name, kind], count)
-        for (endpoint, code), count in sorted(counts.items()):
+        for name, unix in health.last_refresh.items():
+            f.last_refresh.add_metric([name], unix)
+        for (name, kind), count in health.failures.items():
+            f.failures.add_metric([name, kind], count)
+        for (endpoint, code), count in sorted(health.requests.items()):
             f.requests.add_metric([endpoint, code], count)
-        f.weight_limit.add_metric([], self.market.client.weight_limit)
+        f.weight_limit.add_metric([], health.weight_limit)
         f.build.add_metric([], {"version": __version__})
 
     def _log(self, snapshot: Snapshot) -> None:
@@ -196,12 +184,6 @@ class BinanceCollector(Collector):
                     log.warning("%s", outcome.error.hint)
         if not snapshot.errors():
             self._hinted = False
-        if snapshot.exchange.refreshed and snapshot.exchange.ok:
-            peak, limit = self.market.peak_weight(), self.market.client.weight_limit
-            if peak > limit:
-                log.warning("these settings could spend %d request weight in one minute, over "
-                            "the %d Binance now allows: raise the TTLs (--ttl-*), or lower --top "
-                            "or --depth-levels", peak, limit)
         spreads = snapshot.spreads
         if spreads.refreshed and spreads.value is not None:
             log.info("spreads: %s", " ".join(

@@ -48,7 +48,7 @@ from collector.models import BookTop, SymbolInfo, Ticker24h
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("exchange", "rankings", "books", "spreads")  # the names of Market.groups, in order
+GROUPS = ("exchange", "rankings", "books", "spreads")  # the data groups, in refresh order
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +105,42 @@ class Spreads:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:  # pylint: disable=too-many-instance-attributes
+    """How talking to Binance has gone, as of one snapshot: what the health metrics show."""
+
+    # a generation: one number per group that grows after each refresh of it, then the
+    # requests sent; equal generations mean that nothing was refreshed in between.
+    # ``before`` is read before the snapshot's answers: what it shows is at least that new.
+    # ``generation`` is read after its refreshes, like every figure below.
+    before: tuple[int, ...]
+    generation: tuple[int, ...]
+    requests: Mapping[tuple[str, str], int]  # (endpoint, HTTP status or "error") → count
+    failures: Mapping[tuple[str, str], int]  # (group, error kind) → failed refreshes
+    last_refresh: Mapping[str, float]  # group → Unix time of its last successful refresh
+    used_weight: int | None  # X-MBX-USED-WEIGHT-1M this clock minute; None if unknown
+    weight_limit: int  # per minute, from exchangeInfo
+    cool_down: float  # seconds left of a rate-limit cool-down
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything one scrape or report tick can publish; failed parts carry their error."""
+    """Everything one scrape or report tick can publish; failed parts carry their error.
+
+    The one record the front ends read: the answers, their symbols' metadata and the
+    health of the refreshes. Its mappings are shared and must be treated as read-only.
+    """
 
     rankings: Outcome[Rankings]
     books: Outcome[Mapping[str, Notional]]
     spreads: Outcome[Spreads]
     exchange: Outcome[Mapping[str, SymbolInfo]]
+    health: Health
+    symbols: Mapping[str, SymbolInfo]  # the last good exchangeInfo (metadata, for labels)
+
+    def quote_asset(self, symbol: str) -> str:
+        """The symbol's quote asset per the last good exchangeInfo; "" if unknown."""
+        info = self.symbols.get(symbol)
+        return info.quote_asset if info is not None else ""
 
     def errors(self) -> list[BinanceError]:
         """The distinct errors of this snapshot, first one first."""
@@ -146,24 +175,24 @@ class Market:  # pylint: disable=too-many-instance-attributes
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self._client = client
         self.settings = settings
         self._clock = clock
         self._wall = wall
 
         timing: dict[str, Any] = {"retry_delay": settings.retry_delay, "clock": clock, "wall": wall}
-        self.exchange: TtlGroup[Mapping[str, SymbolInfo]] = TtlGroup(
+        self._exchange: TtlGroup[Mapping[str, SymbolInfo]] = TtlGroup(
             "exchange", settings.ttl_exchange, **timing
         )
-        self.tickers: TtlGroup[tuple[Ticker24h, ...]] = TtlGroup(
+        self._tickers: TtlGroup[tuple[Ticker24h, ...]] = TtlGroup(
             "rankings", settings.ttl_rankings, **timing
         )
-        self.books: TtlGroup[Mapping[str, Notional]] = TtlGroup(
+        self._books: TtlGroup[Mapping[str, Notional]] = TtlGroup(
             "books", settings.ttl_books, **timing
         )
-        self.spreads: TtlGroup[Spreads] = TtlGroup("spreads", settings.ttl_spreads, **timing)
-        self.groups: dict[str, TtlGroup[Any]] = {
-            g.name: g for g in (self.exchange, self.tickers, self.books, self.spreads)
+        self._spreads: TtlGroup[Spreads] = TtlGroup("spreads", settings.ttl_spreads, **timing)
+        self._groups: dict[str, TtlGroup[Any]] = {
+            g.name: g for g in (self._exchange, self._tickers, self._books, self._spreads)
         }
         # exchangeInfo and spreads run beside the scrape's own thread; the books
         # fan out one depth call per symbol on a pool of their own, so they never
@@ -180,19 +209,42 @@ class Market:  # pylint: disable=too-many-instance-attributes
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._depth_pool.shutdown(wait=False, cancel_futures=True)
 
-    def peak_weight(self) -> int:
-        """The most request weight these settings can spend in one minute."""
-        return peak_weight_per_minute(self.settings)
+    def _generation(self) -> tuple[int, ...]:
+        """Read before a snapshot's answers (see Health.generation)."""
+        return (*(group.generation for group in self._groups.values()),
+                sum(self._client.request_counts().values()))
 
-    def quote_asset(self, symbol: str) -> str:
-        """The symbol's quote asset per the last exchangeInfo (a static fact, used for labels)."""
-        infos = self.exchange.last_good
-        info = infos.get(symbol) if infos is not None else None
-        return info.quote_asset if info is not None else ""
+    def _health(self, before: tuple[int, ...]) -> Health:
+        """The health figures after a snapshot's refreshes (see Health)."""
+        requests = self._client.request_counts()
+        return Health(
+            before=before,
+            generation=self._generation(),
+            requests=requests,
+            failures={(name, kind): count for name, group in self._groups.items()
+                      for kind, count in sorted(group.failure_counts().items())},
+            last_refresh={name: group.last_success for name, group in self._groups.items()
+                          if group.last_success is not None},
+            used_weight=self._client.used_weight_this_minute(),
+            weight_limit=self._client.weight_limit,
+            cool_down=self._client.cool_down_remaining(),
+        )
 
-    def generations(self) -> tuple[int, ...]:
-        """A number per group that grows after each refresh of it: equal tuples, same state."""
-        return tuple(group.generation for group in self.groups.values())
+    def _snapshot(self, generation: tuple[int, ...], rankings: Outcome[Rankings],
+                  books: Outcome[Mapping[str, Notional]], spreads: Outcome[Spreads],
+                  exchange: Outcome[Mapping[str, SymbolInfo]]) -> Snapshot:
+        if exchange.refreshed and exchange.ok:
+            self._check_weight_limit()
+        return Snapshot(rankings, books, spreads, exchange, self._health(generation),
+                        self._exchange.last_good or {})
+
+    def _check_weight_limit(self) -> None:
+        """Warn when these settings could spend more in a minute than Binance now allows."""
+        peak, limit = peak_weight_per_minute(self.settings), self._client.weight_limit
+        if peak > limit:
+            log.warning("these settings could spend %d request weight in one minute, over the "
+                        "%d Binance now allows: raise the TTLs (--ttl-*), or lower --top or "
+                        "--depth-levels", peak, limit)
 
     def refresh_spreads(self) -> Outcome[Spreads]:
         """Refresh the spreads now, for the symbols of the last ranking (a Q5 tick).
@@ -209,17 +261,18 @@ class Market:  # pylint: disable=too-many-instance-attributes
 
     def snapshot(self) -> Snapshot:
         """Current answers, refreshing only the groups whose TTL ran out."""
+        generation = self._generation()
         deadline = None
         if self.settings.refresh_budget is not None:
             deadline = self._clock() + self.settings.refresh_budget
         exchange = self._beside(
-            self.exchange, lambda: self.exchange.get(lambda: self.client.exchange_info(deadline))
+            self._exchange, lambda: self._exchange.get(lambda: self._client.exchange_info(deadline))
         )
-        tickers = self.tickers.get(lambda: self.client.tickers_24h(deadline))
+        tickers = self._tickers.get(lambda: self._client.tickers_24h(deadline))
         rankings = self._rank(exchange.result(), tickers)
-        spreads = self._beside(self.spreads, lambda: self._refresh_spreads(rankings, deadline))
+        spreads = self._beside(self._spreads, lambda: self._refresh_spreads(rankings, deadline))
         books = self._refresh_books(rankings, deadline)
-        return Snapshot(rankings, books, spreads.result(), exchange.result())
+        return self._snapshot(generation, rankings, books, spreads.result(), exchange.result())
 
     def cached_snapshot(self) -> Snapshot | None:
         """The snapshot ``snapshot()`` would give if it refreshed nothing, else None.
@@ -228,13 +281,15 @@ class Market:  # pylint: disable=too-many-instance-attributes
         so an event loop can answer a scrape from cache without a thread and
         hand only the scrapes that must refresh to one.
         """
-        exchange = self.exchange.peek()
-        tickers = self.tickers.peek()
-        books = self.books.peek()
-        spreads = self.spreads.peek()
+        generation = self._generation()
+        exchange = self._exchange.peek()
+        tickers = self._tickers.peek()
+        books = self._books.peek()
+        spreads = self._spreads.peek()
         if exchange is None or tickers is None or books is None or spreads is None:
             return None
-        return Snapshot(self._rank(exchange, tickers), books, spreads, exchange)
+        return self._snapshot(generation, self._rank(exchange, tickers), books, spreads,
+                              exchange)
 
     def _beside(self, group: TtlGroup[Any], refresh: Callable[[], Outcome[Any]]) -> _Pending:
         """Run ``refresh`` on the pool, in parallel with the caller, unless nothing is due."""
@@ -256,7 +311,7 @@ class Market:  # pylint: disable=too-many-instance-attributes
         a freed answer's id can never be mistaken for a new one's.
         """
         refreshed = tickers.refreshed or exchange.refreshed
-        infos = exchange.value if exchange.value is not None else self.exchange.last_good
+        infos = exchange.value if exchange.value is not None else self._exchange.last_good
         if infos is None or tickers.value is None:
             # "refreshed" only if the error is new, so that it is logged once
             error, new = (tickers.error, tickers.refreshed) if tickers.error else (
@@ -296,7 +351,7 @@ class Market:  # pylint: disable=too-many-instance-attributes
             current = self._ranking_to_fetch(rankings, "/api/v3/depth")
             levels = self.settings.depth_levels
             futures = [
-                self._depth_pool.submit(self.client.order_book, t.symbol, levels, deadline)
+                self._depth_pool.submit(self._client.order_book, t.symbol, levels, deadline)
                 for t in current.by_volume
             ]
             # all of them, even after one failed: a refresh is over only when none of its
@@ -305,7 +360,7 @@ class Market:  # pylint: disable=too-many-instance-attributes
             books = [future.result() for future in futures]
             return {book.symbol: answers.book_notional(book, levels) for book in books}
 
-        return self.books.get(load)
+        return self._books.get(load)
 
     def _refresh_spreads(
         self, rankings: Outcome[Rankings], deadline: float | None, now: bool = False
@@ -313,10 +368,10 @@ class Market:  # pylint: disable=too-many-instance-attributes
         def load() -> Spreads:
             current = self._ranking_to_fetch(rankings, "/api/v3/ticker/bookTicker")
             symbols = [t.symbol for t in current.by_trades]
-            tops = self.client.book_tickers(symbols, deadline)
+            tops = self._client.book_tickers(symbols, deadline)
             spreads = answers.spreads_of(symbols, tops)
             deltas = answers.spread_deltas(self._previous_spreads, spreads)
             self._previous_spreads = spreads  # only under the group's lock, only on success
             return Spreads(tops, spreads, deltas, self._wall())
 
-        return self.spreads.get(load, now=now)
+        return self._spreads.get(load, now=now)

@@ -221,13 +221,13 @@ class _PausingClient(BinanceClient):
         return super().request_counts()
 
 
-@pytest.mark.parametrize("pause_at", [1, 2])
+@pytest.mark.parametrize("pause_at", [1, 2, 3])
 def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
     clock: FakeClock, pause_at: int
 ) -> None:
-    """Scrape A stops (1) before its snapshot or (2) after it, while scrape T refreshes the
-    ticker: T has sent its request but not yet stored the answer. Whatever A keeps, the
-    scrapes after T must show T's refresh."""
+    """Scrape A stops (1) before its snapshot, (2) after its answers or (3) after its
+    health figures, while scrape T refreshes the ticker: T has sent its request but not
+    yet stored the answer. Whatever A keeps, the scrapes after T must show T's refresh."""
     client = _PausingClient(clock, pause_at)
     market = Market(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
     shown = Exposition(BinanceCollector(market, clock=clock))
@@ -246,7 +246,7 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
         a.join(5)
         client.stored.set()
         t.join(5)
-        assert market.tickers.last_success == clock.wall()  # T's refresh happened
+        assert market.snapshot().health.last_refresh["rankings"] == clock.wall()  # T's refresh
         for _ in range(2):
             body = shown.cached(Request())
             assert body is not None

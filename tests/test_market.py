@@ -39,8 +39,13 @@ def test_first_snapshot_answers_q1_to_q4(
     assert snap.rankings.value is not None
     assert [t.symbol for t in snap.rankings.value.by_volume] == [
         "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
-    assert market.quote_asset("BTCUSDT") == "USDT"
-    assert market.quote_asset("UNKNOWN") == ""
+    assert snap.quote_asset("BTCUSDT") == "USDT"
+    assert snap.quote_asset("UNKNOWN") == ""
+    health = snap.health
+    assert health.requests[("/api/v3/depth", "200")] == 5 and health.failures == {}
+    assert set(health.last_refresh) == {"exchange", "rankings", "books", "spreads"}
+    assert health.weight_limit == 6000 and health.cool_down == 0
+    assert health.generation == (1, 1, 1, 1, 8) and health.before == (0, 0, 0, 0, 0)
     assert snap.books.value is not None and set(snap.books.value) == {
         "ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"}
     assert snap.books.value["SOLBTC"].bid_levels == 37
