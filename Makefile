@@ -11,9 +11,9 @@ IMAGE ?= binance-exporter:local
 
 $(STAMP): setup.cfg setup.py requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -r requirements-dev.txt
+	$(BIN)/pip install -qq --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

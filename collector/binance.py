@@ -29,6 +29,7 @@ attempt is counted by status and no attempt starts after the deadline.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import threading
@@ -37,6 +38,12 @@ from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
 
 import requests
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    IncompleteRead,
+    NameResolutionError,
+    NewConnectionError,
+)
 
 from collector import models
 from collector.errors import (
@@ -315,13 +322,17 @@ class _Failure:
 
 
 def _failure_of(exc: requests.RequestException, base: str, timeout: float) -> _Failure:
-    if isinstance(exc, requests.ConnectTimeout):
+    """A retryable failure, classified by the types of the exceptions ``exc`` wraps."""
+    causes = _causes(exc)
+    if _has(causes, NewConnectionError):  # no connection made: DNS, refused
+        return _Failure(f"connection to {base} failed: {_describe(exc, causes)}",
+                        no_connection=True)
+    if isinstance(exc, requests.ConnectTimeout) or _has(causes, ConnectTimeoutError):
         return _Failure(f"connection to {base} failed: connect timed out", no_connection=True)
     if isinstance(exc, requests.Timeout):
         return _Failure(f"timed out after {timeout:.1f} s")
-    if isinstance(exc, requests.ConnectionError):
-        return _Failure(f"connection to {base} failed: {_describe(exc)}",
-                        no_connection=_is_connect_failure(exc))
+    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return _Failure(f"connection to {base} failed: {_describe(exc, causes)}")
     return _Failure(f"request failed: {_short(exc)}")
 
 
@@ -366,27 +377,43 @@ def _binance_error(response: requests.Response) -> tuple[int | None, str]:
     return None, str(body)[:100]
 
 
-def _is_connect_failure(exc: requests.ConnectionError) -> bool:
-    """True when no connection was made (refused, DNS): worth trying the next base URL."""
-    text = str(exc)
-    return any(word in text for word in ("NewConnectionError", "NameResolutionError", "refused"))
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: requests wraps urllib3's errors (``reason`` of a
+    MaxRetryError, or an argument), which wrap the socket's and http.client's."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < 20:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        linked = [getattr(current, "reason", None), current.__cause__, current.__context__,
+                  *current.args]
+        todo += [item for item in linked if isinstance(item, BaseException)]
+    return found
 
 
-# urllib3's messages run to hundreds of characters; a log line needs the gist
-_GISTS = (
-    ("NameResolutionError", "cannot resolve the host name"),
-    ("refused", "connection refused"),
-    ("reset by peer", "connection reset"),
-    ("RemoteDisconnected", "connection closed without an answer"),
-    ("IncompleteRead", "connection closed in the middle of the answer"),
-    ("ConnectTimeout", "connect timed out"),
+def _has(causes: Sequence[BaseException], kind: type[BaseException]) -> bool:
+    return any(isinstance(cause, kind) for cause in causes)
+
+
+# what a log line needs of a connection failure, by the type of its cause; first match wins,
+# so subclasses come first (urllib3: NameResolutionError < NewConnectionError)
+# (urllib3's own messages run to hundreds of characters)
+_GISTS: tuple[tuple[type[BaseException], str], ...] = (
+    (NameResolutionError, "cannot resolve the host name"),
+    (ConnectionRefusedError, "connection refused"),
+    (NewConnectionError, "cannot connect"),
+    (http.client.RemoteDisconnected, "connection closed without an answer"),  # a reset, too
+    (ConnectionResetError, "connection reset"),
+    (http.client.IncompleteRead, "connection closed in the middle of the answer"),
+    (IncompleteRead, "connection closed in the middle of the answer"),
 )
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    for marker, gist in _GISTS:
-        if marker in text:
+def _describe(exc: BaseException, causes: Sequence[BaseException]) -> str:
+    for kind, gist in _GISTS:
+        if _has(causes, kind):
             return gist
     return _short(exc)
 

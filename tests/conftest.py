@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 import responses
+from urllib3.exceptions import (
+    IncompleteRead,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
 
 from binance_simulator.testkit import FakeClock
 
@@ -81,3 +91,29 @@ def market_mock() -> Iterator[responses.RequestsMock]:
 def calls_to(mock: responses.RequestsMock, path: str) -> int:
     """How many requests reached ``path``."""
     return sum(1 for call in mock.calls if call.request.url and path in call.request.url)
+
+
+def connection_error(kind: str) -> requests.RequestException:
+    """The exception requests raises for a failed connection, built the way requests and
+    urllib3 build it (the client classifies failures by these types, not by their text)."""
+    if kind == "dns":
+        cause: Exception = NameResolutionError(
+            "api.binance.com", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+        return requests.ConnectionError(MaxRetryError(None, "/", cause))  # type: ignore[arg-type]
+    if kind == "refused":
+        cause = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] "  # type: ignore[arg-type]
+                                   "Connection refused")
+        cause.__cause__ = ConnectionRefusedError(111, "Connection refused")
+        return requests.ConnectionError(MaxRetryError(None, "/", cause))  # type: ignore[arg-type]
+    if kind == "reset":
+        return requests.ConnectionError(ProtocolError(
+            "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
+    if kind == "closed":
+        return requests.ConnectionError(ProtocolError(
+            "Connection aborted.",
+            http.client.RemoteDisconnected("Remote end closed connection without response")))
+    if kind == "cut":
+        return requests.exceptions.ChunkedEncodingError(ProtocolError(
+            "Connection broken: IncompleteRead(10 bytes read, 90 more expected)",
+            IncompleteRead(10, 90)))
+    raise ValueError(kind)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 import responses
-from conftest import BASE, FakeClock, calls_to, load, register_market
+from conftest import BASE, FakeClock, calls_to, connection_error, load, register_market
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -240,7 +240,7 @@ def test_an_unreachable_binance_is_explained_once_per_outage(
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         for path in ("exchangeInfo", "ticker/24hr"):
             mock.get(f"{BASE}/api/v3/{path}",
-                     body=requests.ConnectionError("NameResolutionError"))
+                     body=connection_error("dns"))
         with caplog.at_level(logging.WARNING, logger="collector.exporter"):
             for _ in range(4):  # four failed refreshes, 60 s apart
                 exporter.text()
@@ -257,7 +257,7 @@ def test_an_unreachable_binance_is_explained_once_per_outage(
         assert exporter.value("binance_up") == 1
         for path in ("exchangeInfo", "ticker/24hr"):  # ... and gone again: a new outage
             mock.replace(responses.GET, f"{BASE}/api/v3/{path}",
-                         body=requests.ConnectionError("NameResolutionError"))
+                         body=connection_error("dns"))
         clock.advance(3600)
         with caplog.at_level(logging.WARNING, logger="collector.exporter"):
             exporter.text()
