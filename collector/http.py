@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._waits: set[asyncio.Future[Body]] = set()  # scrapes waiting on a refresh
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scrape")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._serve_forever, name="http", daemon=True)
         self.app = web.Application()
         self.app.router.add_get("/", self._landing)  # add_get routes HEAD too
         self.app.router.add_get("/metrics", self._metrics)
@@ -82,6 +83,12 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             self._loop.close()  # an unclosed loop complains when collected (--log-level debug)
         self._sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _serve_forever(self) -> None:
+        # SIGTERM must reach the main thread, which waits for it (cli.serve): taken by this
+        # thread, or by the threads it starts (they inherit the mask), it would not wake it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        self._loop.run_forever()
 
     async def _start_serving(self) -> None:
         await self._runner.setup()

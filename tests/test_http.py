@@ -451,6 +451,24 @@ def test_the_exporter_process_is_lazy_serves_metrics_and_stops_on_sigterm() -> N
     assert_port_free(port)
 
 
+def test_sigterm_gives_a_scrape_in_flight_its_grace_then_exits_0() -> None:
+    """The scrape waits on a refresh held open upstream: SIGTERM closes it after the grace
+    (3 s), not after the refresh; the process then exits 0 and frees the port."""
+    with running_standin() as upstream, exporter_process(upstream.url) as (process, port):
+        upstream.holding = True
+        waiting, outcome = scrape_in_thread(f"http://127.0.0.1:{port}/metrics")
+        assert upstream.entered.wait(10)
+        process.send_signal(signal.SIGTERM)
+        waiting.join(20)
+        assert outcome == [http.client.RemoteDisconnected]
+        assert not upstream.release.is_set()  # closed while the refresh was still held
+        upstream.release.set()
+        assert process.wait(timeout=20) == 0
+        stderr = process.stderr.read() if process.stderr else ""
+    assert "SIGTERM, shutting down" in stderr and "Traceback" not in stderr
+    assert_port_free(port)
+
+
 @pytest.mark.parametrize(
     "argv",
     [["--ttl-spreads", "9"], ["--ttl-books", "0"], ["--ttl-rankings", "-5"],
