@@ -35,7 +35,13 @@ LANDING = f"""<!DOCTYPE html>
 
 
 def listen(address: str, port: int) -> socket.socket:
-    """A listening socket on ``address``, IPv4 or IPv6."""
+    """A listening socket. ``::`` is every interface of both families (IPv4 alone where
+    the machine has no IPv6); any other address is that address, IPv4 or IPv6."""
+    if address == "::":
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, backlog=BACKLOG)
+        address = "0.0.0.0"
     family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
                                 flags=socket.AI_PASSIVE)[0][0]
     return socket.create_server((address, port), family=family, backlog=BACKLOG)

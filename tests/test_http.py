@@ -395,15 +395,43 @@ def test_ipv6_listen_address(market_mock: responses.RequestsMock) -> None:
             socket.create_connection(("127.0.0.1", srv.port), timeout=10).close()
 
 
-def test_port_in_use_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+@needs_ipv6
+def test_the_default_address_serves_ipv4_and_ipv6(
+    market_mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``::`` (the default) is every interface of both families: one dual-stack socket."""
+    monkeypatch.delenv("BINANCE_LISTEN_ADDRESS", raising=False)
+    assert cli.build_parser().parse_args([]).listen_address == "::"
+    market_mock.add_passthru("http://127.0.0.1")
+    market_mock.add_passthru("http://[::1]")
+    with cli_serving("--port", "0") as srv:
+        for host in ("127.0.0.1", "[::1]"):
+            assert get(f"http://{host}:{srv.port}/")[0] == 200
+            assert b"binance_up 1.0" in get(f"http://{host}:{srv.port}/metrics")[2]
+
+
+def test_every_interface_falls_back_to_ipv4_without_ipv6(
+    market_mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    monkeypatch.setattr(socket, "has_dualstack_ipv6", lambda: False)
+    market_mock.add_passthru("http://127.0.0.1")
+    with serving(clock, address="::") as srv:
+        assert b"binance_up 1.0" in get(f"http://127.0.0.1:{srv.port}/metrics")[2]
+
+
+@pytest.mark.parametrize("address, shown", [("127.0.0.1", "127.0.0.1"), ("::", "[::]")])
+def test_port_in_use_exits_1_with_one_line(
+    address: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = cli.serve(parse("--port", str(port)), threading.Event())
+        code = cli.serve(parse_args(cli.build_parser(), [
+            "--listen-address", address, "--port", str(port)]), threading.Event())
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"binance-exporter: cannot listen on 127.0.0.1:{port}: ")
+    assert err.startswith(f"binance-exporter: cannot listen on {shown}:{port}: ")
     assert err.count("\n") == 1
 
 
