@@ -49,7 +49,8 @@ def listen(address: str, port: int) -> socket.socket:
 
 class MetricsServer:  # pylint: disable=too-many-instance-attributes
     """A server bound at construction (so "address in use" raises OSError there);
-    ``start()`` serves in a background thread, ``stop()`` releases the port."""
+    ``start()`` serves in a background thread, ``stop()`` releases the port. ``app`` is
+    the aiohttp application (its signals may be added to before ``start()``)."""
 
     def __init__(self, address: str, port: int, exposition: Exposition,
                  grace: float = SHUTDOWN_GRACE) -> None:
@@ -66,8 +67,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_route("*", "/{path:.*}", self._elsewhere)
         self.app.on_shutdown.append(self._end_waits_after_grace)
-        # aiohttp waits up to shutdown_timeout for a handler, then as long again: a backstop
-        # for ours, and later, for a handler that ends as aiohttp gives up trips it up
+        # aiohttp's own wait (shutdown_timeout, applied twice) is a backstop, a second longer
+        # than our grace: a handler that ends just as aiohttp gives up makes it log an error
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=grace + 1)
 
     def start(self) -> "MetricsServer":
