@@ -67,7 +67,8 @@ LABEL org.opencontainers.image.title="binance-exporter" \
 COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 8080
-# GET / (the landing page: it never calls Binance) with the standard library only
+# GET / (the landing page: it never calls Binance) with the standard library only; the
+# default address :: serves IPv4 too (IPv4 alone without IPv6), so 127.0.0.1 answers
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; a = os.environ.get('BINANCE_LISTEN_ADDRESS') or '0.0.0.0'; a = {'0.0.0.0': '127.0.0.1', '::': '[::1]'}.get(a, a); urllib.request.urlopen('http://%s:%s/' % (a, os.environ.get('BINANCE_LISTEN_PORT') or '8080'), timeout=4).close()"]
+  CMD ["python", "-c", "import os, urllib.request; a = os.environ.get('BINANCE_LISTEN_ADDRESS') or '::'; a = {'0.0.0.0': '127.0.0.1', '::': '127.0.0.1'}.get(a, a); a = '[%s]' % a if ':' in a else a; urllib.request.urlopen('http://%s:%s/' % (a, os.environ.get('BINANCE_LISTEN_PORT') or '8080'), timeout=4).close()"]
 ENTRYPOINT ["binance-exporter"]

@@ -28,19 +28,21 @@ class Load:
     seconds: float
 
 
-def run(host: str, port: int, clients: int, seconds: float) -> Load:
-    """``clients`` concurrent clients on ``/metrics`` for ``seconds``."""
+def run(host: str, port: int, clients: int, seconds: float,
+        headers: dict[str, str] | None = None) -> Load:
+    """``clients`` concurrent clients on ``/metrics`` for ``seconds``, sending ``headers``."""
     workers = min(clients, os.cpu_count() or 1)
     shares = [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
     started = time.monotonic()
+    jobs = [(host, port, share, seconds, headers or {}) for share in shares]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(_worker, [(host, port, share, seconds) for share in shares]))
+        parts = list(pool.map(_worker, jobs))
     latencies = tuple(latency for part, _ in parts for latency in part)
     return Load(latencies, sum(errors for _, errors in parts), time.monotonic() - started)
 
 
-def _worker(job: tuple[str, int, int, float]) -> tuple[list[float], int]:
-    host, port, clients, seconds = job
+def _worker(job: tuple[str, int, int, float, dict[str, str]]) -> tuple[list[float], int]:
+    host, port, clients, seconds, headers = job
     end = time.monotonic() + seconds
     latencies: list[float] = []
     errors = [0]
@@ -55,7 +57,7 @@ def _worker(job: tuple[str, int, int, float]) -> tuple[list[float], int]:
             started = time.perf_counter()
             try:
                 connection = http.client.HTTPConnection(host, port, timeout=10)
-                connection.request("GET", "/metrics")
+                connection.request("GET", "/metrics", headers=headers)
                 response = connection.getresponse()
                 response.read()
                 connection.close()

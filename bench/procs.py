@@ -53,14 +53,14 @@ def reset_sim_stats(sim: Simulator) -> None:
     sim.reset_stats()
 
 
-def scrape(url: str) -> tuple[int, float, bytes]:
+def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, float, bytes]:
     """GET ``url + /metrics`` once on a new connection: (status, seconds, body)."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
                                             timeout=HTTP_TIMEOUT)
     try:
         started = time.perf_counter()
-        connection.request("GET", "/metrics")
+        connection.request("GET", "/metrics", headers=headers or {})
         response = connection.getresponse()
         body = response.read()
         return response.status, time.perf_counter() - started, body

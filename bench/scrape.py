@@ -1,4 +1,5 @@
-"""Benchmark 3: ``/metrics`` latency from a warm cache, with 1, 10 and 50 concurrent clients.
+"""Benchmark 3: ``/metrics`` latency from a warm cache, with 1, 10 and 50 concurrent clients,
+without and with ``Accept-Encoding: gzip`` (what Prometheus sends).
 
 A real exporter process runs with every TTL at an hour, so no scrape in the
 windows refreshes anything (checked with the simulator's request count): the
@@ -14,6 +15,7 @@ after 1 s, then 3 s.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import shutil
 import subprocess
@@ -31,6 +33,7 @@ TARGETS_MS = {10: 5.0, 50: 25.0}
 CACHE_ONLY = ("--ttl-spreads", "3600", "--ttl-books", "3600", "--ttl-rankings", "3600",
               "--ttl-exchange", "3600")
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+ENCODINGS = ("", "gzip")  # Accept-Encoding: none, and what Prometheus sends
 
 
 @dataclass(frozen=True)
@@ -50,24 +53,34 @@ def measure(scratch: Path, levels: tuple[int, ...], runs: int, seconds: float
     tool = shutil.which("wrk")
     with simulator(scratch, "scrape") as sim, exporter(scratch, "scrape", sim.url,
                                                        *CACHE_ONLY) as served:
-        status, _, _ = scrape(served.url)  # fills the cache
-        if status != 200:
-            raise BenchError(f"warm-up scrape answered {status}")
+        _warm_up(served.url)
         before = sim_stats(sim)["requests_total"]
-        results = {clients: [_counting_overflows(tool, served.url, clients, seconds)
-                             for _ in range(runs)] for clients in levels}
+        results = {(clients, encoding): [
+            _counting_overflows(tool, served.url, clients, seconds, encoding)
+            for _ in range(runs)] for encoding in ENCODINGS for clients in levels}
         upstream = sim_stats(sim)["requests_total"] - before
     figures = []
-    for clients, windows in results.items():
-        figures += _figures(clients, windows)
+    for (clients, encoding), windows in results.items():
+        figures += _figures(clients, encoding, windows)
     how = (f"Load generator: {'wrk (1 thread)' if tool else 'bench/loadgen.py (Python)'}; "
            f"{runs} windows of {seconds:g} s per level; upstream requests during the windows: "
            f"{upstream}; errors: {sum(w.errors for ws in results.values() for w in ws)}.")
     return figures, how
 
 
-def _figures(clients: int, windows: list[Window]) -> list[Figure]:
+def _warm_up(url: str) -> None:
+    """Fill the cache; check that a gzip scrape is answered gzipped."""
+    status, _, _ = scrape(url)
+    if status != 200:
+        raise BenchError(f"warm-up scrape answered {status}")
+    status, _, body = scrape(url, {"Accept-Encoding": "gzip"})
+    if status != 200 or not gzip.decompress(body).startswith(b"# HELP "):
+        raise BenchError(f"gzip scrape answered {status} with no gzipped metrics")
+
+
+def _figures(clients: int, encoding: str, windows: list[Window]) -> list[Figure]:
     limit = TARGETS_MS.get(clients)
+    who = f"{clients} client{'s' if clients > 1 else ''}{', ' + encoding if encoding else ''}"
     p99s = tuple(w.p99 for w in windows)
     rate = median([w.per_second for w in windows])
     dropped = [w.overflows for w in windows if w.overflows is not None]
@@ -75,34 +88,36 @@ def _figures(clients: int, windows: list[Window]) -> list[Figure]:
     if dropped:
         note += f", {sum(dropped)} listen-queue overflows"
     return [
-        Figure(SECTION, f"p50 /metrics, {clients} client{'s' if clients > 1 else ''}",
-               tuple(w.p50 for w in windows), "ms", digits=2),
-        Figure(SECTION, f"p99 /metrics, {clients} client{'s' if clients > 1 else ''}", p99s,
-               "ms", f"≤ {limit:g}" if limit else "",
+        Figure(SECTION, f"p50 /metrics, {who}", tuple(w.p50 for w in windows), "ms", digits=2),
+        Figure(SECTION, f"p99 /metrics, {who}", p99s, "ms", f"≤ {limit:g}" if limit else "",
                None if limit is None else median(p99s) <= limit,
                note=note, digits=2),
     ]
 
 
-def _counting_overflows(tool: str | None, url: str, clients: int, seconds: float) -> Window:
+def _counting_overflows(tool: str | None, url: str, clients: int, seconds: float,
+                        encoding: str) -> Window:
     """A window, with the listen-queue overflows the kernel counted meanwhile."""
     before = listen_overflows()
-    window = _window(tool, url, clients, seconds)
+    window = _window(tool, url, clients, seconds, encoding)
     after = listen_overflows()
     if before is None or after is None:
         return window
     return dataclasses.replace(window, overflows=after - before)
 
 
-def _window(tool: str | None, url: str, clients: int, seconds: float) -> Window:
+def _window(tool: str | None, url: str, clients: int, seconds: float, encoding: str) -> Window:
+    headers = {"Accept-Encoding": encoding} if encoding else {}
     if tool is None:
         parts = urlsplit(url)
-        load = loadgen.run(parts.hostname or "127.0.0.1", parts.port or 80, clients, seconds)
+        load = loadgen.run(parts.hostname or "127.0.0.1", parts.port or 80, clients, seconds,
+                           headers)
         if not load.latencies:
             raise BenchError("no successful scrape in the window")
         return Window(percentile(load.latencies, 50) * 1000, percentile(load.latencies, 99) * 1000,
                       len(load.latencies) / load.seconds, load.errors)
     command = [tool, "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
+               *(arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")),
                "-s", str(WRK_SCRIPT), url + "/metrics"]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
                             timeout=seconds + 60).stdout

@@ -60,9 +60,10 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     web = parser.add_argument_group("web")
     # not BINANCE_PORT: Kubernetes sets <SERVICE>_PORT=tcp://... for a Service named binance
-    web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "0.0.0.0"),
-                     metavar="HOST", help="address to listen on, IPv4 or IPv6 "
-                     "(env BINANCE_LISTEN_ADDRESS; default 0.0.0.0)")
+    web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "::"),
+                     metavar="HOST", help="address to listen on, IPv4 or IPv6; :: is every "
+                     "interface, IPv4 and IPv6 (IPv4 alone on a machine without IPv6), "
+                     "0.0.0.0 every IPv4 one (env BINANCE_LISTEN_ADDRESS; default ::)")
     web.add_argument("--port", type=port, default=env("LISTEN_PORT", "8080"),
                      help="port to listen on (env BINANCE_LISTEN_PORT; default 8080)")
     add_upstream_flags(parser)
@@ -124,15 +125,15 @@ def serve(
 ) -> int:
     """Listen, serve until ``stop`` is set, then release the port. Returns the exit code."""
     market, exposition = build(args)
+    host = f"[{args.listen_address}]" if ":" in args.listen_address else args.listen_address
     try:
         server = MetricsServer(args.listen_address, args.port, exposition)
     except OSError as exc:
         market.close()
-        print(f"binance-exporter: cannot listen on {args.listen_address}:{args.port}: "
+        print(f"binance-exporter: cannot listen on {host}:{args.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
-    host = f"[{args.listen_address}]" if ":" in args.listen_address else args.listen_address
     log.info("listening on http://%s:%d/metrics (upstream %s, at most %d request weight "
              "in any minute)", host, server.port, ", ".join(args.base_urls),
              peak_weight_per_minute(market.settings))

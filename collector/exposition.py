@@ -7,12 +7,21 @@ by the family object itself, and a scrape served from cache only renders the
 three per-scrape families and joins bytes. Format choice and gzip follow the
 client library (``choose_encoder``, ``gzip_accepted``), so OpenMetrics and text
 negotiation behave as with its own handlers, ``name[]`` filters included.
+
+Gzip is kept the same way: beside the rendered bytes of the data families
+(every family but the per-scrape ones) sits their deflate compression, made
+once per refresh and ending on a byte boundary (a sync flush). A gzip body is
+a gzip header, that segment, the per-scrape families as stored (uncompressed)
+deflate blocks, an empty final block, and the CRC-32 and length of the whole:
+one ordinary gzip member, which a scrape served from cache builds without
+compressing anything.
 """
 
 from __future__ import annotations
 
-import gzip
+import struct
 import threading
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -29,6 +38,16 @@ Encoder = Callable[[Collector], bytes]
 # can make up any number of them, so only the last few are kept
 FORMATS_KEPT = 4
 GZIP_LEVEL = 6
+# the families BinanceCollector builds anew on every scrape (exporter._Live): their bytes may
+# change each time, so a gzip body carries them stored rather than compressing every scrape
+PER_SCRAPE = frozenset({"binance_api_used_weight", "binance_api_cool_down_seconds",
+                        "binance_scrape_duration_seconds"})
+# a gzip member's header: deflate, no name, no time, unknown OS (as gzip.compress(mtime=0))
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_BLOCK = b"\x03\x00"  # an empty fixed-Huffman block marked final: the stream ends
+_STORED_MAX = 0xFFFF  # bytes in one stored block
+
+_Chunk = tuple[Metric, bytes]  # a family (held, so that its id() stays unique) and its bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +85,21 @@ class _Format:
         self.encoder = encoder
         self.trailer = encoder(_Families([]))  # b"# EOF\n" for OpenMetrics, b"" for text
         self._lock = threading.Lock()
-        self._chunks: dict[int, tuple[Metric, bytes]] = {}
+        self._chunks: dict[int, _Chunk] = {}
+        # the last data families compressed: (their chunks, their bytes, the deflate segment)
+        self._zipped: tuple[tuple[_Chunk, ...], bytes, bytes] | None = None
 
-    def render(self, families: Sequence[Metric], keep: bool = True) -> bytes:
-        """The whole exposition; families seen last time are not rendered again.
+    def render(self, families: Sequence[Metric], keep: bool = True,
+               gzipped: bool = False) -> bytes:
+        """The whole exposition, gzipped if asked; families seen last time are not rendered
+        (nor compressed) again.
 
         ``keep=False`` (a ``name[]`` subset) reads the kept bytes without
         replacing them, so a filtered scrape does not evict the full one's.
         """
         with self._lock:
             known = self._chunks
-        chunks: dict[int, tuple[Metric, bytes]] = {}
+        chunks: dict[int, _Chunk] = {}
         for family in families:
             # keyed by id(): every family in the map is held by it, so no other
             # object can have the same id while its bytes are kept
@@ -88,7 +111,53 @@ class _Format:
         if keep:
             with self._lock:
                 self._chunks = chunks  # only the current families: memory stays bounded
-        return b"".join(chunk for _, chunk in chunks.values()) + self.trailer
+        data = b"".join(chunk for _, chunk in chunks.values()) + self.trailer
+        if not gzipped:
+            return data
+        parts = [_GZIP_HEADER]
+        run: list[_Chunk] = []  # consecutive data families, compressed together
+        for family, text in chunks.values():
+            if family.name not in PER_SCRAPE:
+                run.append((family, text))
+                continue
+            if run:
+                parts.append(self._deflated(tuple(run), keep))
+                run = []
+            parts.append(_stored(text))
+        if run:
+            parts.append(self._deflated(tuple(run), keep))
+        parts += [_stored(self.trailer), _FINAL_BLOCK,
+                  struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)]
+        return b"".join(parts)
+
+    def _deflated(self, run: tuple[_Chunk, ...], keep: bool) -> bytes:
+        """The deflate segment of these families: the kept one if they are the same objects,
+        or were rebuilt to the same bytes; else compressed now (and kept if ``keep``)."""
+        with self._lock:
+            zipped = self._zipped
+        if zipped is not None and len(zipped[0]) == len(run) and all(
+                a[0] is b[0] for a, b in zip(zipped[0], run)):
+            return zipped[2]
+        text = b"".join(chunk for _, chunk in run)
+        segment = zipped[2] if zipped is not None and zipped[1] == text else _deflate(text)
+        if keep:
+            with self._lock:
+                self._zipped = (run, text, segment)
+        return segment
+
+
+def _deflate(text: bytes) -> bytes:
+    """Raw deflate blocks of ``text``, none marked final, ending on a byte boundary: other
+    blocks may follow it in the same stream."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _stored(text: bytes) -> bytes:
+    """``text`` as stored (uncompressed) deflate blocks, none final: framing, no compression."""
+    return b"".join(b"\x00" + struct.pack("<HH", len(part), len(part) ^ 0xFFFF) + part
+                    for part in (text[i:i + _STORED_MAX]
+                                 for i in range(0, len(text), _STORED_MAX)))
 
 
 class Exposition:
@@ -119,10 +188,9 @@ class Exposition:
                 form = self._formats[content_type] = _Format(encoder)
         if request.names:
             families = _restricted(families, set(request.names))
-        data = form.render(families, keep=not request.names)
-        if gzip_accepted(request.accept_encoding):
-            return Body(gzip.compress(data, GZIP_LEVEL), content_type, gzipped=True)
-        return Body(data, content_type)
+        zipped = gzip_accepted(request.accept_encoding)
+        return Body(form.render(families, keep=not request.names, gzipped=zipped), content_type,
+                    gzipped=zipped)
 
 
 def _restricted(families: Iterable[Metric], names: set[str]) -> list[Metric]:

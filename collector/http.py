@@ -1,106 +1,75 @@
-"""The exporter's HTTP side: a landing page, ``/metrics``, 404 elsewhere.
+"""The exporter's HTTP side: ``aiohttp.web`` serving a landing page and ``/metrics``.
 
-One event loop in one thread speaks HTTP/1.1 with keep-alive (Prometheus and
-most load tools reuse their connection). A scrape that finds every data group
-fresh is answered on the loop from the exposition's rendered bytes, without a
-thread hand-off; only a scrape that must wait on a Binance refresh goes to a
-small thread pool, so a slow upstream never blocks the landing page or other
-scrapes. ``/`` never calls Binance, which makes it the target for health checks.
-
-Limits (see :class:`Limits` and :mod:`collector.http_request`): request heads
-of at most 16 KiB, 512 connections at once (a few more get a 503, the rest are
-closed at once), an idle keep-alive connection closed after 75 s, a client that
-stops reading dropped after 30 s. On ``stop()`` requests in flight get a short
-grace period, idle connections are closed at once.
+aiohttp speaks HTTP (parsing, keep-alive, limits, timeouts: its defaults); this module
+routes. A scrape served from cache is answered on the event loop; only one that waits
+on a Binance refresh goes to a thread pool, so it never holds up ``/`` or other scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import html
 import logging
+import signal
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from http import HTTPStatus
-from urllib.parse import parse_qs
+
+from aiohttp import web
 
 from collector import __version__
-from collector.exposition import Exposition, Request as Wanted
-from collector.http_request import (
-    MAX_BODY,
-    MAX_HEAD,
-    BadRequest,
-    Request,
-    parse_head,
-    read_head,
-    skip_body,
-)
+from collector.exposition import Body, Exposition, Request as Wanted
 
 log = logging.getLogger("collector.http")
 
-WRITE_TIMEOUT = 30.0  # a client that stops reading our answer is dropped after this
-SHUTDOWN_GRACE = 3.0
+SHUTDOWN_GRACE = 3.0  # seconds a request in flight gets to finish on stop()
 BACKLOG = 128  # a burst of scrapers must not overflow the listen queue (1 s SYN retries)
-
-LANDING = """<!DOCTYPE html>
+WORKERS = 8  # threads for scrapes that wait on a refresh
+LANDING = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Binance exporter</title></head>
 <body><h1>Binance exporter</h1>
-<p>Public Binance Spot market data as Prometheus metrics (version {version}).</p>
+<p>Public Binance Spot market data as Prometheus metrics (version {html.escape(__version__)}).</p>
 <p><a href="/metrics">Metrics</a></p>
 </body></html>
 """
-HTML = "text/html; charset=utf-8"
-TEXT = "text/plain; charset=utf-8"
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: HTTPStatus
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much the server accepts from clients (see the module docstring)."""
-
-    idle_timeout: float = 75.0  # an idle keep-alive connection is closed after this
-    max_connections: int = 512  # 503 beyond
-    workers: int = 8  # threads for scrapes that wait on a refresh
-    max_refusing: int = 64  # connections over the limit being answered 503; beyond, closed
+def listen(address: str, port: int) -> socket.socket:
+    """A listening socket. ``::`` is every interface of both families (IPv4 alone where
+    the machine has no IPv6); any other address is that address, IPv4 or IPv6."""
+    if address == "::":
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, backlog=BACKLOG)
+        address = "0.0.0.0"
+    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((address, port), family=family, backlog=BACKLOG)
 
 
 class MetricsServer:  # pylint: disable=too-many-instance-attributes
     """A server bound at construction (so "address in use" raises OSError there);
-    ``start()`` serves in a background thread, ``stop()`` releases the port."""
+    ``start()`` serves in a background thread, ``stop()`` releases the port. ``app`` is
+    the aiohttp application (its signals may be added to before ``start()``)."""
 
     def __init__(self, address: str, port: int, exposition: Exposition,
-                 limits: Limits = Limits()) -> None:
-        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]
-        self._sock = socket.create_server((address, port), family=family, backlog=BACKLOG)
+                 grace: float = SHUTDOWN_GRACE) -> None:
+        self._sock = listen(address, port)
+        self.port: int = self._sock.getsockname()[1]  # the bound port (useful with port 0)
         self._exposition = exposition
-        self._limits = limits
-        self._landing = LANDING.format(version=html.escape(__version__)).encode()
-        self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="scrape")
+        self._grace = grace
+        self._waits: set[asyncio.Future[Body]] = set()  # scrapes waiting on a refresh
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scrape")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._busy: set[asyncio.Task[None]] = set()
-        self._refusing: set[asyncio.Task[None]] = set()
-        self._closing = False
-        self._date = (0, "")
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0)."""
-        return int(self._sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve_forever, name="http", daemon=True)
+        self.app = web.Application()
+        self.app.router.add_get("/", self._landing)  # add_get routes HEAD too
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.router.add_route("*", "/{path:.*}", self._elsewhere)
+        self.app.on_shutdown.append(self._end_waits_after_grace)
+        # aiohttp's own wait (shutdown_timeout, applied twice) is a backstop, a second longer
+        # than our grace: a handler that ends just as aiohttp gives up makes it log an error
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=grace + 1)
 
     def start(self) -> "MetricsServer":
         """Serve in a background thread."""
@@ -109,11 +78,11 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         return self
 
     def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (briefly), close the socket."""
+        """Stop accepting, give requests in flight ``grace`` seconds, release the port."""
         if self._thread.is_alive():
-            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
             try:
-                done.result(SHUTDOWN_GRACE + 5)
+                done.result(2 * self._grace + 7)
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(5)
@@ -122,153 +91,48 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _serve_forever(self) -> None:
+        # SIGTERM must reach the main thread, which waits for it (cli.serve): taken by this
+        # thread, or by the threads it starts (they inherit the mask), it would not wake it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        self._loop.run_forever()
+
     async def _start_serving(self) -> None:
-        self._server = await asyncio.start_server(
-            self._connection, sock=self._sock, limit=MAX_HEAD, backlog=BACKLOG)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock, backlog=BACKLOG).start()
 
-    async def _shutdown(self) -> None:
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        for task in (self._connections - self._busy) | self._refusing:  # not in a request
-            task.cancel()
-        if self._busy:
-            await asyncio.wait(set(self._busy), timeout=SHUTDOWN_GRACE)
-        for task in set(self._connections):
-            task.cancel()
-        if self._connections or self._refusing:
-            await asyncio.wait(self._connections | self._refusing, timeout=1)
+    async def _end_waits_after_grace(self, _: web.Application) -> None:
+        """On stop (nothing new accepted): scrapes still waiting on a refresh after the
+        grace are closed unanswered, whatever aiohttp's own timeouts."""
+        def end() -> None:
+            for wait in list(self._waits):
+                wait.cancel()
+        self._loop.call_later(self._grace, end)
 
-    # -- one connection --------------------------------------------------------
+    async def _landing(self, _: web.Request) -> web.Response:
+        return web.Response(text=LANDING, content_type="text/html")
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        try:
-            if len(self._connections) >= self._limits.max_connections or self._closing:
-                await self._turn_away(reader, writer, task)
-                return
-            self._connections.add(task)
-            await self._serve(reader, writer, task)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-            pass  # the client went away or stalled: nothing to answer
-        except asyncio.CancelledError:
-            # only our own shutdown cancels connections. End quietly: on Python 3.11
-            # asyncio.streams logs a traceback for every cancelled connection task
-            pass
-        finally:
-            self._connections.discard(task)
-            self._busy.discard(task)
-            writer.close()
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        if request.method in ("GET", "HEAD"):
+            return web.Response(status=404, text="Not found: try /metrics\n")
+        return web.Response(status=405, text="Only GET and HEAD\n", headers={"Allow": "GET, HEAD"})
 
-    async def _turn_away(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         task: asyncio.Task[None]) -> None:
-        """503 to a connection over the limit; beyond a few such at once, just close it,
-        so that a flood of connections cannot run the process out of file descriptors."""
-        if len(self._refusing) >= self._limits.max_refusing:
-            writer.transport.abort()
-            return
-        self._refusing.add(task)
-        try:
-            await self._refuse(reader, writer, _plain(HTTPStatus.SERVICE_UNAVAILABLE,
-                                                      "too many connections"))
-        finally:
-            self._refusing.discard(task)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     task: asyncio.Task[None]) -> None:
-        while not self._closing:
-            try:
-                lines = await asyncio.wait_for(read_head(reader), self._limits.idle_timeout)
-                if lines is None:
-                    return  # closed between requests: the normal end of a keep-alive connection
-                self._busy.add(task)
-                request = parse_head(lines)
-                await skip_body(reader, request)
-            except BadRequest as exc:
-                await self._refuse(reader, writer, _plain(exc.status, str(exc)))
-                return
-            answer = await self._answer(request)
-            keep_alive = request.keep_alive and not self._closing
-            await self._send(writer, answer, keep_alive=keep_alive, http10=request.http10,
-                             head_only=request.method == "HEAD")
-            self._busy.discard(task)
-            if not keep_alive:
-                return
-
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      answer: _Answer) -> None:
-        """Answer and close gracefully: half-close, then read what the client still sends.
-
-        Closing a socket with unread bytes makes the kernel reset the connection,
-        which can destroy the answer before the client reads it. The reading is
-        bounded (64 KiB, 1 s).
-        """
-        await self._send(writer, answer, keep_alive=False, http10=False, head_only=False)
-        if writer.can_write_eof():
-            writer.write_eof()
-        deadline = self._loop.time() + 1.0
-        left = MAX_BODY
-        while left > 0 and (wait := deadline - self._loop.time()) > 0:
-            try:
-                chunk = await asyncio.wait_for(reader.read(left), wait)
-            except (asyncio.TimeoutError, ConnectionError):
-                return
-            if not chunk:
-                return
-            left -= len(chunk)
-
-    async def _answer(self, request: Request) -> _Answer:
-        if request.method not in ("GET", "HEAD"):
-            return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, TEXT, b"Only GET and HEAD\n",
-                           (("Allow", "GET, HEAD"),))
-        if request.path == "/metrics":
-            return await self._metrics(request)
-        if request.path == "/":
-            return _Answer(HTTPStatus.OK, HTML, self._landing)
-        return _plain(HTTPStatus.NOT_FOUND, "Not found: try /metrics")
-
-    async def _metrics(self, request: Request) -> _Answer:
-        wanted = Wanted(request.headers.get("accept", ""),
-                         request.headers.get("accept-encoding", ""),
-                         tuple(parse_qs(request.query).get("name[]", ())))
+    async def _metrics(self, request: web.Request) -> web.Response:
+        headers = request.headers
+        wanted = Wanted(headers.get("Accept", ""), headers.get("Accept-Encoding", ""),
+                        tuple(n for n in request.query.getall("name[]", ()) if n))  # as parse_qs
         try:
             body = self._exposition.cached(wanted)
             if body is None:  # a refresh is due: wait for it off the loop
-                body = await self._loop.run_in_executor(self._pool, self._exposition.fresh, wanted)
+                wait = self._loop.run_in_executor(self._pool, self._exposition.fresh, wanted)
+                self._waits.add(wait)
+                wait.add_done_callback(self._waits.discard)
+                body = await wait
         except Exception:  # pylint: disable=broad-exception-caught
             # a bug, not an upstream failure (those are metrics): say so, keep serving
             log.exception("rendering /metrics failed")
-            return _plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error rendering metrics")
-        headers = [("Vary", "Accept, Accept-Encoding")]
+            return web.Response(status=500, text="internal error rendering metrics\n")
+        answer = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
         if body.gzipped:
-            headers.append(("Content-Encoding", "gzip"))
-        return _Answer(HTTPStatus.OK, body.content_type, body.data, tuple(headers))
-
-    async def _send(self, writer: asyncio.StreamWriter, answer: _Answer, *, keep_alive: bool,
-                    http10: bool, head_only: bool) -> None:
-        lines = [f"HTTP/1.1 {answer.status.value} {answer.status.phrase}",
-                 f"Date: {self._http_date()}",
-                 f"Server: binance-exporter/{__version__}",
-                 f"Content-Type: {answer.content_type}",
-                 f"Content-Length: {len(answer.body)}",
-                 *(f"{name}: {value}" for name, value in answer.headers)]
-        if not keep_alive:
-            lines.append("Connection: close")
-        elif http10:
-            lines.append("Connection: keep-alive")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        writer.write(head if head_only else head + answer.body)
-        if writer.transport.get_write_buffer_size():  # only a slow reader makes us wait
-            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-
-    def _http_date(self) -> str:
-        now = int(time.time())
-        if self._date[0] != now:
-            self._date = (now, email.utils.formatdate(now, usegmt=True))
-        return self._date[1]
-
-
-def _plain(status: HTTPStatus, text: str) -> _Answer:
-    return _Answer(status, TEXT, f"{text}\n".encode())
+            answer["Content-Encoding"] = "gzip"
+        return web.Response(body=body.data, headers=answer)

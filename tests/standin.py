@@ -33,6 +33,9 @@ class _Handler(BaseHTTPRequestHandler):
             limit = int(params.get("limit", "100"))
             body["bids"], body["asks"] = body["bids"][:limit], body["asks"][:limit]
         elif url.path == "/api/v3/ticker/bookTicker":
+            if self.server.holding:  # a test holds this refresh open until it sets release
+                self.server.entered.set()
+                self.server.release.wait(30)
             wanted = json.loads(params["symbols"])
             body = [t for t in self.server.book_ticker if t["symbol"] in wanted]
         else:
@@ -58,6 +61,8 @@ class StandIn(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.paths: list[str] = []
         self.book_ticker: list[dict[str, str]] = load("book_ticker.json")
+        self.holding = False  # True: bookTicker sets entered, then waits for release
+        self.entered, self.release = threading.Event(), threading.Event()
 
     @property
     def url(self) -> str:
@@ -74,6 +79,7 @@ def running_standin() -> Iterator[StandIn]:
     try:
         yield server
     finally:
+        server.release.set()
         server.shutdown()
         server.server_close()
         thread.join(5)

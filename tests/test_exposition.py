@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import gzip
 import threading
-from typing import Any, Iterator
+import zlib
+from typing import Any, Callable, Iterator
 
 import pytest
 import responses
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import exposition, models
+from collector import exporter, exposition, models
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition, Request
@@ -144,12 +145,91 @@ def test_gzip_and_name_filters_follow_the_client_library(
     full = rig.text()
     zipped = rig.exposition.fresh(Request(accept_encoding="gzip, deflate"))
     assert zipped.gzipped and gzip.decompress(zipped.data).decode() == full
+    assert not rig.exposition.fresh(Request(accept_encoding="deflate, br")).gzipped
     only = rig.exposition.fresh(Request(names=("binance_up", "binance_api_requests_total")))
     lines = only.data.decode().splitlines()
     names = {line.split()[2] for line in lines if line.startswith("# TYPE")}
     assert names == {"binance_up", "binance_api_requests_total"}
     assert rig.text() == full  # a filtered scrape leaves the full one intact
     del market_mock
+
+
+def unpacked(body: bytes) -> bytes:
+    """A gzip body's content; it must be exactly one gzip member, properly ended."""
+    unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = unzip.decompress(body)
+    assert unzip.eof and not unzip.unused_data
+    return data
+
+
+@pytest.fixture
+def compressions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts zlib compressors made from now on; gzip.compress and zlib.compress fail."""
+    made: list[int] = []
+    real = zlib.compressobj
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        return real(*args, **kwargs)
+
+    def refused(*_: Any, **__: Any) -> bytes:
+        raise AssertionError("compressed a whole body")
+
+    monkeypatch.setattr(zlib, "compressobj", counting)
+    monkeypatch.setattr(zlib, "compress", refused)
+    monkeypatch.setattr(gzip, "compress", refused)
+    return made
+
+
+@pytest.mark.parametrize("accept", ["", OPENMETRICS])
+def test_a_gzip_scrape_served_from_cache_compresses_nothing(
+    market_mock: responses.RequestsMock, rig: Rig, clock: FakeClock, accept: str,
+    compressions: list[int]
+) -> None:
+    """Compression happens once per refresh; a scrape from cache only joins kept bytes."""
+    zipped = Request(accept, accept_encoding="gzip")
+    body = rig.exposition.fresh(zipped)  # the refresh: the data families are compressed
+    assert body.gzipped and len(compressions) == 1
+    for _ in range(3):  # the first rebuilds the families (same bytes), then the same objects
+        cached, plain = rig.exposition.cached(zipped), rig.exposition.cached(Request(accept))
+        assert cached is not None and plain is not None and cached.gzipped
+        assert unpacked(cached.data) == plain.data
+    assert len(compressions) == 1
+    assert len(cached.data) < len(unpacked(cached.data)) / 3  # really compressed
+
+    market_mock.replace(responses.GET, BOOK_TICKER, status=503)  # the next refresh changes data
+    clock.advance(10)
+    assert unpacked(rig.exposition.fresh(zipped).data) == rig.text(accept).encode()
+    assert len(compressions) == 2
+    rig.exposition.cached(zipped)
+    assert len(compressions) == 2
+
+
+def test_filtered_gzip_scrapes_are_compressed_each_time_and_leave_the_kept_bytes(
+    market_mock: responses.RequestsMock, rig: Rig, compressions: list[int]
+) -> None:
+    full = rig.exposition.fresh(Request(accept_encoding="gzip")).data
+    for names in (("binance_up", "binance_scrape_duration_seconds"), ("binance_up",)):
+        only = Request(accept_encoding="gzip", names=names)
+        assert unpacked(rig.exposition.fresh(only).data) == rig.exposition.fresh(
+            Request(names=names)).data
+    assert len(compressions) == 3
+    assert rig.exposition.fresh(Request(accept_encoding="gzip")).data == full
+    assert len(compressions) == 3
+    del market_mock
+
+
+def test_stored_blocks_carry_any_length() -> None:
+    for size in (0, 1, 65535, 65536, 200_000):
+        text = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        blocks = exposition._stored(text)  # pylint: disable=protected-access
+        assert zlib.decompress(blocks + b"\x03\x00", -zlib.MAX_WBITS) == text
+
+
+def test_the_per_scrape_families_are_the_collectors() -> None:
+    """A family missing from PER_SCRAPE would be compressed on every scrape, not once."""
+    live: Callable[[], Any] = exporter._Live  # pylint: disable=protected-access
+    assert {f.name for f in live().all()} == exposition.PER_SCRAPE
 
 
 @pytest.mark.parametrize("names", [
