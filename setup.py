@@ -12,7 +12,8 @@ from setuptools import setup
 HERE = Path(__file__).parent
 SCRIPTS = []
 if (HERE / "collector").is_dir():
-    SCRIPTS += ["binance-report = collector.report:main", "binance-exporter = collector.cli:main"]
+    SCRIPTS += ["binance-report = collector.report:main",
+                "binance-exporter = collector.exporter_cli:main"]
 if (HERE / "binance_simulator").is_dir():
     SCRIPTS.append("binance-simulator = binance_simulator.cli:main")
 

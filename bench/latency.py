@@ -1,6 +1,6 @@
 """Benchmark 1: refresh latency, in round trips of the simulator's latency L.
 
-* cold: the first snapshot of a new ``Market`` (exchangeInfo, 24 h ticker,
+* cold: the first snapshot of a new ``Refresher`` (exchangeInfo, 24 h ticker,
   books, spreads): target 3 L + 100 ms (two rounds of parallel calls + CPU);
 * spread-only: a snapshot after a fake clock passed the spreads' TTL only:
   target 1 L + 20 ms (one bookTicker call);
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from collector.binance import BinanceClient
-from collector.market import GROUPS, Market, Settings, Snapshot
+from collector.refresh import GROUPS, Refresher, Settings, Snapshot
 
 from binance_simulator.testkit import FakeClock
 
@@ -86,7 +86,7 @@ def cold_and_warm(url: str) -> tuple[float, float]:
     """Seconds of a new market's first snapshot, then of a spread-only refresh."""
     clock = FakeClock()
     settings = Settings()
-    market = Market(BinanceClient([url]), settings, clock=clock)
+    market = Refresher(BinanceClient([url]), settings, clock=clock)
     try:
         cold, snapshot = _timed(market)
         _expect(snapshot, set(GROUPS))
@@ -98,7 +98,7 @@ def cold_and_warm(url: str) -> tuple[float, float]:
     return cold, warm
 
 
-def _timed(market: Market) -> tuple[float, Snapshot]:
+def _timed(market: Refresher) -> tuple[float, Snapshot]:
     started = time.perf_counter()
     snapshot = market.snapshot()
     return time.perf_counter() - started, snapshot

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT, BinanceClient
-from collector.market import Settings, peak_weight_per_minute
+from collector.refresh import Settings, peak_weight_per_minute
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporter)
@@ -247,7 +247,7 @@ def make_client(args: argparse.Namespace) -> BinanceClient:
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
-    """Market settings from the shared flags (front ends replace() what is theirs)."""
+    """Refresh settings from the shared flags (front ends replace() what is theirs)."""
     return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by)
 
 

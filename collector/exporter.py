@@ -1,7 +1,7 @@
 """``BinanceCollector``: the Q5 spreads (and friends) as Prometheus metrics, fetched on scrape.
 
 Nothing is fetched until Prometheus scrapes; each ``collect()`` asks the
-:class:`~collector.market.Market` for a snapshot, which refreshes only the
+:class:`~collector.refresh.Refresher` for a snapshot, which refreshes only the
 groups whose TTL ran out (one upstream refresh however many scrapers), and
 builds fresh metric families from it. A group whose refresh failed is left
 out entirely, never served stale as if current, and ``binance_up`` drops to 0.
@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from collector import __version__, answers
 from collector.cache import Outcome
 from collector.errors import NotAttempted
-from collector.market import Market, Snapshot
+from collector.refresh import Refresher, Snapshot
 
 log = logging.getLogger("collector.exporter")
 
@@ -54,7 +54,7 @@ class BinanceCollector(Collector):
     cool-down) are built on every call.
     """
 
-    def __init__(self, market: Market, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, market: Refresher, clock: Callable[[], float] = time.perf_counter) -> None:
         self.market = market
         self._clock = clock
         self._memo_lock = threading.Lock()

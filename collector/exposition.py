@@ -68,7 +68,7 @@ class Request:
     names: tuple[str, ...] = ()  # ``name[]`` query parameters: only these families
 
 
-class _Families(Collector):
+class _FamilySet(Collector):
     """Families already collected, as the ``Collector`` an encoder takes."""
 
     def __init__(self, families: Iterable[Metric]) -> None:
@@ -83,7 +83,7 @@ class _Format:
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self.trailer = encoder(_Families([]))  # b"# EOF\n" for OpenMetrics, b"" for text
+        self.trailer = encoder(_FamilySet([]))  # b"# EOF\n" for OpenMetrics, b"" for text
         self._lock = threading.Lock()
         self._chunks: dict[int, _Chunk] = {}
         # the last data families compressed: (their chunks, their bytes, the deflate segment)
@@ -105,7 +105,7 @@ class _Format:
             # object can have the same id while its bytes are kept
             hit = known.get(id(family))
             if hit is None:
-                text = self.encoder(_Families([family]))
+                text = self.encoder(_FamilySet([family]))
                 hit = (family, text[: len(text) - len(self.trailer)])
             chunks[id(family)] = hit
         if keep:

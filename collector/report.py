@@ -55,7 +55,7 @@ from collector.config import (
 )
 from collector.cache import Outcome
 from collector.errors import BinanceError
-from collector.market import Market, Snapshot, Spreads
+from collector.refresh import Refresher, Snapshot, Spreads
 
 log = logging.getLogger("collector.report")
 
@@ -170,7 +170,7 @@ def _values(snapshot: Snapshot) -> tuple[Any, Mapping[str, Any], Spreads]:
 
 
 def run(  # pylint: disable=too-many-arguments
-    market: Market,
+    market: Refresher,
     *,
     fmt: str,
     count: int | None,
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top or --depth-levels")
     setup_logging(args.log_level)
-    market = Market(make_client(args), settings)
+    market = Refresher(make_client(args), settings)
     try:
         with _sigterm_as_interrupt():
             all_ok = run(market, fmt=args.format, count=args.count, interval=args.interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector import cli, report
+from collector import exporter_cli, report
 
 # (flag, environment variable, bad values): shared by both commands unless noted
 COMMON = [
@@ -33,7 +33,8 @@ REPORT = COMMON + [
 ]
 
 
-COMMANDS = {"binance-exporter": (cli.main, EXPORTER), "binance-report": (report.main, REPORT)}
+COMMANDS = {"binance-exporter": (exporter_cli.main, EXPORTER),
+            "binance-report": (report.main, REPORT)}
 CASES = [(prog, flag, var, value) for prog, (_, table) in COMMANDS.items()
          for flag, var, values in table for value in values]
 
@@ -44,8 +45,8 @@ def nothing_started(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("started despite bad input")
 
-    monkeypatch.setattr(cli, "serve", refuse)
-    monkeypatch.setattr(report, "Market", refuse)
+    monkeypatch.setattr(exporter_cli, "serve", refuse)
+    monkeypatch.setattr(report, "Refresher", refuse)
 
 
 @pytest.mark.usefixtures("nothing_started")
@@ -102,7 +103,7 @@ WITHIN_LIMIT = [
 def test_a_higher_budget_lets_them_through(prog: str, argv: list[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
-    monkeypatch.setattr(cli, "serve", lambda *args, **_: started.append(args) or 0)
+    monkeypatch.setattr(exporter_cli, "serve", lambda *args, **_: started.append(args) or 0)
     monkeypatch.setattr(report, "run", lambda *args, **_: started.append(args) or True)
     assert COMMANDS[prog][0]([*argv, "--weight-budget", "6000"]) == 0
     assert len(started) == 1

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from collector import cli
+from collector import exporter_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -334,7 +334,7 @@ def test_deployment_sets_only_variables_the_exporter_reads() -> None:
     """The image's health check, compose and the smoke test configure the exporter by
     BINANCE_* variables: a renamed one would be ignored without a word, and the health
     check would probe the wrong port."""
-    known = set(re.findall(r"BINANCE_[A-Z_]+", cli.build_parser().format_help()))
+    known = set(re.findall(r"BINANCE_[A-Z_]+", exporter_cli.build_parser().format_help()))
     for path in (DOCKERFILE, COMPOSE, ROOT / "tools" / "docker_smoke.sh"):
         used = set(re.findall(r"BINANCE_[A-Z_]+", path.read_text()))
         assert used <= known, f"{path.name} sets {sorted(used - known)}"

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.market import Market, Settings
+from collector.refresh import Refresher, Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 BOOK_TICKER = f"{BASE}/api/v3/ticker/bookTicker"
@@ -32,7 +32,7 @@ class Exporter:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
-        self.market = Market(client, Settings(), clock=clock, wall=clock.wall)
+        self.market = Refresher(client, Settings(), clock=clock, wall=clock.wall)
         self.registry = CollectorRegistry()
         self.registry.register(BinanceCollector(self.market, clock=clock))
 

@@ -21,7 +21,7 @@ from collector import exporter, exposition, models
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition, Request
-from collector.market import Market, Settings
+from collector.refresh import Refresher, Settings
 
 BOOK_TICKER = "https://api.binance.com/api/v3/ticker/bookTicker"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -34,7 +34,7 @@ class Rig:
 
     def __init__(self, clock: FakeClock) -> None:
         client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
-        self.market = Market(client, Settings(), clock=clock, wall=clock.wall)
+        self.market = Refresher(client, Settings(), clock=clock, wall=clock.wall)
         self.collector = BinanceCollector(self.market, clock=clock)
         self.exposition = Exposition(self.collector)
         self.registry = CollectorRegistry()
@@ -309,7 +309,7 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
     health figures, while scrape T refreshes the ticker: T has sent its request but not
     yet stored the answer. Whatever A keeps, the scrapes after T must show T's refresh."""
     client = _PausingClient(clock, pause_at)
-    market = Market(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
+    market = Refresher(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
     shown = Exposition(BinanceCollector(market, clock=clock))
     try:
         shown.fresh(Request())

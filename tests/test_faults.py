@@ -30,8 +30,8 @@ from collector import report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition
-from collector.http import MetricsServer
-from collector.market import Market, Settings
+from collector.server import MetricsServer
+from collector.refresh import Refresher, Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -140,7 +140,7 @@ class Scraper:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=0.5, retries=1, backoff=0.05,
                                clock=self.clock, wall=self.clock.wall)
-        self.market = Market(client, Settings(refresh_budget=8), clock=self.clock,
+        self.market = Refresher(client, Settings(refresh_budget=8), clock=self.clock,
                              wall=self.clock.wall)
         self.server = MetricsServer("127.0.0.1", 0,
                                     Exposition(BinanceCollector(self.market))).start()
@@ -271,7 +271,7 @@ def test_connection_refused_fails_every_group_and_recovers(sim: Simulator) -> No
     clock = FakeClock()
     client = BinanceClient(["http://127.0.0.1:9"], timeout=0.5, retries=1, backoff=0.05,
                            clock=clock, wall=clock.wall)
-    market = Market(client, clock=clock, wall=clock.wall)
+    market = Refresher(client, clock=clock, wall=clock.wall)
     registry = CollectorRegistry()
     registry.register(BinanceCollector(market))
     text = "".join(f"{m.name} {s.value}\n" for m in registry.collect() for s in m.samples

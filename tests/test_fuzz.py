@@ -420,11 +420,11 @@ def test_valid_book_tickers_round_trip_exactly(payload: Any) -> None:
 
 # --- Q1/Q2 rankings -----------------------------------------------------------------
 
-Market = tuple[list[Ticker24h], Mapping[str, SymbolInfo]]
+Refresher = tuple[list[Ticker24h], Mapping[str, SymbolInfo]]
 
 
 @st.composite
-def markets(draw: Any) -> Market:
+def markets(draw: Any) -> Refresher:
     """Tickers plus exchangeInfo: some symbols unknown, not TRADING, or quoted in another
     asset than their spelling suggests (``WBTCETH``); volumes and counts often tied.
     """
@@ -475,7 +475,7 @@ ALL_RANKINGS = pytest.mark.parametrize("ranking", list(RANKINGS))
 @FUZZ
 @given(market=markets(), quote=QUOTE_CHOICES, n=st.integers(0, 7))
 def test_rankings_are_the_top_n_eligible_symbols_in_order(
-    ranking: str, market: Market, quote: str, n: int
+    ranking: str, market: Refresher, quote: str, n: int
 ) -> None:
     """Q1/Q2 are "the top N": sorted by the key descending then symbol ascending, only
     TRADING symbols quoted in the asset exchangeInfo names, never more than N, and the
@@ -508,7 +508,7 @@ def test_rankings_are_the_top_n_eligible_symbols_in_order(
 @FUZZ
 @given(data=st.data(), market=markets(), quote=QUOTE_CHOICES, n=st.integers(0, 7))
 def test_rankings_ignore_listing_order(
-    ranking: str, data: Any, market: Market, quote: str, n: int
+    ranking: str, data: Any, market: Refresher, quote: str, n: int
 ) -> None:
     """Binance's listing order is arbitrary: the same market must give the same answer."""
     rank, _ = RANKINGS[ranking]

@@ -24,13 +24,13 @@ import responses
 from conftest import FakeClock
 from standin import running_standin
 
-from collector import cli
+from collector import exporter_cli
 from collector.binance import BinanceClient
 from collector.config import parse_args
 from collector.exporter import BinanceCollector
 from collector.exposition import Body, Exposition, Request
-from collector.http import LANDING, MetricsServer
-from collector.market import Market
+from collector.server import LANDING, MetricsServer
+from collector.refresh import Refresher
 
 EXPORTER = Path(sys.executable).with_name("binance-exporter")
 TEXT = "text/plain; charset=utf-8"
@@ -62,7 +62,7 @@ needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopba
 def serving(clock: FakeClock, exposition: type[Exposition] = Exposition,
             address: str = "127.0.0.1") -> Iterator[MetricsServer]:
     """A started server over a market on ``clock``; stopped (again) and closed on exit."""
-    market = Market(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    market = Refresher(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
     srv = MetricsServer(address, 0, exposition(BinanceCollector(market))).start()
     try:
         yield srv
@@ -349,12 +349,12 @@ def test_stop_does_not_wait_for_idle_keep_alive_connections() -> None:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return parse_args(cli.build_parser(), ["--listen-address", "127.0.0.1", *argv])
+    return parse_args(exporter_cli.build_parser(), ["--listen-address", "127.0.0.1", *argv])
 
 
 @contextmanager
 def cli_serving(*argv: str) -> Iterator[MetricsServer]:
-    """``cli.serve`` in a thread with ``argv``; stopped on exit, which must return 0."""
+    """``exporter_cli.serve`` in a thread with ``argv``; stopped on exit, which must return 0."""
     stop, ready = threading.Event(), threading.Event()
     servers: list[MetricsServer] = []
     codes: list[int] = []
@@ -363,8 +363,8 @@ def cli_serving(*argv: str) -> Iterator[MetricsServer]:
         servers.append(srv)
         ready.set()
 
-    thread = threading.Thread(target=lambda: codes.append(cli.serve(
-        parse_args(cli.build_parser(), list(argv)), stop, on_ready=on_ready)))
+    thread = threading.Thread(target=lambda: codes.append(exporter_cli.serve(
+        parse_args(exporter_cli.build_parser(), list(argv)), stop, on_ready=on_ready)))
     thread.start()
     try:
         assert ready.wait(10)
@@ -401,7 +401,7 @@ def test_the_default_address_serves_ipv4_and_ipv6(
 ) -> None:
     """``::`` (the default) is every interface of both families: one dual-stack socket."""
     monkeypatch.delenv("BINANCE_LISTEN_ADDRESS", raising=False)
-    assert cli.build_parser().parse_args([]).listen_address == "::"
+    assert exporter_cli.build_parser().parse_args([]).listen_address == "::"
     market_mock.add_passthru("http://127.0.0.1")
     market_mock.add_passthru("http://[::1]")
     with cli_serving("--port", "0") as srv:
@@ -427,7 +427,7 @@ def test_port_in_use_exits_1_with_one_line(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = cli.serve(parse_args(cli.build_parser(), [
+        code = exporter_cli.serve(parse_args(exporter_cli.build_parser(), [
             "--listen-address", address, "--port", str(port)]), threading.Event())
     assert code == 1
     err = capsys.readouterr().err
@@ -508,7 +508,7 @@ def test_bad_flags_exit_2_with_one_line(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
+        exporter_cli.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("binance-exporter: error:")
@@ -519,25 +519,25 @@ def test_bad_environment_exits_2_naming_the_variable(
 ) -> None:
     monkeypatch.setenv("BINANCE_TTL_SPREADS", "5")
     with pytest.raises(SystemExit) as exc:
-        cli.main([])
+        exporter_cli.main([])
     assert exc.value.code == 2
     assert capsys.readouterr().err == (
         "binance-exporter: error: argument --ttl-spreads: '5' is below the 10 s minimum TTL "
         "(from BINANCE_TTL_SPREADS)\n")
     # a flag wins over the variable, so the variable's bad value is then never an error...
-    assert cli.build_parser().parse_args(["--ttl-spreads", "15"]).ttl_spreads == 15
+    assert exporter_cli.build_parser().parse_args(["--ttl-spreads", "15"]).ttl_spreads == 15
     # ...and a bad flag is blamed on the flag alone
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["--ttl-spreads", "6"])
+        exporter_cli.build_parser().parse_args(["--ttl-spreads", "6"])
     assert "(from" not in capsys.readouterr().err
 
 
 def test_kubernetes_service_links_do_not_break_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Service named binance injects BINANCE_PORT=tcp://...; ours is BINANCE_LISTEN_PORT."""
     monkeypatch.setenv("BINANCE_PORT", "tcp://10.0.0.7:8080")
-    assert cli.build_parser().parse_args([]).port == 8080
+    assert exporter_cli.build_parser().parse_args([]).port == 8080
     monkeypatch.setenv("BINANCE_LISTEN_PORT", "9101")
-    assert cli.build_parser().parse_args([]).port == 9101
+    assert exporter_cli.build_parser().parse_args([]).port == 9101
     monkeypatch.setenv("BINANCE_LISTEN_PORT", "tcp://10.0.0.7:8080")
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args([])
+        exporter_cli.build_parser().parse_args([])

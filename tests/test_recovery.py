@@ -22,7 +22,7 @@ from binance_simulator.testkit import Simulator, running_simulator
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.market import Market, Settings
+from collector.refresh import Refresher, Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ class Exporter:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=2, retries=0, clock=self.clock,
                                wall=self.clock.wall)
-        self.market = Market(client, Settings(refresh_budget=8), clock=self.clock,
+        self.market = Refresher(client, Settings(refresh_budget=8), clock=self.clock,
                              wall=self.clock.wall)
         self.registry = CollectorRegistry()
         self.registry.register(BinanceCollector(self.market))

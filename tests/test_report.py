@@ -19,7 +19,7 @@ from standin import running_standin
 
 from collector import report
 from collector.binance import BinanceClient
-from collector.market import Market, Settings
+from collector.refresh import Refresher, Settings
 
 GOLDEN = Path(__file__).parent / "golden"
 BOOKS = ["ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
@@ -56,14 +56,14 @@ EXPECTED: dict[str, Any] = {
 
 
 @pytest.fixture
-def market(clock: FakeClock) -> Iterator[Market]:
-    m = Market(BinanceClient(clock=clock, sleep=clock.sleep), Settings(ttl_spreads=1),
+def market(clock: FakeClock) -> Iterator[Refresher]:
+    m = Refresher(BinanceClient(clock=clock, sleep=clock.sleep), Settings(ttl_spreads=1),
                clock=clock, wall=clock.wall)
     yield m
     m.close()
 
 
-def run(market: Market, clock: FakeClock, fmt: str, count: int) -> list[str]:
+def run(market: Refresher, clock: FakeClock, fmt: str, count: int) -> list[str]:
     out = io.StringIO()
     report.run(market, fmt=fmt, count=count, interval=10, out=out, sleep=clock.sleep, clock=clock)
     return out.getvalue().splitlines()
@@ -78,7 +78,7 @@ def test_plain_never_prints_exponents_or_float_noise() -> None:
     assert report.plain(None) is None
 
 
-def test_json_answers_are_exact(market_mock: responses.RequestsMock, market: Market,
+def test_json_answers_are_exact(market_mock: responses.RequestsMock, market: Refresher,
                                 clock: FakeClock) -> None:
     lines = run(market, clock, "json", 0)
     assert len(lines) == 1
@@ -87,7 +87,7 @@ def test_json_answers_are_exact(market_mock: responses.RequestsMock, market: Mar
 
 
 def test_json_ticks_have_time_spreads_and_deltas(market_mock: responses.RequestsMock,
-                                                 market: Market, clock: FakeClock) -> None:
+                                                 market: Refresher, clock: FakeClock) -> None:
     lines = run(market, clock, "json", 3)
     ticks = [json.loads(line) for line in lines[1:]]
     assert [t["time"] for t in ticks] == [
@@ -100,7 +100,7 @@ def test_json_ticks_have_time_spreads_and_deltas(market_mock: responses.Requests
 
 
 def test_text_report_matches_the_golden_file(market_mock: responses.RequestsMock,
-                                             market: Market, clock: FakeClock) -> None:
+                                             market: Refresher, clock: FakeClock) -> None:
     """Regenerate with: BINANCE_REGENERATE=1 pytest tests/test_report.py (then review the diff)."""
     text = "\n".join(run(market, clock, "text", 2)) + "\n"
     golden = GOLDEN / "report.txt"
@@ -110,7 +110,7 @@ def test_text_report_matches_the_golden_file(market_mock: responses.RequestsMock
     del market_mock
 
 
-def test_text_marks_an_unavailable_spread(market: Market, clock: FakeClock) -> None:
+def test_text_marks_an_unavailable_spread(market: Refresher, clock: FakeClock) -> None:
     tops = load("book_ticker.json")
     tops[1]["askPrice"] = "0.00000000"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -13,14 +13,14 @@ from conftest import FakeClock, calls_to, depth_callback, load, register_market
 
 from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
-from collector.market import Market, Settings, peak_weight_per_minute
+from collector.refresh import Refresher, Settings, peak_weight_per_minute
 from binance_simulator.weights import request_weight as simulated_weight
 
 
 @pytest.fixture
-def market(clock: FakeClock) -> Iterator[Market]:
+def market(clock: FakeClock) -> Iterator[Refresher]:
     client = BinanceClient(clock=clock, sleep=clock.sleep, retries=0)
-    m = Market(client, Settings(), clock=clock, wall=clock.wall)
+    m = Refresher(client, Settings(), clock=clock, wall=clock.wall)
     yield m
     m.close()
 
@@ -32,7 +32,7 @@ def bump(book_ticker: list[dict[str, str]], symbol: str, ask: str) -> None:
 
 
 def test_first_snapshot_answers_q1_to_q4(
-    market_mock: responses.RequestsMock, market: Market
+    market_mock: responses.RequestsMock, market: Refresher
 ) -> None:
     snap = market.snapshot()
     assert snap.errors() == []
@@ -58,7 +58,7 @@ def test_first_snapshot_answers_q1_to_q4(
     assert calls_to(market_mock, "/bookTicker") == 1
 
 
-def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, market: Market,
+def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, market: Refresher,
                                            clock: FakeClock) -> None:
     market.snapshot()
     clock.advance(10)
@@ -75,7 +75,7 @@ def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, m
     assert calls_to(market_mock, "/exchangeInfo") == 1
 
 
-def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Market) -> None:
+def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Refresher) -> None:
     book_ticker = load("book_ticker.json")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, book_ticker=book_ticker)
@@ -103,7 +103,7 @@ def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Market)
 
 
 def test_failed_rankings_keep_books_and_spreads_on_the_last_symbols(
-    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
 ) -> None:
     market.snapshot()
     market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", status=500)
@@ -116,7 +116,7 @@ def test_failed_rankings_keep_books_and_spreads_on_the_last_symbols(
 
 
 def test_without_any_ranking_books_and_spreads_fail_without_calls(
-    market: Market, clock: FakeClock
+    market: Refresher, clock: FakeClock
 ) -> None:
     with responses.RequestsMock() as mock:
         mock.get("https://api.binance.com/api/v3/exchangeInfo", json=load("exchange_info.json"))
@@ -146,7 +146,7 @@ def test_every_call_of_a_scrape_shares_the_refresh_budget(
 ) -> None:
     """So that a scrape, retries included, ends inside Prometheus' scrape timeout."""
     client = SpyClient(clock)
-    m = Market(client, Settings(refresh_budget=8), clock=clock, wall=clock.wall)
+    m = Refresher(client, Settings(refresh_budget=8), clock=clock, wall=clock.wall)
     m.snapshot()
     m.close()
     assert client.deadlines == [clock.now + 8] * 8  # exchangeInfo, ticker, 5 books, bookTicker
@@ -154,7 +154,7 @@ def test_every_call_of_a_scrape_shares_the_refresh_budget(
 
 
 def test_a_new_ranking_does_not_refresh_spreads_inside_their_ttl(
-    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
 ) -> None:
     """Binance is asked for spreads at most every 10 s, whatever the ranking does."""
     market.snapshot()
@@ -177,7 +177,7 @@ def test_a_new_ranking_does_not_refresh_spreads_inside_their_ttl(
 
 
 def test_a_failed_exchange_info_refresh_keeps_rankings_on_the_last_good_one(
-    market_mock: responses.RequestsMock, market: Market, clock: FakeClock
+    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
 ) -> None:
     """exchangeInfo only says which quote asset and status a symbol has: metadata, not data."""
     market.snapshot()
@@ -210,7 +210,7 @@ def test_the_clients_depth_weights_agree_with_the_simulators() -> None:
                                                        {"limit": [str(limit)]}), limit
 
 
-def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(market: Market) -> None:
+def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(market: Refresher) -> None:
     """One depth call failing fast must not end the refresh while the other four are still
     in flight: their requests would then be sent and counted behind the scrape's back (a
     rate-limit test once saw a request 'during' a cool-down that way)."""

@@ -1,6 +1,6 @@
 """The refresh layer: which upstream calls answer Q1–Q5, when, and with what delta.
 
-:class:`Market` wires the Binance client to the pure answers through four
+:class:`Refresher` wires the Binance client to the pure answers through four
 cached groups, each with its own TTL:
 
 ========== ======================================= ======= ==========
@@ -69,7 +69,7 @@ class Settings:  # pylint: disable=too-many-instance-attributes
 
 
 def peak_weight_per_minute(settings: Settings) -> int:
-    """The most request weight a healthy Market can spend in one minute.
+    """The most request weight a healthy Refresher can spend in one minute.
 
     Binance counts weight per minute, so a refresh costs its whole weight in the
     minute it happens, however long its TTL. The worst minute is the first: every
@@ -164,7 +164,7 @@ class _Pending:
         return self._value
 
 
-class Market:  # pylint: disable=too-many-instance-attributes
+class Refresher:  # pylint: disable=too-many-instance-attributes
     """Cached, single-flight access to the answers (see module docstring)."""
 
     def __init__(

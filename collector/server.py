@@ -20,7 +20,7 @@ from aiohttp import web
 from collector import __version__
 from collector.exposition import Body, Exposition, Request as Wanted
 
-log = logging.getLogger("collector.http")
+log = logging.getLogger("collector.server")
 
 SHUTDOWN_GRACE = 3.0  # seconds a request in flight gets to finish on stop()
 BACKLOG = 128  # a burst of scrapers must not overflow the listen queue (1 s SYN retries)

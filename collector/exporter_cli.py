@@ -33,10 +33,10 @@ from collector.config import (
 )
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition
-from collector.http import MetricsServer
-from collector.market import Market, Settings, peak_weight_per_minute
+from collector.server import MetricsServer
+from collector.refresh import Refresher, Settings, peak_weight_per_minute
 
-log = logging.getLogger("collector.cli")
+log = logging.getLogger("collector.exporter_cli")
 
 
 def port(text: str) -> int:
@@ -94,9 +94,9 @@ def exporter_settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def build(args: argparse.Namespace) -> tuple[Market, Exposition]:
+def build(args: argparse.Namespace) -> tuple[Refresher, Exposition]:
     """The market and the exposition of its collector (no global registry involved)."""
-    market = Market(make_client(args), exporter_settings(args))
+    market = Refresher(make_client(args), exporter_settings(args))
     return market, Exposition(BinanceCollector(market))
 
 
