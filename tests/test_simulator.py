@@ -9,8 +9,11 @@ drives the real ``binance-simulator`` console script through
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -901,33 +904,37 @@ def test_watch_parent_stops_when_the_parent_changes() -> None:
     assert stop.is_set()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+class _FirstLine(io.StringIO):
+    """A stdout that signals once a whole line has been written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if "\n" in self.getvalue():
+            self.ready.set()
+        return written
 
 
-def test_main_serves_until_shutdown(capsys: pytest.CaptureFixture[str]) -> None:
-    """main prints the address line and returns 0 after a shutdown call."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+def test_main_serves_until_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main binds port 0, prints the address it bound, and returns 0 after a shutdown call."""
+    out = _FirstLine()
+    monkeypatch.setattr(sys, "stdout", out)
 
     def drive() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if call(url, "/api/v3/ping").status == 200:
-                    call(url, "/_sim/shutdown", "POST")
-                    return
-            except OSError:
-                time.sleep(0.02)
+        if out.ready.wait(10):
+            url = out.getvalue().split()[-1]
+            assert call(url, "/api/v3/ping").status == 200
+            call(url, "/_sim/shutdown", "POST")
 
     driver = threading.Thread(target=drive)
     driver.start()
-    assert cli.main(["--port", str(port), "--exit-with-parent"]) == 0
+    assert cli.main(["--port", "0", "--exit-with-parent"]) == 0
     driver.join()
-    assert capsys.readouterr().out == f"binance-simulator listening on {url}\n"
+    assert re.fullmatch(r"binance-simulator listening on http://127\.0\.0\.1:\d+\n",
+                        out.getvalue())
 
 
 def test_main_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
