@@ -31,10 +31,10 @@ test: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95 $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/pylint collector
+	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
 	$(BIN)/pylint tools/soak.py bench
-	$(BIN)/mypy collector
+	$(BIN)/mypy collector binance_simulator
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/docker-compose config -q
 

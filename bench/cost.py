@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binance_simulator.testkit import Process, Simulator
+from binance_simulator.testkit import Process, SimulatorProcess
 
 from bench.common import memory_kb
 from bench.figures import Figure
-from bench.procs import exporter, reset_sim_stats, scrape, sim_stats, simulator
+from bench.procs import exporter, scrape, simulator
 
 SECTION = "2"
 LIMIT = 300.0  # weight per minute
@@ -45,7 +45,7 @@ class Run:  # pylint: disable=too-many-instance-attributes
     """One scenario's processes and what was seen."""
 
     scenario: Scenario
-    sim: Simulator
+    sim: SimulatorProcess
     exporter: Process
     weights: list[int] = field(default_factory=list)  # cumulative, at each minute mark
     scrapes: Counter[str] = field(default_factory=Counter)  # by HTTP status
@@ -69,7 +69,7 @@ def measure(scratch: Path, latency_ms: int, minutes: int) -> tuple[list[Figure],
             runs.append(Run(scenario, sim, served))
         _drive(runs, minutes)
         for run in runs:
-            run.stats = sim_stats(run.sim)
+            run.stats = run.sim.stats()
             run.memory = memory_kb(run.exporter.pid)
     return _figures(runs, minutes), _details(runs)
 
@@ -77,7 +77,7 @@ def measure(scratch: Path, latency_ms: int, minutes: int) -> tuple[list[Figure],
 def _drive(runs: list[Run], minutes: int) -> None:
     """Scrape on schedule for ``minutes``, reading the weight at every minute mark."""
     for run in runs:
-        reset_sim_stats(run.sim)
+        run.sim.reset_stats()
     start = time.monotonic()
     end = start + 60 * minutes
     threads = [
@@ -92,7 +92,7 @@ def _drive(runs: list[Run], minutes: int) -> None:
             for thread in threads:
                 thread.join(timeout=30)
         for run in runs:
-            run.weights.append(int(sim_stats(run.sim)["weight_total"]))
+            run.weights.append(int(run.sim.stats()["weight_total"]))
 
 
 def _scraper(run: Run, first: float, end: float) -> None:

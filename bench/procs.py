@@ -11,20 +11,24 @@ import http.client
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 from urllib.parse import urlsplit
 
-from binance_simulator.testkit import Process, Simulator, running_exporter, running_simulator
+from binance_simulator.testkit import (
+    Process,
+    SimulatorProcess,
+    running_exporter,
+    running_simulator,
+)
 
 from bench.common import BenchError
 
 HTTP_TIMEOUT = 15.0
 NO_RATE_LIMIT = ("--weight-limit", "100000000")  # simulator flags
-Service = Process
 
 
 @contextmanager
-def simulator(scratch: Path, name: str, *args: str) -> Iterator[Simulator]:
+def simulator(scratch: Path, name: str, *args: str) -> Iterator[SimulatorProcess]:
     """``binance-simulator`` with ``args``, e.g. ``--latency-ms 50``, until the block ends."""
     try:
         with running_simulator(*args, logs=scratch, name=f"simulator-{name}") as sim:
@@ -41,16 +45,6 @@ def exporter(scratch: Path, name: str, upstream: str, *args: str) -> Iterator[Pr
             yield served
     except RuntimeError as exc:
         raise BenchError(str(exc)) from None
-
-
-def sim_stats(sim: Simulator) -> dict[str, Any]:
-    """The simulator's own accounting (``GET /_sim/stats``)."""
-    return sim.stats()
-
-
-def reset_sim_stats(sim: Simulator) -> None:
-    """Zero the simulator's counters and lift any rate limit."""
-    sim.reset_stats()
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, float, bytes]:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from bench import loadgen
 from bench.common import BenchError, listen_overflows, median, percentile
 from bench.figures import Figure
-from bench.procs import exporter, scrape, sim_stats, simulator
+from bench.procs import exporter, scrape, simulator
 
 SECTION = "3"
 TARGETS_MS = {10: 5.0, 50: 25.0}
@@ -54,11 +54,11 @@ def measure(scratch: Path, levels: tuple[int, ...], runs: int, seconds: float
     with simulator(scratch, "scrape") as sim, exporter(scratch, "scrape", sim.url,
                                                        *CACHE_ONLY) as served:
         _warm_up(served.url)
-        before = sim_stats(sim)["requests_total"]
+        before = sim.stats()["requests_total"]
         results = {(clients, encoding): [
             _counting_overflows(tool, served.url, clients, seconds, encoding)
             for _ in range(runs)] for encoding in ENCODINGS for clients in levels}
-        upstream = sim_stats(sim)["requests_total"] - before
+        upstream = sim.stats()["requests_total"] - before
     figures = []
     for (clients, encoding), windows in results.items():
         figures += _figures(clients, encoding, windows)

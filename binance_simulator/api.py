@@ -217,7 +217,8 @@ class Api:
         symbol, symbols = self._selection(params, self.market.has_symbol, faults)
         status = status_param(params, STATUSES)
         if status is not None and symbol is not None and self.market.status(symbol) != status:
-            raise ErrorAnswer(-1220, "The symbol's status does not match the requested symbolStatus.")
+            raise ErrorAnswer(
+                -1220, "The symbol's status does not match the requested symbolStatus.")
         step = self.market.step()
 
         def view(book: Book) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The test kit shared by ``tests/``, ``bench/`` and ``tools/``: real processes on loopback.
 
-* :func:`running_simulator` starts ``binance-simulator`` and yields a :class:`Simulator`,
-  whose methods are the ``/_sim`` control API (faults, stats);
-* :func:`running_exporter` starts ``binance-exporter`` and yields its base URL;
+* :func:`running_simulator` starts ``binance-simulator`` and yields a
+  :class:`SimulatorProcess`, which is also its :class:`SimulatorControl`: the ``/_sim``
+  control API (faults, stats), usable alone for a simulator served in a thread;
+* :func:`running_exporter` starts ``binance-exporter`` and yields it with its base URL;
+* :func:`popen` runs any other command (a report, a Prometheus) until the block ends;
 * :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests.
 
 Both processes listen on ``127.0.0.1`` port 0: the port they bound is read back from
@@ -82,8 +84,13 @@ class Process:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-class Simulator(Process):
-    """A running ``binance-simulator`` and its control API (neither counted nor limited)."""
+class SimulatorControl:
+    """The ``/_sim`` control API of the simulator at ``url`` (neither counted nor limited)."""
+
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def control(self, method: str, path: str, payload: Any = None) -> Any:
         """Call a ``/_sim/`` endpoint; its decoded JSON answer, ValueError on a 4xx/5xx."""
@@ -116,15 +123,30 @@ class Simulator(Process):
         self.control("DELETE", "/_sim/faults")
 
 
+@dataclass(frozen=True)
+class SimulatorProcess(Process, SimulatorControl):
+    """A running ``binance-simulator``: the process, and its control API."""
+
+
+@contextmanager
+def popen(command: list[str], **options: Any) -> Iterator[subprocess.Popen[Any]]:
+    """``subprocess.Popen(command, **options)`` until the block ends, however it ends."""
+    process = subprocess.Popen(command, **options)  # pylint: disable=consider-using-with
+    try:
+        yield process
+    finally:
+        stop(process)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
 @contextmanager
 def started(command: list[str], ready: re.Pattern[str], log: Path) -> Iterator[Process]:
     """Run ``command`` until the block ends; ``ready`` finds its URL in its output."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
+    with log.open("wb") as output, popen(command, stdout=output,
+                                         stderr=subprocess.STDOUT) as process:
         yield Process(_wait_for_url(process, ready, log), process, log)
-    finally:
-        stop(process)
 
 
 def stop(process: subprocess.Popen[Any]) -> int:
@@ -163,12 +185,14 @@ def _log_in(directory: Path | None, name: str) -> Iterator[Path]:
 
 @contextmanager
 def running_simulator(*args: str, logs: Path | None = None,
-                      name: str = "simulator") -> Iterator[Simulator]:
+                      name: str = "simulator") -> Iterator[SimulatorProcess]:
     """``binance-simulator --port 0 --exit-with-parent *args`` until the block ends."""
     command = [str(BIN / "binance-simulator"), "--host", "127.0.0.1", "--port", "0",
                "--exit-with-parent", *args]
-    with _log_in(logs, name) as log, started(command, SIMULATOR_READY, log) as running:
-        yield Simulator(running.url, running.process, running.log)
+    # the caller's with-block exits these (pylint cannot tell a generator is always closed)
+    with _log_in(logs, name) as log, \
+            started(command, SIMULATOR_READY, log) as running:  # pylint: disable=contextmanager-generator-missing-cleanup
+        yield SimulatorProcess(running.url, running.process, running.log)
 
 
 @contextmanager
@@ -178,5 +202,6 @@ def running_exporter(upstream: str, *args: str, logs: Path | None = None,
     its base URL (``http://127.0.0.1:PORT``), read from its own start-up log line."""
     command = [str(BIN / "binance-exporter"), "--base-url", upstream, "--listen-address",
                "127.0.0.1", "--port", "0", "--log-level", "info", *args]
-    with _log_in(logs, name) as log, started(command, EXPORTER_READY, log) as running:
+    with _log_in(logs, name) as log, \
+            started(command, EXPORTER_READY, log) as running:  # pylint: disable=contextmanager-generator-missing-cleanup
         yield running

@@ -43,6 +43,7 @@ from urllib3.exceptions import (
     IncompleteRead,
     NameResolutionError,
     NewConnectionError,
+    ReadTimeoutError,
 )
 
 from collector import models
@@ -177,10 +178,17 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
 
     def get(self, endpoint: str, params: Mapping[str, Any], deadline: float | None = None) -> Any:
         """GET ``endpoint`` and return its decoded JSON, or raise a ``BinanceError``."""
-        attempt = 0
+        attempt, result = 0, None
         while True:
             self._check_cool_down(endpoint)
-            result = self._attempt(endpoint, params, deadline)
+            try:
+                result = self._attempt(endpoint, params, deadline)
+            except NotAttempted:
+                if not isinstance(result, _Failure):
+                    raise  # nothing was sent at all
+                # earlier attempts were sent: this is their failure, not "nothing sent"
+                raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)",
+                                          unreachable=result.no_connection) from None
             if not isinstance(result, _Failure):
                 return result
             attempt += 1
@@ -213,6 +221,10 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
                 if last:
                     raise
                 result = _Failure("HTTP 451", no_connection=True)
+            except NotAttempted:  # no time left for the next base URL
+                if offset == 0:
+                    raise
+                return result  # the failure of the ones tried
             if not (isinstance(result, _Failure) and result.no_connection):
                 return result
             with self._lock:
@@ -263,8 +275,10 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             retry_after = _retry_after(response)
             if retry_after is None and status == 403:  # the WAF rarely says: back off harder
                 with self._lock:
-                    self._waf_cool_down = min(MAX_WAF_COOL_DOWN,
-                                              2 * self._waf_cool_down or DEFAULT_COOL_DOWN)
+                    # double once per cool-down, not once per parallel answer inside it
+                    if self._clock() >= self._cool_down_until:
+                        self._waf_cool_down = min(MAX_WAF_COOL_DOWN,
+                                                  2 * self._waf_cool_down or DEFAULT_COOL_DOWN)
                     retry_after = self._waf_cool_down
             if retry_after is None:
                 retry_after = DEFAULT_COOL_DOWN
@@ -329,7 +343,7 @@ def _failure_of(exc: requests.RequestException, base: str, timeout: float) -> _F
                         no_connection=True)
     if isinstance(exc, requests.ConnectTimeout) or _has(causes, ConnectTimeoutError):
         return _Failure(f"connection to {base} failed: connect timed out", no_connection=True)
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, requests.Timeout) or _has(causes, ReadTimeoutError):  # mid-body too
         return _Failure(f"timed out after {timeout:.1f} s")
     if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         return _Failure(f"connection to {base} failed: {_describe(exc, causes)}")

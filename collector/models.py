@@ -166,23 +166,19 @@ def parse_weight_limit(payload: Any) -> int | None:
 
     Called on a payload ``parse_exchange_info`` accepted. A limit over N minutes
     counts as limit / N (rounded down); limits over seconds or days are not ours
-    to budget (the product spends per minute) and are ignored.
+    to budget (the product spends per minute). The figure only informs (a metric, a
+    warning), so a malformed entry is skipped rather than failing the symbols with it.
     """
-    fields = _Fields(EXCHANGE_INFO)
-    raw = fields.obj(payload, "").get("rateLimits")
-    if raw is None:
-        return None
+    raw = payload.get("rateLimits") if isinstance(payload, dict) else None
     limits = []
-    for index, entry in enumerate(fields.array(raw, "rateLimits")):
-        path = f"rateLimits[{index}]"
-        entry = fields.obj(entry, path)
-        if entry.get("rateLimitType") != "REQUEST_WEIGHT" or entry.get("interval") != "MINUTE":
+    for entry in raw if isinstance(raw, list) else ():
+        if not isinstance(entry, dict) or entry.get("rateLimitType") != "REQUEST_WEIGHT" \
+                or entry.get("interval") != "MINUTE":
             continue
-        minutes = fields.count(entry, "intervalNum", path)
-        limit = fields.count(entry, "limit", path)
-        if minutes == 0 or limit < minutes:
-            raise fields.fail(f"{path}.limit", f"out of range: {limit} per {minutes} minutes")
-        limits.append(limit // minutes)
+        minutes, limit = entry.get("intervalNum"), entry.get("limit")
+        if isinstance(minutes, int) and isinstance(limit, int) and 0 < minutes <= limit \
+                and not isinstance(minutes, bool) and not isinstance(limit, bool):
+            limits.append(limit // minutes)
     return min(limits) if limits else None
 
 

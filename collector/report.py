@@ -188,22 +188,23 @@ def run(  # pylint: disable=too-many-arguments
     """
     sleep = sleep or time.sleep
     snapshot = market.snapshot()
-    s = market.settings
     if fmt == "json":  # symbols may be any Unicode: printed as they are
         print(json.dumps(answers_json(snapshot), ensure_ascii=False), file=out, flush=True)
     else:
-        print(answers_text(snapshot, s.rank_by, s.depth_levels), file=out, flush=True)
+        print(answers_text(snapshot, market.settings.rank_by, market.settings.depth_levels),
+              file=out, flush=True)
         if count != 0:
             print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
                   file=out, flush=True)
-    tick, all_ok, hinted = 0, True, False
+    printed, slot, all_ok, hinted = 0, 0, True, False
     started = clock()
     outcome: Outcome[Spreads] = snapshot.spreads
-    while count is None or tick < count:
-        if tick:  # the first tick reuses Q4's observation; later ones ask again
-            sleep(max(0.0, started + tick * interval - clock()))
+    while count is None or printed < count:
+        if printed:  # the first tick reuses Q4's observation; later ones ask again
+            slot = _next_slot(slot, (clock() - started) / interval)
+            sleep(max(0.0, started + slot * interval - clock()))
             outcome = market.refresh_spreads()
-        tick += 1
+        printed += 1
         print(tick_line(outcome, fmt, wall()), file=out, flush=True)
         all_ok = all_ok and outcome.error is None
         if outcome.error is None or not outcome.error.hint:
@@ -212,6 +213,13 @@ def run(  # pylint: disable=too-many-arguments
             hinted = True
             print(f"binance-report: {outcome.error.hint}", file=sys.stderr, flush=True)
     return all_ok
+
+
+def _next_slot(slot: int, elapsed: float) -> int:
+    """The next tick on the interval's grid, ``elapsed`` intervals after the start: slots
+    already gone by (a slow tick, a suspended machine) are skipped, not caught up in a burst
+    of requests."""
+    return max(slot + 1, math.ceil(elapsed))
 
 
 def tick_line(outcome: Outcome[Spreads], fmt: str, now: float) -> str:

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from binance_simulator.testkit import popen
+
 BIN = Path(sys.executable).parent
 
 
@@ -57,21 +59,6 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 3
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not come up within {seconds} s")
-
-
-@contextmanager
-def stopped_at_exit(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
-    """Terminate and reap ``process`` when the block ends, however it ends."""
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 class Lines:
@@ -140,7 +127,7 @@ def running_prometheus(target: str, scrape_interval: str = "1s") -> Iterator[Pro
         port = free_port()
         command = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-        with stopped_at_exit(subprocess.Popen(command, stderr=subprocess.DEVNULL)) as process:
+        with popen(command, stderr=subprocess.DEVNULL) as process:
             url = f"http://127.0.0.1:{port}"
             wait_until_up(url + "/-/ready", process)
             yield Prometheus(url)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
+from urllib3.exceptions import ReadTimeoutError
 from conftest import BASE, FakeClock, calls_to, connection_error, load
 
 from collector import binance
@@ -188,10 +191,10 @@ def test_the_weight_limit_comes_from_exchange_info(clock: FakeClock) -> None:
     client.exchange_info()
     assert client.weight_limit == 1200
     info["rateLimits"] = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                           "intervalNum": 1, "limit": "6000"}]
+                           "intervalNum": 1, "limit": "6000"}, "junk"]
     responses.replace(responses.GET, f"{BASE}/api/v3/exchangeInfo", json=info)
-    with pytest.raises(BadResponse, match=r"field rateLimits\[0\]\.limit"):
-        client.exchange_info()
+    assert "ETHBTC" in client.exchange_info()  # an informative figure never fails the symbols
+    assert client.weight_limit == 1200
 
 
 @responses.activate
@@ -381,3 +384,49 @@ def test_a_4xx_whose_body_breaks_off_still_gives_a_reason() -> None:
     response = BrokenBody()
     response.status_code, response.reason = 400, "Bad Request"
     assert binance._binance_error(response) == (None, "Bad Request")  # pylint: disable=W0212
+
+
+def test_a_real_refused_connection_is_told_by_type() -> None:
+    """A loopback port bound but not listening refuses: no hand-built exception involved."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # held, not listening: nobody else can take it
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        with pytest.raises(UpstreamUnavailable) as err:
+            BinanceClient([url], retries=0).tickers_24h()
+    assert err.value.reason == f"connection to {url} failed: connection refused (after 1 attempts)"
+    assert err.value.unreachable
+
+
+def test_a_fallback_with_no_time_left_reports_what_was_sent(clock: FakeClock) -> None:
+    """The first base URL used the whole budget on a connect timeout: that failure is the
+    answer (unreachable, with its hint), not "nothing sent"."""
+    def slow_connect(_: Any) -> Any:
+        clock.advance(3)
+        raise requests.ConnectTimeout("connect timed out")
+
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, TICKER, callback=slow_connect)
+        client = client_for(clock, retries=0, base_urls=(BASE, "https://b.example"))
+        with pytest.raises(UpstreamUnavailable) as err:
+            client.get("/api/v3/ticker/24hr", {}, deadline=clock() + 3)
+    assert err.value.unreachable and "connect timed out" in err.value.reason
+
+
+@responses.activate
+def test_parallel_403s_double_the_cool_down_once(clock: FakeClock) -> None:
+    """Five depth calls answered 403 together are one WAF block, not five: 60 s, not 600."""
+    responses.get(TICKER, status=403)
+    client = client_for(clock)
+    answer = requests.get(TICKER, timeout=1)
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            client._raise_for_status("/api/v3/depth", answer, BASE)  # pylint: disable=protected-access
+    assert client.cool_down_remaining() == 60
+
+
+@responses.activate
+def test_a_read_timeout_in_the_middle_of_the_body_is_a_timeout(clock: FakeClock) -> None:
+    responses.get(TICKER, body=requests.ConnectionError(
+        ReadTimeoutError(None, "/", "Read timed out.")))  # type: ignore[arg-type]
+    with pytest.raises(UpstreamUnavailable, match=r"timed out after 3\.0 s \(after 1 attempts\)"):
+        client_for(clock, retries=0).tickers_24h()

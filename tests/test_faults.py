@@ -24,7 +24,7 @@ import pytest
 from conftest import FAULT_MATRIX, FakeClock
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from binance_simulator.testkit import Simulator, running_simulator
+from binance_simulator.testkit import SimulatorProcess, running_simulator
 
 from collector import report
 from collector.binance import BinanceClient
@@ -126,7 +126,7 @@ CASES = [(name, spec, group, expect) for name, spec, groups in FAULTS
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
+def sim() -> Iterator[SimulatorProcess]:
     """One simulator for the matrix; prices frozen (one step a day) so values can be compared."""
     with running_simulator("--step-seconds", "86400", "--seed", "3") as handle:
         yield handle
@@ -135,7 +135,7 @@ def sim() -> Iterator[Simulator]:
 class Scraper:
     """An exporter in this process (fake clock, real HTTP both ways) over the simulator."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatorProcess) -> None:
         self.sim = sim
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=0.5, retries=1, backoff=0.05,
@@ -165,7 +165,7 @@ class Scraper:
 
 
 @pytest.fixture
-def scraper(sim: Simulator) -> Iterator[Scraper]:
+def scraper(sim: SimulatorProcess) -> Iterator[Scraper]:
     sim.clear_faults()
     sim.reset_stats()
     s = Scraper(sim)
@@ -178,13 +178,13 @@ def symbols_of(samples: dict[str, dict[Any, float]], name: str) -> set[str]:
     return {dict(labels)["symbol"] for labels in samples.get(name, {})}
 
 
-def fetch(sim: Simulator, path: str, **params: str) -> Any:
+def fetch(sim: SimulatorProcess, path: str, **params: str) -> Any:
     query = urllib.parse.urlencode(params)
     with urllib.request.urlopen(f"{sim.url}{path}?{query}", timeout=10) as answer:
         return json.load(answer)
 
 
-def assert_values_are_the_simulators(sim: Simulator,
+def assert_values_are_the_simulators(sim: SimulatorProcess,
                                      samples: dict[str, dict[Any, float]]) -> None:
     """After recovery: spreads and notionals equal what the simulator serves now."""
     spreads = {dict(k)["symbol"]: v for k, v in samples["binance_price_spread"].items()}
@@ -230,7 +230,7 @@ def assert_outcome(expect: Expect, group: str, baseline: dict[str, Any],
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Scraper,
-                      sim: Simulator) -> None:
+                      sim: SimulatorProcess) -> None:
     name, spec, group, expect = case
     scraper.scrape()
     scraper.clock.advance(10)
@@ -266,7 +266,7 @@ def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Sc
     FAULT_MATRIX.append((name, group, expect.describe()))
 
 
-def test_connection_refused_fails_every_group_and_recovers(sim: Simulator) -> None:
+def test_connection_refused_fails_every_group_and_recovers(sim: SimulatorProcess) -> None:
     """Nothing listens at the base URL: all groups fail, /metrics still answers."""
     clock = FakeClock()
     client = BinanceClient(["http://127.0.0.1:9"], timeout=0.5, retries=1, backoff=0.05,
@@ -293,7 +293,7 @@ REPORT_FAULTS = [spec for name, spec, groups in FAULTS
 @pytest.mark.parametrize("spec", REPORT_FAULTS, ids=[s["name"] + str(s.get("status", ""))
                                                      for s in REPORT_FAULTS])
 def test_report_exits_1_with_one_line_for_each_fault(
-    spec: dict[str, Any], sim: Simulator, capsys: pytest.CaptureFixture[str]
+    spec: dict[str, Any], sim: SimulatorProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sim.clear_faults()
     sim.reset_stats()

@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -23,6 +21,8 @@ import pytest
 import responses
 from conftest import FakeClock
 from standin import running_standin
+
+from binance_simulator.testkit import running_exporter
 
 from collector import exporter_cli
 from collector.binance import BinanceClient
@@ -438,62 +438,40 @@ def test_port_in_use_exits_1_with_one_line(
 # -- the process -------------------------------------------------------------------
 
 
-def listening_port(process: subprocess.Popen[str]) -> int:
-    """The port of the exporter's "listening on" log line (it was given --port 0)."""
-    assert process.stderr is not None
-    for line in process.stderr:  # ends when the process does
-        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/metrics", line)
-        if found:
-            return int(found.group(1))
-    raise AssertionError(f"the exporter exited ({process.wait()}) before listening")
-
-
-@contextmanager
-def exporter_process(upstream: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """``binance-exporter`` on 127.0.0.1, port 0, against ``upstream``: (process, port)."""
-    with subprocess.Popen(
-        [str(EXPORTER), "--listen-address", "127.0.0.1", "--port", "0", "--base-url", upstream],
-        stderr=subprocess.PIPE, text=True,
-    ) as process:
-        try:
-            yield process, listening_port(process)
-        finally:
-            if process.poll() is None:  # pragma: no cover - only when the test failed
-                process.kill()
-
-
 def test_the_exporter_process_is_lazy_serves_metrics_and_stops_on_sigterm() -> None:
-    with running_standin() as upstream, exporter_process(upstream.url) as (process, port):
-        assert get(f"http://127.0.0.1:{port}/")[0] == 200
+    with running_standin() as upstream, running_exporter(upstream.url) as served:
+        port = int(served.url.rsplit(":", 1)[1])
+        assert get(f"{served.url}/")[0] == 200
         assert not upstream.paths  # started, answered the landing page, no upstream call
-        status, _, body = get(f"http://127.0.0.1:{port}/metrics")
+        status, _, body = get(f"{served.url}/metrics")
         assert status == 200 and b"binance_up 1.0" in body
         assert sorted(set(upstream.paths)) == [
             "/api/v3/depth", "/api/v3/exchangeInfo", "/api/v3/ticker/24hr",
             "/api/v3/ticker/bookTicker"]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        stderr = process.stderr.read() if process.stderr else ""
-    assert "spreads: FLOKIUSDT=0.00000001 (delta -)" in stderr
-    assert "SIGTERM, shutting down" in stderr
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=15) == 0
+        log = served.output()
+    assert "spreads: FLOKIUSDT=0.00000001 (delta -)" in log
+    assert "SIGTERM, shutting down" in log
     assert_port_free(port)
 
 
 def test_sigterm_gives_a_scrape_in_flight_its_grace_then_exits_0() -> None:
     """The scrape waits on a refresh held open upstream: SIGTERM closes it after the grace
     (3 s), not after the refresh; the process then exits 0 and frees the port."""
-    with running_standin() as upstream, exporter_process(upstream.url) as (process, port):
+    with running_standin() as upstream, running_exporter(upstream.url) as served:
+        port = int(served.url.rsplit(":", 1)[1])
         upstream.holding = True
-        waiting, outcome = scrape_in_thread(f"http://127.0.0.1:{port}/metrics")
+        waiting, outcome = scrape_in_thread(f"{served.url}/metrics")
         assert upstream.entered.wait(10)
-        process.send_signal(signal.SIGTERM)
+        served.process.send_signal(signal.SIGTERM)
         waiting.join(20)
         assert outcome == [http.client.RemoteDisconnected]
         assert not upstream.release.is_set()  # closed while the refresh was still held
         upstream.release.set()
-        assert process.wait(timeout=20) == 0
-        stderr = process.stderr.read() if process.stderr else ""
-    assert "SIGTERM, shutting down" in stderr and "Traceback" not in stderr
+        assert served.process.wait(timeout=20) == 0
+        log = served.output()
+    assert "SIGTERM, shutting down" in log and "Traceback" not in log
     assert_port_free(port)
 
 

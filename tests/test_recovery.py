@@ -8,6 +8,7 @@ was, and was not, sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -15,10 +16,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from conftest import FakeClock
-from e2e_support import BIN, Lines, stopped_at_exit
+from e2e_support import BIN, Lines
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from binance_simulator.testkit import Simulator, running_simulator
+from binance_simulator.testkit import SimulatorProcess, popen, running_simulator
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
@@ -30,7 +31,7 @@ UNICODE = "币安人生USDT"  # third in the simulator's Q2 (tools/trim_simulato
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
+def sim() -> Iterator[SimulatorProcess]:
     # the fake clock puts hours of requests into a few real seconds: the simulator's own
     # per-minute weight limit (real time) must not be what the tests measure
     with running_simulator("--seed", "11", "--weight-limit", "10000000") as handle:
@@ -40,12 +41,12 @@ def sim() -> Iterator[Simulator]:
 class Exporter:
     """A collector over the simulator on a fake clock; scrape() is one Prometheus scrape."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatorProcess, settings: Settings = Settings()) -> None:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=2, retries=0, clock=self.clock,
                                wall=self.clock.wall)
-        self.market = Refresher(client, Settings(refresh_budget=8), clock=self.clock,
-                             wall=self.clock.wall)
+        self.market = Refresher(client, dataclasses.replace(settings, refresh_budget=8),
+                                clock=self.clock, wall=self.clock.wall)
         self.registry = CollectorRegistry()
         self.registry.register(BinanceCollector(self.market))
 
@@ -62,7 +63,7 @@ class Exporter:
 
 
 @pytest.fixture
-def exporter(sim: Simulator) -> Iterator[Exporter]:
+def exporter(sim: SimulatorProcess) -> Iterator[Exporter]:
     sim.clear_faults()
     sim.reset_stats()
     e = Exporter(sim)
@@ -76,7 +77,7 @@ def spreads_of(samples: dict[str, Any]) -> set[str]:
 
 
 def test_an_exporter_started_during_an_outage_recovers_within_a_minute(
-        sim: Simulator, exporter: Exporter) -> None:
+        sim: SimulatorProcess, exporter: Exporter) -> None:
     """Binance unreachable for the first two hours: it comes back, and within 60 s of that
     every group is up again (not after exchangeInfo's one-hour TTL)."""
     sim.set_faults([{"name": "close_immediately"}])
@@ -100,10 +101,12 @@ def test_an_exporter_started_during_an_outage_recovers_within_a_minute(
 @pytest.mark.parametrize(("status", "retry_after", "cool_down"), [
     (429, 45, 45), (418, 45, 45), (403, 45, 45), (403, 0, 60)])
 def test_after_a_cool_down_the_first_scrape_recovers_every_group(
-        sim: Simulator, exporter: Exporter, status: int, retry_after: int,
-        cool_down: int) -> None:
+        sim: SimulatorProcess, status: int, retry_after: int, cool_down: int) -> None:
     """Nothing is sent while it lasts; with a scrape every second, the first scrape after its
-    end has binance_up 1 and all five spreads (403 without Retry-After: 60 s)."""
+    end has binance_up 1 and all five spreads (403 without Retry-After: 60 s). TTLs of 30 s
+    make every group fall due, and fail unsent, inside the cool-down."""
+    sim.clear_faults()
+    exporter = Exporter(sim, Settings(ttl_exchange=30, ttl_rankings=30))
     assert exporter.up() == 1
     exporter.clock.advance(10)  # the spreads are due
     sim.set_faults([{"name": "status", "status": status, "retry_after": retry_after}])
@@ -114,17 +117,23 @@ def test_after_a_cool_down_the_first_scrape_recovers_every_group(
     sent = sim.stats()["requests_total"]
     for _ in range(cool_down - 1):
         exporter.clock.advance(1)
-        assert exporter.up() == 0  # books (30 s) fall due meanwhile, and fail unsent
+        assert exporter.up() == 0
     assert sim.stats()["requests_total"] == sent
+    failures = exporter.scrape()["binance_refresh_failures_total"]
+    assert {dict(k)["group"] for k in failures if ("kind", "rate_limited") in k} == {
+        "exchange", "rankings", "books", "spreads"}
     exporter.clock.advance(1)
     samples = exporter.scrape()
     assert samples["binance_up"][()] == 1
     assert len(spreads_of(samples)) == 5
-    assert sim.stats()["requests_total"] > sent
+    refreshed = samples["binance_last_refresh_timestamp_seconds"]
+    assert {dict(k)["group"] for k, v in refreshed.items() if v == exporter.clock.wall()} == {
+        "exchange", "rankings", "books", "spreads"}
+    exporter.market.close()
 
 
 def test_a_unicode_symbol_goes_from_request_to_label_unchanged(
-        sim: Simulator, exporter: Exporter) -> None:
+        sim: SimulatorProcess, exporter: Exporter) -> None:
     """It is third in Q2: bookTicker must carry it as UTF-8, /metrics must show it as is."""
     samples = exporter.scrape()
     assert samples["binance_up"][()] == 1
@@ -148,13 +157,13 @@ def wait_for(lines: Lines, wanted: Callable[[str], bool], most: int = 60) -> str
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_the_open_ended_report_survives_a_failed_tick(sim: Simulator, fmt: str) -> None:
+def test_the_open_ended_report_survives_a_failed_tick(sim: SimulatorProcess, fmt: str) -> None:
     """binance-report as a real process, left running: bookTicker fails, then recovers; the
     log notes the failure and goes on; SIGTERM ends it with 0 (as Ctrl-C)."""
     sim.clear_faults()
     command = [str(BIN / "binance-report"), "--base-url", sim.url, "--interval", "1",
                "--retries", "0", "--format", fmt]
-    with stopped_at_exit(subprocess.Popen(command, stdout=subprocess.PIPE, text=True)) as process:
+    with popen(command, stdout=subprocess.PIPE, text=True) as process:
         lines = Lines(process.stdout)
         if fmt == "json":
             assert UNICODE in json.loads(lines.next())["spreads"]  # Q1-Q4, Unicode intact

@@ -17,6 +17,8 @@ import responses
 from conftest import BASE, FakeClock, calls_to, load, register_market
 from standin import running_standin
 
+from binance_simulator.testkit import popen
+
 from collector import report
 from collector.binance import BinanceClient
 from collector.refresh import Refresher, Settings
@@ -287,19 +289,14 @@ def test_the_installed_command_against_a_stand_in_server() -> None:
 def test_sigterm_ends_an_open_ended_report_like_ctrl_c() -> None:
     """docker stop and systemd send SIGTERM: a report that is only waiting ends with 0."""
     command = Path(sys.executable).with_name("binance-report")
-    with running_standin() as server, subprocess.Popen(
+    with running_standin() as server, popen(
         [str(command), "--base-url", server.url, "--interval", "10", "--format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as process:
-        try:
-            assert process.stdout is not None
-            first = process.stdout.readline()  # Q1-Q4, then it waits 10 s for the first tick
-            assert json.loads(first) == EXPECTED
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:  # pragma: no cover - only when the test failed
-                process.kill()
+        first = process.stdout.readline()  # Q1-Q4, then it waits 10 s for the first tick
+        assert json.loads(first) == EXPECTED
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
 
 
 def test_columns_line_up_with_wide_unicode_symbols() -> None:
@@ -308,3 +305,24 @@ def test_columns_line_up_with_wide_unicode_symbols() -> None:
                          [False, True])
     assert [report.width(line) for line in lines] == [23, 23, 23]
     assert lines[1] == "  币安人生USDT  0.00003"
+
+
+def test_ticks_that_went_by_are_skipped_not_caught_up(market_mock: responses.RequestsMock,
+                                                      market: Refresher,
+                                                      clock: FakeClock) -> None:
+    """A tick slower than the interval (or a suspended machine) must not make the next ones
+    go out back to back: the log keeps to the grid, skipping the slots that went by."""
+    stamps: list[float] = []
+    real_refresh = market.refresh_spreads
+
+    def slow_refresh() -> Any:
+        stamps.append(clock())
+        clock.advance(25 if len(stamps) == 1 else 0)  # the first refresh takes 2.5 intervals
+        return real_refresh()
+
+    market.refresh_spreads = slow_refresh  # type: ignore[method-assign]
+    started = clock()
+    report.run(market, fmt="json", count=4, interval=10, out=io.StringIO(), sleep=clock.sleep,
+               clock=clock)
+    assert [stamp - started for stamp in stamps] == [10, 40, 50]  # 20 and 30 went by
+    del market_mock

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from binance_simulator.testkit import FakeClock, running_simulator
+from binance_simulator.testkit import FakeClock, SimulatorControl, running_simulator
 
 from binance_simulator import api, cli, data, weights
 from binance_simulator.app import Hangup, Simulator, SimulatorConfig
@@ -117,11 +117,9 @@ def fixture_market() -> SimulatedMarket:
     return SimulatedMarket(seed=1, now=lambda: T0)
 
 
-def set_faults(server: SimulatorServer, *faults: dict[str, Any]) -> Answer:
-    """Replace the server's faults through the control API."""
-    answer = call(server.url, "/_sim/faults", "POST", {"faults": list(faults)})
-    assert answer.status == 200, answer.body
-    return answer
+def set_faults(server: SimulatorServer, *faults: dict[str, Any]) -> list[dict[str, Any]]:
+    """Replace the server's faults through the control API (the kit's client)."""
+    return SimulatorControl(server.url).set_faults(list(faults))
 
 
 # -- data and market ------------------------------------------------------
@@ -564,7 +562,7 @@ def test_fault_control_api_round_trip(server: SimulatorServer) -> None:
         {"name": "latency", "ms": 1, "rate": 1.0},
         {"name": "error_5xx", "status": 500, "rate": 0.5, "endpoints": ["/api/v3/depth"]},
     ]
-    assert answer.json() == {"faults": expected}
+    assert answer == expected
     assert call(server.url, "/_sim/faults").json() == {"faults": expected}
     assert call(server.url, "/_sim/faults", "DELETE").json() == {"faults": []}
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from binance_simulator.testkit import Simulator, running_exporter, running_simulator
+from binance_simulator.testkit import SimulatorProcess, running_exporter, running_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ["/api/v3/exchangeInfo", "/api/v3/ticker/24hr", "/api/v3/depth",
@@ -78,7 +78,7 @@ class Soak:  # pylint: disable=too-many-instance-attributes
                 self.scrapes.append((ok, elapsed))
             time.sleep(max(0.0, 1.0 - elapsed))
 
-    def switcher(self, sim: Simulator) -> None:
+    def switcher(self, sim: SimulatorProcess) -> None:
         """Switch to a random fault on random endpoints, or none, every few seconds."""
         while time.monotonic() < self.stop_at:
             if self.random.random() < 0.3:
