@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from collector import exporter_cli
+from collector import __version__, exporter_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -384,3 +384,10 @@ def test_offline_profile_feeds_an_exporter_from_the_simulator() -> None:
     assert offline["environment"]["BINANCE_BASE_URL"] == f"http://simulator:{port}"
     assert offline["depends_on"]["simulator"]["condition"] == "service_healthy"
     assert port in " ".join(simulator["healthcheck"]["test"])
+
+
+def test_the_package_version_is_the_collectors() -> None:
+    """setup.cfg states the version itself (the simulator's image builds without collector/,
+    so it cannot read collector.__version__); it must stay the exporter's own."""
+    assert re.search(r"^version = (\S+)$", (ROOT / "setup.cfg").read_text(), re.M).group(1) \
+        == __version__  # type: ignore[union-attr]
