@@ -50,7 +50,7 @@ ws_gap                 a depth event is not sent: the next one's U is not the
 ws_stall               nothing is sent (no event, ping or reply) until a step
                        without it; events then resume without a gap
 ws_close               the connection ends with a TCP reset, no close frame
-ws_malformed           an extra message before the step's events: the first one
+ws_malformed           an extra message in a step's events: a copy of the next one,
                        cut in half (not JSON)
 ws_refuse (status=503) connection attempts are answered 503 (or 429, 403), no upgrade
 ws_no_pong_close       pongs are ignored, so the connection is closed (1008) once a

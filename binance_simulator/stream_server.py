@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import signal
 import socket
 import struct
@@ -76,7 +77,7 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                 self._wake.clear()
                 self._passes[0] += 1
                 actions, self._outbox = self._outbox, []
-                for action in [*actions, *self.session.due(now())]:
+                for action in itertools.chain(actions, self.session.due(now())):
                     if self.done:
                         break
                     await self._carry_out(action)
@@ -198,7 +199,8 @@ class StreamServer:
         now = self.simulator.api.market.now()
         for connection in list(self._connections):
             connection.post(connection.session.shutdown(now))
-        await asyncio.wait_for(self._wake_all(), CLOSE_TIMEOUT)
+        with contextlib.suppress(asyncio.TimeoutError):  # a client that reads nothing
+            await asyncio.wait_for(self._wake_all(), CLOSE_TIMEOUT)
         await self._runner.cleanup()
 
     async def _combined(self, request: web.Request) -> web.StreamResponse:

@@ -39,7 +39,7 @@ import json
 import math
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -431,28 +431,31 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
 
     # -- what is due -------------------------------------------------------
 
-    def due(self, now: float) -> list[Action]:
-        """Everything to send at ``now``: closes, the events of a new step, a ping."""
+    def due(self, now: float) -> Iterator[Action]:
+        """Everything to send at ``now``: a close, or the events of a new step and a ping.
+
+        Lazy: the caller sends each action as it comes, so a step's bookTicker events go
+        out before its depth diffs (tens of milliseconds for a deep book) are computed.
+        """
         if self.closing:
-            return []
+            return
         for deadline, label, code, reason in (
                 (self._shutdown_at, "server_shutdown", GOING_AWAY, "Server shutdown"),
                 (self.connected_at + self.settings.max_age, "max_age", GOING_AWAY,
                  "Connection max age reached"),
                 (self._pong_deadline(), "pong_timeout", POLICY_VIOLATION, "Pong timeout")):
             if deadline is not None and now >= deadline:
-                return self._close(label, code, reason)
-        actions: list[Action] = []
+                yield from self._close(label, code, reason)
+                return
         step = self.feed.market.step()
         if step > self._round:
             self._round = step
-            actions = self._new_step(step, now)
+            yield from self._new_step(step, now)
         if not self._stalled and not self.closing and now >= self._next_ping:
             self._ping_count += 1
             self._unanswered.append((self._ping_count, now))
             self._next_ping = now + self.settings.ping_seconds
-            actions.append(Ping(str(self._ping_count).encode()))
-        return actions
+            yield Ping(str(self._ping_count).encode())
 
     def next_deadline(self) -> float:
         """When something may next be due, by the clock (the caller also wakes on demand)."""
@@ -480,42 +483,42 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         self.closing = True
         return [Close(label, code, reason, abrupt)]
 
-    def _new_step(self, step: int, now: float) -> list[Action]:
+    def _new_step(self, step: int, now: float) -> Iterator[Action]:
         """The step's faults, then its events (unless stalled)."""
         fired = {fault.name: fault
                  for fault in self.faults.draw_streams(ROUND_FAULTS, list(self.cursors))}
         if "ws_close" in fired:
-            return self._close("abrupt", abrupt=True)
-        actions: list[Action] = []
+            yield from self._close("abrupt", abrupt=True)
+            return
         if "ws_shutdown" in fired and self._shutdown_at is None:
-            actions.append(self._shutdown_event(now))
+            yield self._shutdown_event(now)
             self._shutdown_at = now + fired["ws_shutdown"].params["seconds"]
             if now >= self._shutdown_at:
-                return actions + self._close("server_shutdown", GOING_AWAY, "Server shutdown")
+                yield from self._close("server_shutdown", GOING_AWAY, "Server shutdown")
+                return
         self._stalled = "ws_stall" in fired
         if self._stalled:
-            return actions
-        events = self._events(step)
-        if "ws_malformed" in fired:
-            covered = fired["ws_malformed"].applies_to_streams
-            broken = next((event for event in events if covered([event.stream])), None)
-            if broken is not None:
-                actions.append(Send(broken.text[: len(broken.text) // 2], "malformed",
-                                    broken.stream))
-        return actions + events
+            return
+        malformed = fired.get("ws_malformed")
+        for event in self._events(step):
+            if malformed is not None and malformed.applies_to_streams([event.stream]):
+                yield Send(event.text[: len(event.text) // 2], "malformed", event.stream)
+                malformed = None
+            yield event
 
-    def _events(self, step: int) -> list[Send]:
-        events = []
-        for name, cursor in self.cursors.items():
+    def _events(self, step: int) -> Iterator[Send]:
+        """bookTicker events first: they are cheap, and what latency is measured on."""
+        cursors = list(self.cursors.items())  # a request may change them between sends
+        for name, cursor in cursors:
             symbol = cursor.stream.symbol
-            if symbol is None:
-                continue
-            if cursor.stream.kind == BOOK_TICKER:
+            if symbol is not None and cursor.stream.kind == BOOK_TICKER:
                 text, best = self.feed.book_ticker(symbol, step)
-                if best == cursor.last:
-                    continue
-                cursor.last = best
-                events.append(self._event(name, text, "bookTicker"))
+                if best != cursor.last:
+                    cursor.last = best
+                    yield self._event(name, text, "bookTicker")
+        for name, cursor in cursors:
+            symbol = cursor.stream.symbol
+            if symbol is None or cursor.stream.kind == BOOK_TICKER:
                 continue
             update = self.feed.depth_update(symbol, cursor.since, step)
             if update is None:
@@ -523,8 +526,7 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
             skip = not cursor.gapped and bool(self.faults.draw_streams({"ws_gap"}, [name]))
             cursor.since, cursor.gapped = step, skip
             if not skip:
-                events.append(self._event(name, update, "depthUpdate"))
-        return events
+                yield self._event(name, update, "depthUpdate")
 
     def _event(self, name: str, text: str, kind: str) -> Send:
         if self.combined:
