@@ -266,4 +266,6 @@ class StreamServer:
                     stats.count("closed", "client")
                 connection.done = True
                 writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            failure = (await asyncio.gather(writer, return_exceptions=True))[0]
+            if isinstance(failure, Exception):  # a bug: let aiohttp log it
+                raise failure

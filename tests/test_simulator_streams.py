@@ -31,7 +31,8 @@ from binance_simulator.faults import Fault, FaultError, FaultSet
 from binance_simulator.server import SimulatorServer, serve_in_thread
 from binance_simulator.stream_server import StreamServer
 from binance_simulator.streams import StreamSettings
-from binance_simulator.testkit import FakeClock, SimulatorControl, running_simulator
+from binance_simulator.testkit import (FakeClock, SimulatorControl, SimulatorProcess,
+                                       running_simulator)
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: on a whole step
 TIMEOUT = 10.0  # generous: a message that is due arrives in milliseconds
@@ -585,24 +586,24 @@ def test_stream_flags_map_onto_the_config() -> None:
 
 def test_the_console_script_serves_streams_at_the_url_it_prints() -> None:
     """Through the test kit: the streams' URL comes from the start-up output; events flow
-    on the real clock; SIGTERM sends serverShutdown before the process exits."""
-    async def scenario(url: str, sim: Any) -> None:
+    on the real clock; SIGTERM sends serverShutdown before the process exits. (Pings and
+    closes are timed with the fake clock above.)"""
+    async def scenario(sim: SimulatorProcess) -> None:
         async with aiohttp.ClientSession() as session, session.ws_connect(
-                url + stream_query("ethbtc@bookTicker"), autoping=False) as ws:
-            kinds: set[aiohttp.WSMsgType] = set()
-            while kinds != {aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING}:
-                kinds.add((await ws.receive(timeout=TIMEOUT)).type)
+                sim.stream_url + stream_query("ethbtc@bookTicker")) as ws:
+            event = await ws.receive_json(timeout=TIMEOUT)
+            assert event["stream"] == "ethbtc@bookTicker" and event["data"]["s"] == "ETHBTC"
             stats = sim.stats()["streams"]
             assert stats["connections_open"] == 1
             assert stats["subscriptions"] == {"ethbtc@bookTicker": 1}
             sim.process.send_signal(signal.SIGTERM)
-            message = await ws.receive(timeout=TIMEOUT)
-            while message.type is not aiohttp.WSMsgType.TEXT or "!" not in message.data:
-                message = await ws.receive(timeout=TIMEOUT)
-            assert json.loads(message.data)["data"]["e"] == "serverShutdown"
+            while "serverShutdown" not in event["stream"]:
+                event = await ws.receive_json(timeout=TIMEOUT)
+            assert event["data"]["e"] == "serverShutdown"
+            assert (await closed(ws)).data == 1001
 
-    with running_simulator("--step-seconds", "0.05", "--ws-ping-seconds", "0.1") as sim:
+    with running_simulator("--step-seconds", "0.05") as sim:
         assert sim.stream_url.startswith("ws://127.0.0.1:")
         assert sim.stream_url.rsplit(":", 1)[1] != sim.url.rsplit(":", 1)[1]
-        run(lambda: scenario(sim.stream_url, sim))
+        run(lambda: scenario(sim))
         assert sim.process.wait(TIMEOUT) == 0
