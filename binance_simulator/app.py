@@ -9,9 +9,11 @@ The control API under ``/_sim/`` is neither rate-limited nor counted:
 
 * ``GET /_sim/faults`` lists the active faults; ``POST /_sim/faults`` with
   ``{"faults": [...]}`` replaces them; ``DELETE /_sim/faults`` clears them.
-* ``GET /_sim/stats`` returns request counts per path and status, weights and
-  the start time; ``POST /_sim/stats/reset`` zeroes them and lifts any rate
-  limit or ban, so every test or benchmark starts clean.
+* ``GET /_sim/stats`` returns request counts per path and status, weights,
+  the start time and, under ``streams``, the WebSocket figures (connections
+  open and by outcome, messages sent by kind, closes by reason, current
+  subscriptions); ``POST /_sim/stats/reset`` zeroes the counters and lifts any
+  rate limit or ban, so every test or benchmark starts clean.
 * ``POST /_sim/shutdown`` asks the process to exit cleanly.
 """
 
@@ -30,6 +32,7 @@ from . import mutations
 from .api import Api, ErrorAnswer, DataFaults
 from .faults import Fault, FaultSet, faults_from_body
 from .market import SimulatedMarket
+from .streams import StreamSettings, StreamStats
 from .weights import ENDPOINTS, Admission, WeightLimiter, request_weight
 
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -85,6 +88,7 @@ class SimulatorConfig:
     step_seconds: float = 1.0
     faults: tuple[Fault, ...] = ()
     verbose: bool = False
+    streams: StreamSettings = StreamSettings()
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,11 @@ Delivery = Reply | Hangup
 
 
 class Stats:
-    """Request counters for tests and benchmarks (thread-safe)."""
+    """Request counters for tests and benchmarks (thread-safe); ``streams`` counts the
+    WebSocket side."""
 
     def __init__(self, now: Callable[[], float]) -> None:
+        self.streams = StreamStats()
         self._now = now
         self._lock = threading.Lock()
         self._requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -125,6 +131,7 @@ class Stats:
 
     def reset(self) -> None:
         """Zero every counter and restart the clock."""
+        self.streams.reset()
         with self._lock:
             self._requests.clear()
             self._requests_total = self._weight_total = 0
@@ -146,6 +153,7 @@ class Stats:
                 "weight_total": self._weight_total,
                 "weight_current_minute": weight_current_minute,
                 "started_at": self._started_at,
+                "streams": self.streams.snapshot(),
             }
 
 

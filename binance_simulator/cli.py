@@ -1,8 +1,10 @@
 """The ``binance-simulator`` console script.
 
-Prints exactly one line, ``binance-simulator listening on http://HOST:PORT``,
-once the port is bound (``--port 0``, the default, picks a free one), so a
-test or benchmark harness can read the address from stdout.  It then serves
+Prints exactly two lines once both ports are bound, ``binance-simulator
+listening on http://HOST:PORT`` (the REST API) and then ``binance-simulator
+streams on ws://HOST:PORT`` (the WebSocket streams); ``--port 0`` and
+``--ws-port 0``, the defaults, pick free ports, so a test or benchmark harness
+reads the addresses from stdout.  It then serves
 until SIGTERM, SIGINT, ``POST /_sim/shutdown`` or -- with
 ``--exit-with-parent`` -- the death of the process that started it, which
 keeps crashed test runs from leaving simulators behind.  Bad flags give a
@@ -23,6 +25,8 @@ from typing import NoReturn, TypeVar
 from .app import Simulator, SimulatorConfig
 from .faults import FAULT_NAMES, Fault, FaultError
 from .server import POLL_INTERVAL, SimulatorServer
+from .stream_server import StreamServer
+from .streams import StreamSettings
 
 PROG = "binance-simulator"
 PARENT_POLL_SECONDS = 0.5
@@ -69,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     add("--port", type=_bounded(int, 0, 65535), default=0, help="0 (default) picks a free port")
+    add("--ws-port", type=_bounded(int, 0, 65535), default=0,
+        help="port of the WebSocket streams; 0 (default) picks a free port")
     add("--seed", type=int, default=1, help="seed of prices, books and fault draws (default 1)")
     add("--latency-ms", type=_bounded(int, 0), default=0, help="delay added to every API answer")
     add("--weight-limit", type=_bounded(int, 1), default=6000, help="weight/minute (default 6000)")
@@ -81,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[:KEY=VALUE,...]",
         help=f"activate a fault at start-up (repeatable); names: {', '.join(FAULT_NAMES)}",
     )
+    add("--ws-ping-seconds", type=_bounded(float, 0.01), default=20.0,
+        help="streams: ping interval; a ping unanswered for 3 intervals closes (default 20)")
+    add("--ws-max-age", type=_bounded(float, 0.01), default=86400.0,
+        help="streams: seconds before a connection is closed (default 86400, Binance's 24 h)")
     add("--exit-with-parent", action="store_true", help="exit when the parent process goes away")
     add("--verbose", action="store_true", help="log every request to stderr")
     return parser
@@ -95,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         step_seconds=args.step_seconds,
         faults=tuple(args.fault),
         verbose=args.verbose,
+        streams=StreamSettings(args.ws_ping_seconds, args.ws_max_age),
     )
 
 
@@ -110,17 +121,26 @@ def watch_parent(
             stop.set()
 
 
+def _cannot_listen(host: str, port: int, error: OSError) -> int:
+    print(f"{PROG}: error: cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until asked to stop; returns the exit status."""
     parent = os.getppid()  # before the slow part: a parent dying during start-up still counts
     args = build_parser().parse_args(argv)
+    simulator = Simulator(config_from_args(args))
     try:
-        server = SimulatorServer(Simulator(config_from_args(args)), args.host, args.port)
+        server = SimulatorServer(simulator, args.host, args.port)
     except OSError as error:
-        where = f"{args.host}:{args.port}"
-        print(f"{PROG}: error: cannot listen on {where}: {error.strerror}", file=sys.stderr)
-        return 1
-    stop = server.simulator.stop_requested
+        return _cannot_listen(args.host, args.port, error)
+    try:
+        streams = StreamServer(simulator, args.host, args.ws_port)
+    except OSError as error:
+        server.server_close()
+        return _cannot_listen(args.host, args.ws_port, error)
+    stop = simulator.stop_requested
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -131,11 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         threading.Thread(target=watch_parent, args=(stop, parent), daemon=True).start()
     serving = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True)
     serving.start()
+    streams.start()
     print(f"{PROG} listening on {server.url}", flush=True)
+    print(f"{PROG} streams on {streams.url}", flush=True)
     try:
         while not stop.wait(STOP_POLL_SECONDS):  # a timed wait stays responsive to signals
             pass
     finally:
+        streams.stop()
         server.stop()
         serving.join()
         for signum, handler in previous.items():

@@ -12,6 +12,15 @@ nothing.
 from a generator seeded with ``--seed``, so a sequence of requests meets the
 same faults on every run.  Several faults may be active at once.
 
+The ``ws_`` faults act on the WebSocket streams instead (``streams.py``).  In
+place of ``endpoints`` they take ``streams``: stream names
+(``btcusdt@depth@100ms``) or kinds (``bookTicker``, ``depth@100ms``, ``depth``)
+a connection must be subscribed to for the fault to touch it; none means every
+connection.  They are drawn once a step for each connection (``ws_gap``: once a
+depth event; ``ws_refuse``: once a connection attempt; ``ws_no_pong_close``:
+once a pong), from a generator of their own, so streams never shift the draws
+of REST requests.
+
 =====================  ===========================================================
 name (parameters)      effect on a matching request
 =====================  ===========================================================
@@ -36,6 +45,18 @@ unknown_symbol         requests naming ``symbol`` (symbol= or symbols=) get -112
 (symbol)
 drop_symbol (symbol)   ``symbol`` vanishes from the list answers of ticker/24hr and
                        bookTicker (all or symbols=); symbol= still answers
+ws_gap                 a depth event is not sent: the next one's U is not the
+                       previous u + 1 (the event after a skipped one is always sent)
+ws_stall               nothing is sent (no event, ping or reply) until a step
+                       without it; events then resume without a gap
+ws_close               the connection ends with a TCP reset, no close frame
+ws_malformed           an extra message in a step's events: a copy of the next one,
+                       cut in half (not JSON)
+ws_refuse (status=503) connection attempts are answered 503 (or 429, 403), no upgrade
+ws_no_pong_close       pongs are ignored, so the connection is closed (1008) once a
+                       ping has gone unanswered for 3 ping intervals
+ws_shutdown            ``serverShutdown`` is sent, and the connection closed (1001)
+(seconds=0)            ``seconds`` later
 =====================  ===========================================================
 """
 
@@ -43,10 +64,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .streams import BOOK_TICKER, StreamNameError, check_target, target_matches
 from .weights import ENDPOINTS
 
 
@@ -87,9 +109,17 @@ SCHEMAS: dict[str, dict[str, Param]] = {
     },
     "unknown_symbol": {"symbol": Param(str)},
     "drop_symbol": {"symbol": Param(str)},
+    "ws_gap": {},
+    "ws_stall": {},
+    "ws_close": {},
+    "ws_malformed": {},
+    "ws_refuse": {"status": Param(int, 503, choices=(503, 429, 403))},
+    "ws_no_pong_close": {},
+    "ws_shutdown": {"seconds": Param(float, 0.0, minimum=0)},
 }
 
 FAULT_NAMES = tuple(SCHEMAS)
+STREAM_FAULTS = frozenset(name for name in SCHEMAS if name.startswith("ws_"))
 
 
 def _coerce(where: str, param: Param, value: object) -> object:
@@ -123,14 +153,30 @@ def _endpoints(value: object) -> tuple[str, ...]:
     return tuple(paths)
 
 
+def _streams(name: str, value: object) -> tuple[str, ...]:
+    targets = value.split("+") if isinstance(value, str) else value
+    if not isinstance(targets, list | tuple) or not all(isinstance(item, str) for item in targets):
+        raise FaultError("streams: expected a list of stream names or kinds")
+    try:
+        checked = tuple(check_target(target) for target in targets)
+    except StreamNameError as error:
+        raise FaultError(f"streams: {error}") from None
+    if name == "ws_gap" and any(target == BOOK_TICKER or target.endswith("@" + BOOK_TICKER)
+                                for target in checked):
+        raise FaultError("ws_gap.streams: only depth streams have update ids to skip")
+    return checked
+
+
 @dataclass(frozen=True)
 class Fault:
-    """A validated fault: ``endpoints`` empty means every API endpoint."""
+    """A validated fault: ``endpoints`` (``streams`` for a ``ws_`` fault) empty means
+    every API endpoint (every stream connection)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ()
     rate: float = 1.0
+    streams: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, spec: object) -> Fault:
@@ -141,7 +187,8 @@ class Fault:
         if name not in SCHEMAS:
             raise FaultError(f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}")
         schema = SCHEMAS[name]
-        unknown = sorted(set(spec) - set(schema) - {"name", "endpoints", "rate"})
+        where = "streams" if name in STREAM_FAULTS else "endpoints"
+        unknown = sorted(set(spec) - set(schema) - {"name", where, "rate"})
         if unknown:
             raise FaultError(f"{name}: unknown parameter(s) {', '.join(unknown)}")
         params: dict[str, Any] = {}
@@ -157,7 +204,8 @@ class Fault:
         if rate > 1:
             raise FaultError(f"{name}.rate: must be between 0 and 1")
         endpoints = _endpoints(spec["endpoints"]) if "endpoints" in spec else ()
-        return cls(name, params, endpoints, rate)
+        streams = _streams(name, spec["streams"]) if "streams" in spec else ()
+        return cls(name, params, endpoints, rate, streams)
 
     @classmethod
     def parse(cls, text: str) -> Fault:
@@ -173,13 +221,20 @@ class Fault:
 
     def applies_to(self, path: str) -> bool:
         """Whether this fault covers requests to ``path``."""
-        return not self.endpoints or path in self.endpoints
+        return self.name not in STREAM_FAULTS and (not self.endpoints or path in self.endpoints)
+
+    def applies_to_streams(self, names: Sequence[str]) -> bool:
+        """Whether this fault covers a connection subscribed to ``names``."""
+        return self.name in STREAM_FAULTS and (not self.streams or any(
+            target_matches(target, name) for target in self.streams for name in names))
 
     def to_json(self) -> dict[str, Any]:
         """The canonical JSON form (defaults filled in), as listed by ``GET /_sim/faults``."""
         spec: dict[str, Any] = {"name": self.name, **self.params, "rate": self.rate}
         if self.endpoints:
             spec["endpoints"] = list(self.endpoints)
+        if self.streams:
+            spec["streams"] = list(self.streams)
         return spec
 
 
@@ -197,6 +252,7 @@ class FaultSet:
         self._lock = threading.Lock()
         self._faults = tuple(faults)
         self._random = random.Random(seed)
+        self._stream_random = random.Random(f"{seed}|streams")
 
     def replace(self, faults: Iterable[Fault]) -> None:
         """Make ``faults`` the active set (an empty iterable clears it)."""
@@ -216,4 +272,14 @@ class FaultSet:
                 for fault in self._faults
                 if fault.applies_to(path)
                 and (fault.rate >= 1 or self._random.random() < fault.rate)
+            ]
+
+    def draw_streams(self, names: Collection[str], streams: Sequence[str]) -> list[Fault]:
+        """The faults among ``names`` that fire for a connection subscribed to ``streams``."""
+        with self._lock:
+            return [
+                fault
+                for fault in self._faults
+                if fault.name in names and fault.applies_to_streams(streams)
+                and (fault.rate >= 1 or self._stream_random.random() < fault.rate)
             ]

@@ -1,14 +1,16 @@
 """The test kit shared by ``tests/``, ``bench/`` and ``tools/``: real processes on loopback.
 
 * :func:`running_simulator` starts ``binance-simulator`` and yields a
-  :class:`SimulatorProcess`, which is also its :class:`SimulatorControl`: the ``/_sim``
-  control API (faults, stats), usable alone for a simulator served in a thread;
+  :class:`SimulatorProcess`: its REST ``url`` and streams' ``stream_url``, and its
+  :class:`SimulatorControl`, the ``/_sim`` control API (faults, stats), usable alone for
+  a simulator served in a thread;
 * :func:`running_exporter` starts ``binance-exporter`` and yields it with its base URL;
 * :func:`popen` runs any other command (a report, a Prometheus) until the block ends;
 * :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests.
 
 Both processes listen on ``127.0.0.1`` port 0: the port they bound is read back from
-their own output ("listening on http://..."), never guessed beforehand by probing for a
+their own output ("listening on http://...", "streams on ws://..."), never guessed
+beforehand by probing for a
 free port, which another process could take in between. Output goes to a log file (a
 temporary one unless a directory is given), so a process can never block on a full
 pipe; on leaving the block the process is terminated (then killed) and reaped, however
@@ -32,6 +34,7 @@ from typing import Any, Iterator
 
 BIN = Path(sys.executable).parent
 SIMULATOR_READY = re.compile(r"binance-simulator listening on (http://\S+)")
+STREAMS_READY = re.compile(r"binance-simulator streams on (ws://\S+)")
 EXPORTER_READY = re.compile(r"listening on (http://\S+?)/metrics")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -125,7 +128,10 @@ class SimulatorControl:
 
 @dataclass(frozen=True)
 class SimulatorProcess(Process, SimulatorControl):
-    """A running ``binance-simulator``: the process, and its control API."""
+    """A running ``binance-simulator``: the process, its control API and ``stream_url``,
+    the base of its WebSocket streams (``ws://127.0.0.1:PORT``; add ``/stream?...``)."""
+
+    stream_url: str = ""
 
 
 @contextmanager
@@ -186,13 +192,15 @@ def _log_in(directory: Path | None, name: str) -> Iterator[Path]:
 @contextmanager
 def running_simulator(*args: str, logs: Path | None = None,
                       name: str = "simulator") -> Iterator[SimulatorProcess]:
-    """``binance-simulator --port 0 --exit-with-parent *args`` until the block ends."""
+    """``binance-simulator --port 0 --ws-port 0 --exit-with-parent *args`` until the block
+    ends."""
     command = [str(BIN / "binance-simulator"), "--host", "127.0.0.1", "--port", "0",
-               "--exit-with-parent", *args]
+               "--ws-port", "0", "--exit-with-parent", *args]
     # the caller's with-block exits these (pylint cannot tell a generator is always closed)
     with _log_in(logs, name) as log, \
             started(command, SIMULATOR_READY, log) as running:  # pylint: disable=contextmanager-generator-missing-cleanup
-        yield SimulatorProcess(running.url, running.process, running.log)
+        stream_url = _wait_for_url(running.process, STREAMS_READY, running.log)
+        yield SimulatorProcess(running.url, running.process, running.log, stream_url)
 
 
 @contextmanager

@@ -544,6 +544,8 @@ def test_stats_count_api_calls_only(server: SimulatorServer, clock: FakeClock) -
         "weight_total": 11,
         "weight_current_minute": 11,
         "started_at": T0,
+        "streams": {"connections_open": 0, "subscriptions": {}, "connections": {},
+                    "messages_sent": {}, "closed": {}, "frames": {}},
     }
 
 
@@ -902,8 +904,8 @@ def test_watch_parent_stops_when_the_parent_changes() -> None:
     assert stop.is_set()
 
 
-class _FirstLine(io.StringIO):
-    """A stdout that signals once a whole line has been written to it."""
+class _TwoLines(io.StringIO):
+    """A stdout that signals once two whole lines have been written to it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -911,19 +913,20 @@ class _FirstLine(io.StringIO):
 
     def write(self, text: str) -> int:
         written = super().write(text)
-        if "\n" in self.getvalue():
+        if self.getvalue().count("\n") >= 2:
             self.ready.set()
         return written
 
 
 def test_main_serves_until_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    """main binds port 0, prints the address it bound, and returns 0 after a shutdown call."""
-    out = _FirstLine()
+    """main binds port 0 for REST and for the streams, prints the addresses it bound, and
+    returns 0 after a shutdown call."""
+    out = _TwoLines()
     monkeypatch.setattr(sys, "stdout", out)
 
     def drive() -> None:
         if out.ready.wait(10):
-            url = out.getvalue().split()[-1]
+            url = out.getvalue().split()[3]
             assert call(url, "/api/v3/ping").status == 200
             call(url, "/_sim/shutdown", "POST")
 
@@ -931,8 +934,8 @@ def test_main_serves_until_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     driver.start()
     assert cli.main(["--port", "0", "--exit-with-parent"]) == 0
     driver.join()
-    assert re.fullmatch(r"binance-simulator listening on http://127\.0\.0\.1:\d+\n",
-                        out.getvalue())
+    assert re.fullmatch(r"binance-simulator listening on http://127\.0\.0\.1:\d+\n"
+                        r"binance-simulator streams on ws://127\.0\.0\.1:\d+\n", out.getvalue())
 
 
 def test_main_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,609 @@
+"""Tests of the simulator's WebSocket streams (``binance_simulator.streams``, ``stream_server``).
+
+Most tests serve REST and streams in threads of this process from one ``Simulator`` with a
+fake clock: a test moves the clock, then ``StreamServer.wake()`` returns once every
+connection has sent what is due, so steps, pings and closes happen exactly when the test
+says, without sleeping. Clients are aiohttp's (``ClientSession.ws_connect``), as the
+exporter's will be. One test drives the real ``binance-simulator`` through the test kit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from aiohttp.http_websocket import WSMessageTextBytes
+from yarl import URL
+
+from binance_simulator import cli
+from binance_simulator.app import SimulatorConfig
+from binance_simulator.faults import Fault, FaultError, FaultSet
+from binance_simulator.server import SimulatorServer, serve_in_thread
+from binance_simulator.stream_server import StreamServer
+from binance_simulator.streams import StreamSettings
+from binance_simulator.testkit import (FakeClock, SimulatorControl, SimulatorProcess,
+                                       running_simulator)
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: on a whole step
+TIMEOUT = 10.0  # generous: a message that is due arrives in milliseconds
+UNICODE = "币安人生USDT"
+Json = Any
+Client = aiohttp.ClientWebSocketResponse[bool]  # mypy targets 3.10: no Literal overloads
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+def stream_query(*names: str) -> str:
+    """``/stream?streams=a/b`` with every name percent-encoded, as a client sends them."""
+    return "/stream?streams=" + "/".join(quote(name, safe="") for name in names)
+
+
+@dataclass
+class Sim:
+    """A simulator served in this process: REST, streams, the clock that drives both."""
+
+    rest: SimulatorServer
+    streams: StreamServer
+    clock: FakeClock
+
+    @property
+    def control(self) -> SimulatorControl:
+        return SimulatorControl(self.rest.url)
+
+    def get(self, target: str) -> Json:
+        """GET a REST or control path; its decoded JSON (the REST server runs in a thread,
+        so a blocking call from a test's event loop is fine)."""
+        with urllib.request.urlopen(self.rest.url + target, timeout=TIMEOUT) as answer:
+            return json.load(answer)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock; return once every connection has sent what is now due."""
+        self.clock.advance(seconds)
+        await asyncio.wrap_future(self.streams.wake())
+
+    @asynccontextmanager
+    async def connect(self, target: str = "/stream", autoping: bool = True
+                      ) -> AsyncIterator[Client]:
+        """A client connected to ``target``, sent as given (percent-encoding untouched)."""
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                URL(self.streams.url + target, encoded=True), autoping=autoping) as ws:
+            yield ws
+
+
+@contextmanager
+def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0
+            ) -> Iterator[Sim]:
+    clock = FakeClock(T0)
+    config = SimulatorConfig(step_seconds=step_seconds, streams=settings)
+    with serve_in_thread(config, clock) as rest:
+        streams = StreamServer(rest.simulator).start()
+        try:
+            yield Sim(rest, streams, clock)
+        finally:
+            streams.stop()
+
+
+@pytest.fixture(name="sim")
+def fixture_sim() -> Iterator[Sim]:
+    with serving() as sim:
+        yield sim
+
+
+async def request(ws: Client, method: str, *params: Any,
+                  ident: Any = 1) -> Json:
+    await ws.send_json({"method": method, "params": list(params), "id": ident})
+    return await ws.receive_json(timeout=TIMEOUT)
+
+
+async def text(ws: Client) -> str:
+    """The next message, which must be text."""
+    received = await ws.receive_str(timeout=TIMEOUT)
+    assert isinstance(received, str)
+    return received
+
+
+async def closed(ws: Client) -> aiohttp.WSMessage | WSMessageTextBytes:
+    """The next message, which must end the connection."""
+    message = await ws.receive(timeout=TIMEOUT)
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR), message
+    return message
+
+
+class Gap(Exception):
+    """An event that does not continue the local book: discard it and resync."""
+
+
+class LocalBook:
+    """A local order book kept as Binance's "How to manage a local order book correctly"
+    says: from a REST snapshot, ignore events with ``u`` <= the book's update id, and every
+    event applied must start at most one id after it."""
+
+    def __init__(self, snapshot: Json) -> None:
+        self.update_id: int = snapshot["lastUpdateId"]
+        self.sides = {"b": dict(snapshot["bids"]), "a": dict(snapshot["asks"])}
+        self.applied = 0
+
+    def apply(self, event: Json) -> None:
+        if event["u"] <= self.update_id:
+            return
+        if event["U"] > self.update_id + 1:
+            raise Gap(f"U {event['U']} after {self.update_id}")
+        for side in "ba":
+            for price, qty in event[side]:
+                if Decimal(qty) == 0:
+                    self.sides[side].pop(price, None)
+                else:
+                    self.sides[side][price] = qty
+        self.update_id = event["u"]
+        self.applied += 1
+
+    def levels(self, side: str) -> list[list[str]]:
+        ordered = sorted(self.sides[side].items(), key=lambda level: Decimal(level[0]),
+                         reverse=side == "b")
+        return [list(level) for level in ordered]
+
+
+def rest_book_ticker_event(sim: Sim, symbol: str) -> Json:
+    """The bookTicker event the REST answers at the current step imply."""
+    best = sim.get(f"/api/v3/ticker/bookTicker?symbol={quote(symbol)}")
+    update_id = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=1")["lastUpdateId"]
+    return {"u": update_id, "s": symbol, "b": best["bidPrice"], "B": best["bidQty"],
+            "a": best["askPrice"], "A": best["askQty"]}
+
+
+# -- names, wrapping, bookTicker --------------------------------------------------------
+
+
+def test_combined_stream_wraps_events_and_takes_url_encoded_unicode_names(sim: Sim) -> None:
+    """Binance's symbols may be non-ASCII: the stream name arrives percent-encoded, comes
+    back decoded in the wrapper, and the event names the symbol in UTF-8."""
+    names = [UNICODE.lower() + "@bookTicker", "btcusdt@bookTicker"]
+
+    async def scenario() -> None:
+        async with sim.connect(stream_query(*names)) as ws:
+            assert await request(ws, "LIST_SUBSCRIPTIONS") == {"result": names, "id": 1}
+            await sim.advance(1)
+            received = [await text(ws) for _ in range(2)]
+            assert UNICODE in "".join(received)  # UTF-8 as is, not \\u escapes
+            events = {json.loads(raw)["stream"]: json.loads(raw) for raw in received}
+            assert set(events) == set(names)
+            assert set(events[names[0]]) == {"stream", "data"}
+            assert events[names[0]]["data"] == rest_book_ticker_event(sim, UNICODE)
+
+    run(scenario)
+
+
+def test_book_ticker_events_equal_the_rest_book_ticker_step_after_step(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+            for _ in range(4):
+                await sim.advance(1)
+                event = await ws.receive_json(timeout=TIMEOUT)
+                assert event == {"stream": "ethbtc@bookTicker",
+                                 "data": rest_book_ticker_event(sim, "ETHBTC")}
+            stats = sim.get("/_sim/stats")["streams"]
+            assert (stats["connections_open"], stats["messages_sent"]) == (1, {"bookTicker": 4})
+
+    run(scenario)
+
+
+def test_raw_streams_and_the_combined_property(sim: Sim) -> None:
+    """``/ws/<name>`` sends bare events; SET_PROPERTY combined turns the wrapper on."""
+    async def scenario() -> None:
+        async with sim.connect("/ws/ethbtc@bookTicker") as ws:
+            assert await request(ws, "GET_PROPERTY", "combined") == {"result": False, "id": 1}
+            await sim.advance(1)
+            assert await ws.receive_json(timeout=TIMEOUT) == rest_book_ticker_event(sim, "ETHBTC")
+            assert await request(ws, "SET_PROPERTY", "combined", True) == {"result": None, "id": 1}
+            await sim.advance(1)
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
+
+    run(scenario)
+
+
+def test_bad_stream_names_are_refused_before_the_upgrade(sim: Sim) -> None:
+    async def scenario() -> None:
+        for target in ("/stream?streams=BTCUSDT@bookTicker", "/stream?streams=btcusdt@trade",
+                       "/ws/btcusdt"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                async with sim.connect(target):
+                    pass
+            assert refused.value.status == 400
+
+    run(scenario)
+
+
+# -- depth: the local book ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("symbol", "limit"), [("BTCUSDT", 5000), (UNICODE, 500),
+                                             ("BNBBTC", 100)])
+def test_a_local_book_from_a_snapshot_and_the_events_is_the_rest_book(
+        sim: Sim, symbol: str, limit: int) -> None:
+    """The key property: events are diffs between the books of successive steps, with U/u
+    continuing the snapshot's lastUpdateId, so a client following Binance's procedure holds
+    the REST book step after step -- also when one event spans several steps. The snapshot
+    is taken after some events were buffered (they are dropped: u <= lastUpdateId); the
+    first kept event starts at lastUpdateId + 1. As Binance warns, a level deeper than the
+    snapshot that never changes stays unknown: so every level held is REST's, the top of
+    the book (well inside the snapshot's depth) is REST's, and a full snapshot gives the
+    full book."""
+    name = symbol.lower() + "@depth@100ms"
+
+    def check(book: LocalBook) -> None:
+        full = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=5000")
+        top = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit={limit * 4 // 5}")
+        assert book.update_id == full["lastUpdateId"]
+        for side, levels in (("b", full["bids"]), ("a", full["asks"])):
+            assert book.sides[side].items() <= dict(levels).items()  # nothing stale
+        assert (book.levels("b")[:len(top["bids"])], book.levels("a")[:len(top["asks"])]) \
+            == (top["bids"], top["asks"])
+        if limit == 5000:
+            assert (book.levels("b"), book.levels("a")) == (full["bids"], full["asks"])
+
+    async def scenario() -> None:
+        async with sim.connect(stream_query(name)) as ws:
+            buffered = []
+            for _ in range(2):
+                await sim.advance(1)
+                buffered.append((await ws.receive_json(timeout=TIMEOUT))["data"])
+            snapshot = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit={limit}")
+            assert all(event["u"] <= snapshot["lastUpdateId"] for event in buffered)
+            book = LocalBook(snapshot)
+            for event in buffered:
+                book.apply(event)
+            for seconds in (1, 1, 3, 1):
+                await sim.advance(seconds)
+                event = (await ws.receive_json(timeout=TIMEOUT))["data"]
+                assert event["U"] == book.update_id + 1 and event["s"] == symbol
+                assert event["e"] == "depthUpdate" and event["E"] == int(sim.clock() * 1000)
+                book.apply(event)
+                check(book)
+            assert book.applied == 4
+
+    run(scenario)
+
+
+def test_removed_levels_carry_quantity_zero_in_the_symbols_width(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@depth")) as ws:
+            before = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+            await sim.advance(1)
+            event = (await ws.receive_json(timeout=TIMEOUT))["data"]
+            after = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+            removed = {price for price, _ in before["bids"]} - {p for p, _ in after["bids"]}
+            assert removed and all([price, "0.00000000"] in event["b"] for price in removed)
+            assert [float(price) for price, _ in event["b"]] == sorted(
+                (float(price) for price, _ in event["b"]), reverse=True)
+
+    run(scenario)
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+def test_subscribe_unsubscribe_and_list_subscriptions(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect() as ws:
+            names = ["ethbtc@bookTicker", "bnbbtc@depth@100ms"]
+            assert await request(ws, "SUBSCRIBE", *names, ident=7) == {"result": None, "id": 7}
+            assert await request(ws, "LIST_SUBSCRIPTIONS") == {"result": names, "id": 1}
+            assert await request(ws, "UNSUBSCRIBE", names[1], ident="a1") == {
+                "result": None, "id": "a1"}
+            assert await request(ws, "LIST_SUBSCRIPTIONS", ident=None) == {
+                "result": names[:1], "id": None}
+            assert sim.get("/_sim/stats")["streams"]["subscriptions"] == {names[0]: 1}
+            await sim.advance(1)
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == names[0]
+            assert await request(ws, "LIST_SUBSCRIPTIONS") == {"result": names[:1], "id": 1}
+
+    run(scenario)
+
+
+def test_bad_requests_get_binances_errors_and_the_connection_stays(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect() as ws:
+            async def error(text: str) -> Json:
+                await ws.send_str(text)
+                return await ws.receive_json(timeout=TIMEOUT)
+
+            assert (await error("{nope"))["error"]["code"] == 3
+            unknown = await error('{"method": "SUBSCRIBED", "params": [], "id": 4}')
+            assert unknown["id"] == 4 and unknown["error"]["code"] == 2
+            assert "unknown variant `SUBSCRIBED`" in unknown["error"]["msg"]
+            assert (await error('{"method": "SUBSCRIBE", "params": ["x"], "id": 5}'))[
+                "error"]["code"] == 2
+            await sim.advance(1)  # five messages a second at most
+            assert (await error('{"method": "LIST_SUBSCRIPTIONS", "id": true}')) == {
+                "error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned "
+                                            "integer"}, "id": None}
+            assert (await error('{"method": "GET_PROPERTY", "params": ["x"], "id": 1}'))[
+                "error"] == {"code": 0, "msg": "Unknown property"}
+            many = [f"s{index}usdt@bookTicker" for index in range(1025)]
+            assert await request(ws, "SUBSCRIBE", *many) == {
+                "error": {"code": 4, "msg": "Too many subscriptions"}, "id": 1}
+            assert await request(ws, "LIST_SUBSCRIPTIONS") == {"result": [], "id": 1}
+
+    run(scenario)
+
+
+def test_more_than_five_messages_a_second_close_the_connection(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect() as ws:
+            for _ in range(5):
+                assert (await request(ws, "LIST_SUBSCRIPTIONS"))["result"] == []
+            await sim.advance(1)  # a new second: five more
+            for _ in range(5):
+                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 1})
+            await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 6})
+            replies = [await ws.receive_json(timeout=TIMEOUT) for _ in range(5)]
+            assert all(reply["result"] == [] for reply in replies)
+            close = await closed(ws)
+            assert (close.type, close.data, close.extra) == (
+                aiohttp.WSMsgType.CLOSE, 1008, "Too many requests")
+        assert sim.get("/_sim/stats")["streams"]["closed"] == {"too_many_requests": 1}
+
+    run(scenario)
+
+
+# -- pings, age, shutdown -----------------------------------------------------------------
+
+
+def test_pings_come_at_the_configured_interval_and_unanswered_ones_close() -> None:
+    """Pings every --ws-ping-seconds from the connection's start; a client that answers
+    none is closed three intervals after the first (Binance: 20 s and a minute)."""
+    async def scenario(sim: Sim) -> None:
+        async with sim.connect(autoping=False) as ws:
+            pings = []
+            for seconds in (4.9, 0.1, 5, 5, 4.9):
+                await sim.advance(seconds)
+                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 1})
+                message = await ws.receive(timeout=TIMEOUT)  # a ping due comes before
+                if message.type is aiohttp.WSMsgType.PING:
+                    pings.append((sim.clock() - T0, message.data))
+                    message = await ws.receive(timeout=TIMEOUT)
+                assert json.loads(message.data)["result"] == []
+            assert pings == [(5.0, b"1"), (10.0, b"2"), (15.0, b"3")]
+            await sim.advance(0.1)  # 15 s after the first ping
+            close = await closed(ws)
+            assert (close.type, close.data, close.extra) == (
+                aiohttp.WSMsgType.CLOSE, 1008, "Pong timeout")
+
+    with serving(StreamSettings(ping_seconds=5)) as sim:
+        run(lambda: scenario(sim))
+
+
+def test_a_client_that_answers_pings_stays_until_the_max_age() -> None:
+    async def scenario(sim: Sim) -> None:
+        async with sim.connect() as ws:  # aiohttp answers pings as it reads
+            for _ in range(11):
+                await sim.advance(5)
+                assert (await request(ws, "LIST_SUBSCRIPTIONS"))["result"] == []
+            await sim.advance(4.9)
+            assert (await request(ws, "LIST_SUBSCRIPTIONS"))["result"] == []
+            await sim.advance(0.1)
+            close = await closed(ws)
+            assert (close.type, close.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+        stats = sim.get("/_sim/stats")["streams"]
+        assert stats["frames"]["pings_sent"] == 11 and stats["closed"] == {"max_age": 1}
+
+    with serving(StreamSettings(ping_seconds=5, max_age=60)) as sim:
+        run(lambda: scenario(sim))
+
+
+def test_stopping_the_server_sends_server_shutdown_then_closes(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+            await asyncio.to_thread(sim.streams.stop)
+            assert await ws.receive_json(timeout=TIMEOUT) == {
+                "stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": T0 * 1000}}
+            close = await closed(ws)
+            assert (close.type, close.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+
+    run(scenario)
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def test_ws_gap_skips_one_depth_event(sim: Sim) -> None:
+    """The event after a skipped one is always sent, so a client sees the gap: its U is
+    not the previous u + 1. Its resync from REST then holds the REST book again."""
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@depth@100ms", "ethbtc@bookTicker")) as ws:
+            await sim.advance(1)
+            events = [json.loads(await text(ws)) for _ in range(2)]
+            depth = next(event["data"] for event in events if "depth" in event["stream"])
+            book = LocalBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))
+            sim.control.set_faults([{"name": "ws_gap", "streams": ["depth@100ms"]}])
+            await sim.advance(1)  # this step's depth event is skipped, bookTicker still comes
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
+            skipped_to = sim.get("/api/v3/depth?symbol=ETHBTC&limit=1")["lastUpdateId"]
+            await sim.advance(1)
+            after = [json.loads(await text(ws)) for _ in range(2)]
+            gapped = next(event["data"] for event in after if "depth" in event["stream"])
+            assert gapped["U"] == skipped_to + 1 > depth["u"] + 1
+            with pytest.raises(Gap):
+                book.apply(gapped)
+            book = LocalBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))  # resync
+            sim.control.clear_faults()
+            await sim.advance(1)
+            after = [json.loads(await text(ws)) for _ in range(2)]
+            book.apply(next(event["data"] for event in after if "depth" in event["stream"]))
+            full = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+            assert (book.levels("b"), book.levels("a")) == (full["bids"], full["asks"])
+
+    run(scenario)
+
+
+def test_ws_stall_sends_nothing_then_resumes_without_a_gap() -> None:
+    """No events and no pings while stalled; afterwards one event spans the stall."""
+    async def scenario(sim: Sim) -> None:
+        async with sim.connect(stream_query("ethbtc@depth@100ms"), autoping=False) as ws:
+            await sim.advance(1)
+            last = (await ws.receive_json(timeout=TIMEOUT))["data"]
+            ping = await ws.receive(timeout=TIMEOUT)
+            assert ping.type is aiohttp.WSMsgType.PING
+            await ws.pong(ping.data)
+            sim.control.set_faults([{"name": "ws_stall"}])
+            for _ in range(3):
+                await sim.advance(1)
+            sim.control.clear_faults()
+            await sim.advance(1)
+            resumed = await ws.receive_json(timeout=TIMEOUT)  # the stall sent nothing at all
+            assert resumed["data"]["U"] == last["u"] + 1
+            assert resumed["data"]["u"] == sim.get(
+                "/api/v3/depth?symbol=ETHBTC&limit=1")["lastUpdateId"]
+            assert (await ws.receive(timeout=TIMEOUT)).type is aiohttp.WSMsgType.PING
+
+    with serving(StreamSettings(ping_seconds=1)) as sim:
+        run(lambda: scenario(sim))
+
+
+def test_ws_close_drops_the_connection_without_a_close_frame(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+            sim.control.set_faults([{"name": "ws_close"}])
+            await sim.advance(1)
+            message = await closed(ws)
+            assert message.type is not aiohttp.WSMsgType.CLOSE  # no close frame: a reset
+        assert sim.get("/_sim/stats")["streams"]["closed"] == {"abrupt": 1}
+
+    run(scenario)
+
+
+def test_ws_malformed_sends_one_message_that_is_not_json(sim: Sim) -> None:
+    async def scenario() -> None:
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+            sim.control.set_faults([{"name": "ws_malformed", "streams": ["ethbtc@bookTicker"]}])
+            await sim.advance(1)
+            broken = await text(ws)
+            with pytest.raises(ValueError):
+                json.loads(broken)
+            whole = await text(ws)
+            assert whole.startswith(broken) and json.loads(whole)["stream"] == "ethbtc@bookTicker"
+
+    run(scenario)
+
+
+def test_ws_refuse_answers_the_upgrade_with_an_error_status(sim: Sim) -> None:
+    async def scenario() -> None:
+        sim.control.set_faults([{"name": "ws_refuse", "status": 429,
+                                 "streams": ["btcusdt@depth@100ms"]}])
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            async with sim.connect(stream_query("btcusdt@depth@100ms")):
+                pass
+        assert refused.value.status == 429
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:  # not targeted
+            assert (await request(ws, "LIST_SUBSCRIPTIONS"))["result"] == ["ethbtc@bookTicker"]
+        assert sim.get("/_sim/stats")["streams"]["connections"] == {"refused": 1, "accepted": 1}
+
+    run(scenario)
+
+
+def test_ws_no_pong_close_closes_a_client_that_does_answer() -> None:
+    async def scenario(sim: Sim) -> None:
+        sim.control.set_faults([{"name": "ws_no_pong_close"}])
+        async with sim.connect() as ws:  # aiohttp answers every ping
+            for _ in range(3):
+                await sim.advance(5)
+                assert (await request(ws, "LIST_SUBSCRIPTIONS"))["result"] == []
+            await sim.advance(5)
+            close = await closed(ws)
+            assert (close.type, close.data, close.extra) == (
+                aiohttp.WSMsgType.CLOSE, 1008, "Pong timeout")
+        assert sim.get("/_sim/stats")["streams"]["frames"]["pongs_received"] == 3
+
+    with serving(StreamSettings(ping_seconds=5)) as sim:
+        run(lambda: scenario(sim))
+
+
+def test_ws_shutdown_sends_server_shutdown_then_closes_after_seconds(sim: Sim) -> None:
+    async def scenario() -> None:
+        sim.control.set_faults([{"name": "ws_shutdown", "seconds": 2}])
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+            await sim.advance(1)
+            assert await ws.receive_json(timeout=TIMEOUT) == {
+                "stream": "!serverShutdown",
+                "data": {"e": "serverShutdown", "E": (T0 + 1) * 1000}}
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
+            await sim.advance(1)
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
+            await sim.advance(1)
+            close = await closed(ws)
+            assert (close.type, close.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+
+    run(scenario)
+
+
+def test_stream_faults_are_validated_and_kept_apart_from_rest_faults() -> None:
+    """A typo in a scenario fails loudly; a stream fault never touches a REST request."""
+    fault = Fault.parse("ws_gap:streams=btcusdt@depth@100ms+depth,rate=0.5")
+    assert fault.to_json() == {"name": "ws_gap", "rate": 0.5,
+                               "streams": ["btcusdt@depth@100ms", "depth"]}
+    assert Fault.parse("ws_refuse").params == {"status": 503}
+    for bad, message in (
+            ({"name": "ws_close", "endpoints": ["/api/v3/depth"]}, "unknown parameter"),
+            ({"name": "latency", "streams": ["depth"]}, "unknown parameter"),
+            ({"name": "ws_stall", "streams": ["nopeusdt@depth"]}, "unknown symbol"),
+            ({"name": "ws_stall", "streams": ["btcusdt@trade"]}, "invalid stream name"),
+            ({"name": "ws_gap", "streams": ["bookTicker"]}, "only depth streams"),
+            ({"name": "ws_refuse", "status": 500}, "must be one of")):
+        with pytest.raises(FaultError, match=message):
+            Fault.from_json(bad)
+    faults = FaultSet([Fault("ws_close"), Fault.from_json({"name": "ws_stall",
+                                                           "streams": ["ethbtc@depth"]})])
+    assert not faults.draw("/api/v3/depth")
+    assert [f.name for f in faults.draw_streams({"ws_close", "ws_stall"}, ["btcusdt@depth"])] \
+        == ["ws_close"]
+    assert len(faults.draw_streams({"ws_close", "ws_stall"}, ["ethbtc@depth"])) == 2
+
+
+# -- the real process ---------------------------------------------------------------------
+
+
+def test_stream_flags_map_onto_the_config() -> None:
+    args = cli.build_parser().parse_args(
+        "--ws-port 9443 --ws-ping-seconds 2.5 --ws-max-age 60".split())
+    assert args.ws_port == 9443
+    assert cli.config_from_args(args).streams == StreamSettings(2.5, 60)
+    assert cli.config_from_args(cli.build_parser().parse_args([])).streams == StreamSettings(
+        20, 86400)
+
+
+def test_the_console_script_serves_streams_at_the_url_it_prints() -> None:
+    """Through the test kit: the streams' URL comes from the start-up output; events flow
+    on the real clock; SIGTERM sends serverShutdown before the process exits. (Pings and
+    closes are timed with the fake clock above.)"""
+    async def scenario(sim: SimulatorProcess) -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                sim.stream_url + stream_query("ethbtc@bookTicker")) as ws:
+            event = await ws.receive_json(timeout=TIMEOUT)
+            assert event["stream"] == "ethbtc@bookTicker" and event["data"]["s"] == "ETHBTC"
+            stats = sim.stats()["streams"]
+            assert stats["connections_open"] == 1
+            assert stats["subscriptions"] == {"ethbtc@bookTicker": 1}
+            sim.process.send_signal(signal.SIGTERM)
+            while "serverShutdown" not in event["stream"]:
+                event = await ws.receive_json(timeout=TIMEOUT)
+            assert event["data"]["e"] == "serverShutdown"
+            assert (await closed(ws)).data == 1001
+
+    with running_simulator("--step-seconds", "0.05") as sim:
+        assert sim.stream_url.startswith("ws://127.0.0.1:")
+        assert sim.stream_url.rsplit(":", 1)[1] != sim.url.rsplit(":", 1)[1]
+        run(lambda: scenario(sim))
+        assert sim.process.wait(TIMEOUT) == 0
