@@ -55,7 +55,7 @@ compose-down:
 	docker compose --profile offline down
 
 # refresh latency, request weight, /metrics latency, CPU and memory against the simulator
-# (about 5 minutes; apt-get install wrk for accurate scrape latencies); writes BENCHMARKS.md
+# (about 7 minutes; apt-get install wrk for accurate scrape latencies); writes BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 

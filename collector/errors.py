@@ -23,8 +23,9 @@ class BinanceError(Exception):
 
 UNREACHABLE_HINT = (
     "Binance cannot be reached from here: try another --base-url, e.g. "
-    "https://data-api.binance.vision (market data only) or https://api1.binance.com, "
-    "or run `make demo` to try the exporter offline against its simulator")
+    "https://data-api.binance.vision (market data only) or https://api1.binance.com; "
+    "or try offline: `make demo` runs a simulated Binance on http://127.0.0.1:8090, "
+    "to give as --base-url")
 
 RESTRICTED_HINT = (
     "try another --base-url, e.g. https://data-api.binance.vision (Binance's market data "
