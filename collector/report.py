@@ -107,9 +107,16 @@ def width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    """Aligned columns; numbers right-aligned so their digits line up."""
-    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
+def column_widths(rows: Sequence[Sequence[str]]) -> list[int]:
+    """The terminal width of each column: its widest cell."""
+    return [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+
+def table(rows: Sequence[Sequence[str]], right: Sequence[bool],
+          widths: Sequence[int] | None = None) -> list[str]:
+    """Aligned columns; numbers right-aligned so their digits line up. ``widths``: at least
+    these (a log keeps its columns from one block to the next)."""
+    widths = table_widths(rows, widths or ())
     lines = []
     for row in rows:
         cells = [
@@ -151,13 +158,17 @@ def answers_text(snapshot: Snapshot, rank_by: str, depth: int) -> str:
     return "\n".join(out)
 
 
-def tick_text(spreads: Spreads) -> str:
-    """One Q5 tick: a line per symbol with its UTC time."""
+def tick_rows(spreads: Spreads) -> list[list[str]]:
+    """One Q5 tick's cells: a row per symbol with its UTC time."""
     stamp = utc(spreads.at)
-    rows = [[stamp, symbol, "spread", plain(value) or "unavailable",
+    return [[stamp, symbol, "spread", plain(value) or "unavailable",
              "delta", plain(spreads.deltas.get(symbol)) or "-"]
             for symbol, value in spreads.spreads.items()]
-    aligned = table(rows, [False, False, False, True, False, True])
+
+
+def tick_text(spreads: Spreads, widths: Sequence[int] | None = None) -> str:
+    """One Q5 tick: a line per symbol with its UTC time, columns at least ``widths`` wide."""
+    aligned = table(tick_rows(spreads), [False, False, False, True, False, True], widths)
     return "\n".join(line.lstrip() for line in aligned)
 
 
@@ -196,7 +207,8 @@ def run(  # pylint: disable=too-many-arguments
         if count != 0:
             print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
                   file=out, flush=True)
-    printed, slot, all_ok, hinted = 0, 0, True, False
+    q5 = Q5Log(fmt, out)
+    printed, slot = 0, 0
     started = clock()
     outcome: Outcome[Spreads] = snapshot.spreads
     while count is None or printed < count:
@@ -205,14 +217,8 @@ def run(  # pylint: disable=too-many-arguments
             sleep(max(0.0, started + slot * interval - clock()))
             outcome = market.refresh_spreads()
         printed += 1
-        print(tick_line(outcome, fmt, wall()), file=out, flush=True)
-        all_ok = all_ok and outcome.error is None
-        if outcome.error is None or not outcome.error.hint:
-            hinted = outcome.error is not None and hinted  # a good tick ends the outage
-        elif not hinted:
-            hinted = True
-            print(f"binance-report: {outcome.error.hint}", file=sys.stderr, flush=True)
-    return all_ok
+        q5.write(outcome, wall())
+    return q5.all_ok
 
 
 def _next_slot(slot: int, elapsed: float) -> int:
@@ -222,16 +228,43 @@ def _next_slot(slot: int, elapsed: float) -> int:
     return max(slot + 1, math.ceil(elapsed))
 
 
-def tick_line(outcome: Outcome[Spreads], fmt: str, now: float) -> str:
-    """One Q5 tick as printed: the spreads, or the error of a failed refresh at ``now``."""
-    if outcome.value is not None:
-        if fmt == "json":
-            return json.dumps(tick_json(outcome.value), ensure_ascii=False)
-        return tick_text(outcome.value)
-    assert outcome.error is not None
-    if fmt == "json":
-        return json.dumps(error_json(now, outcome.error), ensure_ascii=False)
-    return f"{utc(now)}  error: {outcome.error}"
+class Q5Log:
+    """The Q5 log: each tick's spreads or error on ``out``, the hint of an outage once on
+    stderr; text columns only ever widen, so they line up from one tick to the next."""
+
+    def __init__(self, fmt: str, out: TextIO) -> None:
+        self.fmt, self.out = fmt, out
+        self.all_ok = True  # every tick so far was answered
+        self._hinted = False
+        self._widths: list[int] = []
+
+    def write(self, outcome: Outcome[Spreads], now: float) -> None:
+        """One tick: the spreads, or the error of a failed refresh at ``now``."""
+        print(self._line(outcome, now), file=self.out, flush=True)
+        error = outcome.error
+        self.all_ok = self.all_ok and error is None
+        if error is None:
+            self._hinted = False  # a good tick ends the outage
+        elif error.hint and not self._hinted:
+            self._hinted = True
+            print(f"binance-report: {error.hint}", file=sys.stderr, flush=True)
+
+    def _line(self, outcome: Outcome[Spreads], now: float) -> str:
+        if outcome.value is not None:
+            if self.fmt == "json":
+                return json.dumps(tick_json(outcome.value), ensure_ascii=False)
+            self._widths = table_widths(tick_rows(outcome.value), self._widths)
+            return tick_text(outcome.value, self._widths)
+        assert outcome.error is not None
+        if self.fmt == "json":
+            return json.dumps(error_json(now, outcome.error), ensure_ascii=False)
+        return f"{utc(now)}  error: {outcome.error}"
+
+
+def table_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int]) -> list[int]:
+    """The columns' widths for ``rows``, never narrower than ``at_least``."""
+    found = column_widths(rows)
+    return [max(a, b) for a, b in zip(found, list(at_least) + [0] * len(found))]
 
 
 def build_parser() -> Parser:

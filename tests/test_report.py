@@ -21,7 +21,8 @@ from binance_simulator.testkit import popen
 
 from collector import report
 from collector.binance import BinanceClient
-from collector.refresh import Refresher, Settings
+from collector.cache import Outcome
+from collector.refresh import Refresher, Settings, Spreads
 
 GOLDEN = Path(__file__).parent / "golden"
 BOOKS = ["ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
@@ -326,3 +327,18 @@ def test_ticks_that_went_by_are_skipped_not_caught_up(market_mock: responses.Req
                clock=clock)
     assert [stamp - started for stamp in stamps] == [10, 40, 50]  # 20 and 30 went by
     del market_mock
+
+
+def test_the_q5_text_log_keeps_its_columns_from_tick_to_tick() -> None:
+    """A log is read down the page: a wider value in one tick must not shift later ticks."""
+    out = io.StringIO()
+    log = report.Q5Log("text", out)
+    for at, spread, delta in ((0, "0.01", None), (10, "12.5", "12.49"), (20, "0.02", "0.01")):
+        log.write(Outcome(Spreads(tops={}, spreads={"BTCUSDT": Decimal(spread)},
+                                  deltas={"BTCUSDT": Decimal(delta) if delta else None},
+                                  at=1_767_225_600 + at)), now=0)
+    lines = out.getvalue().splitlines()
+    assert lines == ["2026-01-01T00:00:00Z  BTCUSDT  spread  0.01  delta  -",
+                     "2026-01-01T00:00:10Z  BTCUSDT  spread  12.5  delta  12.49",
+                     "2026-01-01T00:00:20Z  BTCUSDT  spread  0.02  delta   0.01"]  # as wide
+    assert log.all_ok
