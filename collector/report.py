@@ -107,11 +107,6 @@ def width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def column_widths(rows: Sequence[Sequence[str]]) -> list[int]:
-    """The terminal width of each column: its widest cell."""
-    return [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-
 def table(rows: Sequence[Sequence[str]], right: Sequence[bool],
           widths: Sequence[int] | None = None) -> list[str]:
     """Aligned columns; numbers right-aligned so their digits line up. ``widths``: at least
@@ -262,8 +257,9 @@ class Q5Log:
 
 
 def table_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int]) -> list[int]:
-    """The columns' widths for ``rows``, never narrower than ``at_least``."""
-    found = column_widths(rows)
+    """The terminal width of each column of ``rows`` (its widest cell), never narrower than
+    ``at_least``."""
+    found = [max(width(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [max(a, b) for a, b in zip(found, list(at_least) + [0] * len(found))]
 
 
