@@ -40,6 +40,17 @@ DASHBOARD_METRICS = {
     "binance_last_refresh_timestamp_seconds", "binance_scrape_duration_seconds",
     "binance_api_used_weight", "binance_api_requests_total", "binance_refresh_failures_total",
 }
+# Metrics only ``--source stream`` serves: absent in the default REST mode, and so from the
+# golden file. Only the alert group STREAM_ALERTS may use them, so that nothing else goes
+# quiet or blank in REST mode.
+STREAM_METRICS = {
+    "binance_stream_connected", "binance_stream_reconnects_total",
+    "binance_stream_messages_total", "binance_stream_last_message_age_seconds",
+    "binance_order_book_synced", "binance_order_book_resyncs_total",
+    "binance_price_spread_min", "binance_price_spread_max",
+    "binance_book_ticker_updates_total",
+}
+STREAM_ALERTS = "binance-stream"
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
@@ -87,9 +98,21 @@ def dashboard() -> Any:
 
 
 @pytest.fixture(scope="module")
-def alerts() -> list[dict[str, Any]]:
+def alert_groups() -> dict[str, list[dict[str, Any]]]:
+    """The alerting rules of each group of alerts.yml, by group name."""
     groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    return {group["name"]: [rule for rule in group["rules"] if "alert" in rule]
+            for group in groups}
+
+
+@pytest.fixture(scope="module")
+def alerts(alert_groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [rule for rules in alert_groups.values() for rule in rules]
+
+
+@pytest.fixture(scope="module")
+def alert_tests() -> list[dict[str, Any]]:
+    return yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
 
 
 def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -157,20 +180,29 @@ def test_dashboard_shows_the_metrics_of_the_issue(dashboard: Any) -> None:
 
 
 def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
-        dashboard: Any, alerts: list[dict[str, Any]]) -> None:
+        dashboard: Any, alert_groups: dict[str, list[dict[str, Any]]]) -> None:
     """A metric renamed in the exporter (and so in the golden file) fails here, naming
-    the panel or alert that would silently go blank."""
+    the panel or alert that would silently go blank. Stream-mode metrics are allowed in
+    the stream alerts only."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
-    queries = [(f"panel {title!r}", expr) for title, expr in panel_exprs(dashboard)]
-    queries += [(f"variable {v['name']!r}", v["definition"])
+    queries = [(f"panel {title!r}", expr, exposed) for title, expr in panel_exprs(dashboard)]
+    queries += [(f"variable {v['name']!r}", v["definition"], exposed)
                 for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += [(f"alert {rule['alert']}", rule["expr"]) for rule in alerts]
-    for where, expr in queries:
+    queries += [(f"alert {rule['alert']}", rule["expr"],
+                 exposed | STREAM_METRICS if group == STREAM_ALERTS else exposed)
+                for group, rules in alert_groups.items() for rule in rules]
+    for where, expr, known in queries:
         names = set(METRIC_NAME.findall(expr)) | (
             {"up"} if re.search(r"\bup\{", expr) else set())
         assert names, f"{where} queries no metric: {expr}"
-        assert names <= exposed, f"{where} uses unknown {sorted(names - exposed)}"
+        assert names <= known, f"{where} uses unknown {sorted(names - known)}"
+
+
+def test_stream_metrics_are_absent_in_rest_mode() -> None:
+    """The golden file is the default REST mode's exposition: no metric listed as
+    stream-only may be in it."""
+    assert STREAM_METRICS.isdisjoint(exposed_metrics())
 
 
 def test_every_panel_query_parses_with_promtool(dashboard: Any, tmp_path: Path) -> None:
@@ -245,13 +277,15 @@ def test_alert_rule_unit_tests_pass() -> None:
 
 
 def test_every_alert_is_complete_and_tested_firing_and_quiet(
-        alerts: list[dict[str, Any]]) -> None:
-    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
-    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+        alerts: list[dict[str, Any]], alert_tests: list[dict[str, Any]]) -> None:
+    cases = [case for test in alert_tests for case in test.get("alert_rule_test", [])]
     names = [rule["alert"] for rule in alerts]
     assert len(names) == len(set(names))
     assert {"BinanceExporterDown", "BinanceExporterAbsent", "BinanceUpstreamFailing",
-            "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump"} <= set(names)
+            "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump",
+            "BinanceStreamDisconnected", "BinanceStreamReconnectingOften",
+            "BinanceOrderBookUnsynced", "BinanceOrderBookResyncingOften",
+            "BinanceStreamSilent"} <= set(names)
     for rule in alerts:
         name = rule["alert"]
         assert rule.get("for"), f"{name} has no 'for'"
@@ -260,6 +294,23 @@ def test_every_alert_is_complete_and_tested_firing_and_quiet(
         mine = [case for case in cases if case["alertname"] == name]
         assert any(case["exp_alerts"] for case in mine), f"{name} is never tested firing"
         assert any(not case["exp_alerts"] for case in mine), f"{name} is never tested quiet"
+
+
+def test_stream_alerts_are_tested_quiet_in_rest_mode(
+        alert_groups: dict[str, list[dict[str, Any]]],
+        alert_tests: list[dict[str, Any]]) -> None:
+    """Stream alerts must not fire for an exporter in the default REST mode, which serves
+    no stream metric: each is tested quiet with only REST-mode series as input."""
+    stream = {rule["alert"] for rule in alert_groups[STREAM_ALERTS]}
+    assert stream
+    for rule in alert_groups[STREAM_ALERTS]:
+        assert STREAM_METRICS & set(METRIC_NAME.findall(rule["expr"])), rule["alert"]
+    rest_only = [test for test in alert_tests
+                 if not any(STREAM_METRICS & set(METRIC_NAME.findall(series["series"]))
+                            for series in test["input_series"])]
+    quiet = {case["alertname"] for test in rest_only
+             for case in test.get("alert_rule_test", []) if not case["exp_alerts"]}
+    assert stream <= quiet, sorted(stream - quiet)
 
 
 def test_stale_data_alert_has_a_threshold_for_every_group(
