@@ -171,6 +171,34 @@ def test_panel_ids_are_unique(dashboard: Any) -> None:
     assert len(ids) == len(set(ids))
 
 
+def overlapping(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The pairs of panels whose grid rectangles share a cell."""
+    def cells(panel: dict[str, Any]) -> set[tuple[int, int]]:
+        pos = panel["gridPos"]
+        return {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])}
+    return [(a["title"], b["title"]) for i, a in enumerate(items) for b in items[i + 1:]
+            if cells(a) & cells(b)]
+
+
+def test_panels_fit_the_grid_without_overlapping(dashboard: Any) -> None:
+    """A collapsed row takes one grid line; its panels, laid out when it opens, go below
+    it and must not overlap each other either."""
+    top = dashboard["panels"]
+    groups = [top] + [row["panels"] for row in top if row.get("collapsed")]
+    for row in top:
+        assert row.get("panels", []) == [] or row.get("collapsed"), row["title"]
+        for panel in row.get("panels", []):
+            assert panel["gridPos"]["y"] > row["gridPos"]["y"], panel["title"]
+    for items in groups:
+        for panel in items:
+            pos = panel["gridPos"]
+            assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+            assert pos["y"] >= 0 and pos["h"] > 0, panel["title"]
+        pairs = overlapping(items)
+        assert not pairs, pairs
+
+
 def test_dashboard_shows_the_metrics_of_the_issue(dashboard: Any) -> None:
     used = {name for _, expr in panel_exprs(dashboard) for name in METRIC_NAME.findall(expr)}
     assert DASHBOARD_METRICS <= used, DASHBOARD_METRICS - used
