@@ -41,8 +41,8 @@ DASHBOARD_METRICS = {
     "binance_api_used_weight", "binance_api_requests_total", "binance_refresh_failures_total",
 }
 # Metrics only ``--source stream`` serves: absent in the default REST mode, and so from the
-# golden file. Only the alert group STREAM_ALERTS may use them, so that nothing else goes
-# quiet or blank in REST mode.
+# golden file. Only the alert group STREAM_ALERTS and the dashboard row STREAM_ROW may use
+# them, so that nothing else goes quiet or blank in REST mode.
 STREAM_METRICS = {
     "binance_stream_connected", "binance_stream_reconnects_total",
     "binance_stream_messages_total", "binance_stream_last_message_age_seconds",
@@ -51,6 +51,7 @@ STREAM_METRICS = {
     "binance_book_ticker_updates_total",
 }
 STREAM_ALERTS = "binance-stream"
+STREAM_ROW = "Stream mode (--source stream)"
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
@@ -115,13 +116,21 @@ def alert_tests() -> list[dict[str, Any]]:
     return yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
 
 
-def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel with queries, rows' nested panels included, rows themselves left out."""
+def panels_by_row(items: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(title of its row, panel) for every panel with queries, the panels of collapsed
+    rows included, rows themselves left out; "" above the first row."""
+    row = ""
     for panel in items:
         if panel.get("type") == "row":
-            yield from panels(panel.get("panels", []))
+            row = panel["title"]
+            yield from ((row, inner) for inner in panel.get("panels", []))
         else:
-            yield panel
+            yield row, panel
+
+
+def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel with queries, rows' nested panels included, rows themselves left out."""
+    return (panel for _, panel in panels_by_row(items))
 
 
 def panel_exprs(board: Any) -> list[tuple[str, str]]:
@@ -211,10 +220,13 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
         dashboard: Any, alert_groups: dict[str, list[dict[str, Any]]]) -> None:
     """A metric renamed in the exporter (and so in the golden file) fails here, naming
     the panel or alert that would silently go blank. Stream-mode metrics are allowed in
-    the stream alerts only."""
+    the stream alerts and the stream row only."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
-    queries = [(f"panel {title!r}", expr, exposed) for title, expr in panel_exprs(dashboard)]
+    queries = [(f"panel {panel['title']!r}", target["expr"],
+                exposed | STREAM_METRICS if row == STREAM_ROW else exposed)
+               for row, panel in panels_by_row(dashboard["panels"])
+               for target in panel.get("targets", [])]
     queries += [(f"variable {v['name']!r}", v["definition"], exposed)
                 for v in dashboard["templating"]["list"] if v["type"] == "query"]
     queries += [(f"alert {rule['alert']}", rule["expr"],
@@ -231,6 +243,17 @@ def test_stream_metrics_are_absent_in_rest_mode() -> None:
     """The golden file is the default REST mode's exposition: no metric listed as
     stream-only may be in it."""
     assert STREAM_METRICS.isdisjoint(exposed_metrics())
+
+
+def test_stream_mode_row_shows_every_stream_metric(dashboard: Any) -> None:
+    """Stream-mode panels sit in a row of their own, empty in REST mode, and show all the
+    stream metrics."""
+    used = {name for row, panel in panels_by_row(dashboard["panels"]) if row == STREAM_ROW
+            for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
+    assert STREAM_METRICS <= used, STREAM_METRICS - used
+    exprs = " ".join(target["expr"] for row, panel in panels_by_row(dashboard["panels"])
+                     if row == STREAM_ROW for target in panel["targets"])
+    assert "rate(binance_book_ticker_updates_total" in exprs
 
 
 def test_every_panel_query_parses_with_promtool(dashboard: Any, tmp_path: Path) -> None:
