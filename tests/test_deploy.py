@@ -113,7 +113,9 @@ def alerts(alert_groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]
 
 @pytest.fixture(scope="module")
 def alert_tests() -> list[dict[str, Any]]:
-    return yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    tests: list[dict[str, Any]] = yaml.safe_load(
+        (PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    return tests
 
 
 def panels_by_row(items: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
