@@ -40,6 +40,18 @@ DASHBOARD_METRICS = {
     "binance_last_refresh_timestamp_seconds", "binance_scrape_duration_seconds",
     "binance_api_used_weight", "binance_api_requests_total", "binance_refresh_failures_total",
 }
+# Metrics only ``--source stream`` serves: absent in the default REST mode, and so from the
+# golden file. Only the alert group STREAM_ALERTS and the dashboard row STREAM_ROW may use
+# them, so that nothing else goes quiet or blank in REST mode.
+STREAM_METRICS = {
+    "binance_stream_connected", "binance_stream_reconnects_total",
+    "binance_stream_messages_total", "binance_stream_last_message_age_seconds",
+    "binance_order_book_synced", "binance_order_book_resyncs_total",
+    "binance_price_spread_min", "binance_price_spread_max",
+    "binance_book_ticker_updates_total",
+}
+STREAM_ALERTS = "binance-stream"
+STREAM_ROW = "Stream mode (--source stream)"
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
@@ -87,18 +99,40 @@ def dashboard() -> Any:
 
 
 @pytest.fixture(scope="module")
-def alerts() -> list[dict[str, Any]]:
+def alert_groups() -> dict[str, list[dict[str, Any]]]:
+    """The alerting rules of each group of alerts.yml, by group name."""
     groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    return {group["name"]: [rule for rule in group["rules"] if "alert" in rule]
+            for group in groups}
+
+
+@pytest.fixture(scope="module")
+def alerts(alert_groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [rule for rules in alert_groups.values() for rule in rules]
+
+
+@pytest.fixture(scope="module")
+def alert_tests() -> list[dict[str, Any]]:
+    tests: list[dict[str, Any]] = yaml.safe_load(
+        (PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    return tests
+
+
+def panels_by_row(items: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(title of its row, panel) for every panel with queries, the panels of collapsed
+    rows included, rows themselves left out; "" above the first row."""
+    row = ""
+    for panel in items:
+        if panel.get("type") == "row":
+            row = panel["title"]
+            yield from ((row, inner) for inner in panel.get("panels", []))
+        else:
+            yield row, panel
 
 
 def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Every panel with queries, rows' nested panels included, rows themselves left out."""
-    for panel in items:
-        if panel.get("type") == "row":
-            yield from panels(panel.get("panels", []))
-        else:
-            yield panel
+    return (panel for _, panel in panels_by_row(items))
 
 
 def panel_exprs(board: Any) -> list[tuple[str, str]]:
@@ -148,6 +182,34 @@ def test_panel_ids_are_unique(dashboard: Any) -> None:
     assert len(ids) == len(set(ids))
 
 
+def overlapping(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The pairs of panels whose grid rectangles share a cell."""
+    def cells(panel: dict[str, Any]) -> set[tuple[int, int]]:
+        pos = panel["gridPos"]
+        return {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])}
+    return [(a["title"], b["title"]) for i, a in enumerate(items) for b in items[i + 1:]
+            if cells(a) & cells(b)]
+
+
+def test_panels_fit_the_grid_without_overlapping(dashboard: Any) -> None:
+    """A collapsed row takes one grid line; its panels, laid out when it opens, go below
+    it and must not overlap each other either."""
+    top = dashboard["panels"]
+    groups = [top] + [row["panels"] for row in top if row.get("collapsed")]
+    for row in top:
+        assert row.get("panels", []) == [] or row.get("collapsed"), row["title"]
+        for panel in row.get("panels", []):
+            assert panel["gridPos"]["y"] > row["gridPos"]["y"], panel["title"]
+    for items in groups:
+        for panel in items:
+            pos = panel["gridPos"]
+            assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+            assert pos["y"] >= 0 and pos["h"] > 0, panel["title"]
+        pairs = overlapping(items)
+        assert not pairs, pairs
+
+
 def test_dashboard_shows_the_metrics_of_the_issue(dashboard: Any) -> None:
     used = {name for _, expr in panel_exprs(dashboard) for name in METRIC_NAME.findall(expr)}
     assert DASHBOARD_METRICS <= used, DASHBOARD_METRICS - used
@@ -157,20 +219,43 @@ def test_dashboard_shows_the_metrics_of_the_issue(dashboard: Any) -> None:
 
 
 def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
-        dashboard: Any, alerts: list[dict[str, Any]]) -> None:
+        dashboard: Any, alert_groups: dict[str, list[dict[str, Any]]]) -> None:
     """A metric renamed in the exporter (and so in the golden file) fails here, naming
-    the panel or alert that would silently go blank."""
+    the panel or alert that would silently go blank. Stream-mode metrics are allowed in
+    the stream alerts and the stream row only."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
-    queries = [(f"panel {title!r}", expr) for title, expr in panel_exprs(dashboard)]
-    queries += [(f"variable {v['name']!r}", v["definition"])
+    queries = [(f"panel {panel['title']!r}", target["expr"],
+                exposed | STREAM_METRICS if row == STREAM_ROW else exposed)
+               for row, panel in panels_by_row(dashboard["panels"])
+               for target in panel.get("targets", [])]
+    queries += [(f"variable {v['name']!r}", v["definition"], exposed)
                 for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += [(f"alert {rule['alert']}", rule["expr"]) for rule in alerts]
-    for where, expr in queries:
+    queries += [(f"alert {rule['alert']}", rule["expr"],
+                 exposed | STREAM_METRICS if group == STREAM_ALERTS else exposed)
+                for group, rules in alert_groups.items() for rule in rules]
+    for where, expr, known in queries:
         names = set(METRIC_NAME.findall(expr)) | (
             {"up"} if re.search(r"\bup\{", expr) else set())
         assert names, f"{where} queries no metric: {expr}"
-        assert names <= exposed, f"{where} uses unknown {sorted(names - exposed)}"
+        assert names <= known, f"{where} uses unknown {sorted(names - known)}"
+
+
+def test_stream_metrics_are_absent_in_rest_mode() -> None:
+    """The golden file is the default REST mode's exposition: no metric listed as
+    stream-only may be in it."""
+    assert STREAM_METRICS.isdisjoint(exposed_metrics())
+
+
+def test_stream_mode_row_shows_every_stream_metric(dashboard: Any) -> None:
+    """Stream-mode panels sit in a row of their own, empty in REST mode, and show all the
+    stream metrics."""
+    used = {name for row, panel in panels_by_row(dashboard["panels"]) if row == STREAM_ROW
+            for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
+    assert STREAM_METRICS <= used, STREAM_METRICS - used
+    exprs = " ".join(target["expr"] for row, panel in panels_by_row(dashboard["panels"])
+                     if row == STREAM_ROW for target in panel["targets"])
+    assert "rate(binance_book_ticker_updates_total" in exprs
 
 
 def test_every_panel_query_parses_with_promtool(dashboard: Any, tmp_path: Path) -> None:
@@ -245,13 +330,15 @@ def test_alert_rule_unit_tests_pass() -> None:
 
 
 def test_every_alert_is_complete_and_tested_firing_and_quiet(
-        alerts: list[dict[str, Any]]) -> None:
-    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
-    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+        alerts: list[dict[str, Any]], alert_tests: list[dict[str, Any]]) -> None:
+    cases = [case for test in alert_tests for case in test.get("alert_rule_test", [])]
     names = [rule["alert"] for rule in alerts]
     assert len(names) == len(set(names))
     assert {"BinanceExporterDown", "BinanceExporterAbsent", "BinanceUpstreamFailing",
-            "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump"} <= set(names)
+            "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump",
+            "BinanceStreamDisconnected", "BinanceStreamReconnectingOften",
+            "BinanceOrderBookUnsynced", "BinanceOrderBookResyncingOften",
+            "BinanceStreamSilent"} <= set(names)
     for rule in alerts:
         name = rule["alert"]
         assert rule.get("for"), f"{name} has no 'for'"
@@ -260,6 +347,23 @@ def test_every_alert_is_complete_and_tested_firing_and_quiet(
         mine = [case for case in cases if case["alertname"] == name]
         assert any(case["exp_alerts"] for case in mine), f"{name} is never tested firing"
         assert any(not case["exp_alerts"] for case in mine), f"{name} is never tested quiet"
+
+
+def test_stream_alerts_are_tested_quiet_in_rest_mode(
+        alert_groups: dict[str, list[dict[str, Any]]],
+        alert_tests: list[dict[str, Any]]) -> None:
+    """Stream alerts must not fire for an exporter in the default REST mode, which serves
+    no stream metric: each is tested quiet with only REST-mode series as input."""
+    stream = {rule["alert"] for rule in alert_groups[STREAM_ALERTS]}
+    assert stream
+    for rule in alert_groups[STREAM_ALERTS]:
+        assert STREAM_METRICS & set(METRIC_NAME.findall(rule["expr"])), rule["alert"]
+    rest_only = [test for test in alert_tests
+                 if not any(STREAM_METRICS & set(METRIC_NAME.findall(series["series"]))
+                            for series in test["input_series"])]
+    quiet = {case["alertname"] for test in rest_only
+             for case in test.get("alert_rule_test", []) if not case["exp_alerts"]}
+    assert stream <= quiet, sorted(stream - quiet)
 
 
 def test_stale_data_alert_has_a_threshold_for_every_group(
