@@ -69,11 +69,16 @@ class BookTop:
 
 @dataclass(frozen=True, slots=True)
 class OrderBook:
-    """Price levels best first, exactly as ``/api/v3/depth`` returned them."""
+    """Price levels best first, exactly as ``/api/v3/depth`` returned them.
+
+    ``last_update_id`` is Binance's ``lastUpdateId``: where a local book kept from the
+    diff stream starts (see :mod:`collector.order_book`).
+    """
 
     symbol: str
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
+    last_update_id: int
 
 
 class _Fields:
@@ -201,7 +206,8 @@ def parse_tickers(payload: Any) -> tuple[Ticker24h, ...]:
 
 
 def parse_order_book(payload: Any, symbol: str) -> OrderBook:
-    """``/api/v3/depth`` → :class:`OrderBook`; every level needs price > 0 and qty > 0."""
+    """``/api/v3/depth`` → :class:`OrderBook`; every level needs price > 0 and qty > 0, and
+    ``lastUpdateId`` must be a non-negative integer."""
     fields = _Fields(f"{DEPTH}?symbol={symbol}")
     body = fields.obj(payload, "")
 
@@ -217,7 +223,8 @@ def parse_order_book(payload: Any, symbol: str) -> OrderBook:
             levels.append((price, qty))
         return tuple(levels)
 
-    return OrderBook(symbol=symbol, bids=side("bids"), asks=side("asks"))
+    return OrderBook(symbol=symbol, bids=side("bids"), asks=side("asks"),
+                     last_update_id=fields.count(body, "lastUpdateId", ""))
 
 
 def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:

@@ -352,7 +352,8 @@ def test_decimal_fields_take_plain_numerals_only(text: str) -> None:
     else:
         assert plain and volume.as_tuple() == Decimal(text).as_tuple()
     try:
-        price = parse_order_book({"bids": [[text, "1"]], "asks": []}, "ETHBTC").bids[0][0]
+        price = parse_order_book({"lastUpdateId": 1, "bids": [[text, "1"]], "asks": []},
+                                 "ETHBTC").bids[0][0]
     except BadResponse as err:
         assert err.field == "bids[0][0]"
         assert not plain or Decimal(text) <= 0

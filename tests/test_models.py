@@ -113,12 +113,25 @@ def test_order_book_levels_are_validated() -> None:
         ({"p": "1"}, "bids[0]"),
     ):
         with pytest.raises(BadResponse) as err:
-            parse_order_book({"bids": [bad], "asks": []}, "ETHBTC")
+            parse_order_book({"lastUpdateId": 1, "bids": [bad], "asks": []}, "ETHBTC")
         assert err.value.field == field
         assert err.value.endpoint == "/api/v3/depth?symbol=ETHBTC"
     with pytest.raises(BadResponse) as err:
-        parse_order_book({"bids": []}, "ETHBTC")
+        parse_order_book({"lastUpdateId": 1, "bids": []}, "ETHBTC")
     assert err.value.field == "asks"
+
+
+def test_order_book_keeps_its_last_update_id() -> None:
+    """A local book kept from the diff stream starts at the snapshot's lastUpdateId."""
+    assert parse_order_book(load("depth/ETHBTC.json"), "ETHBTC").last_update_id == 1000
+    for bad in (None, "1000", -1, 1.5, True):
+        with pytest.raises(BadResponse) as err:
+            parse_order_book({"lastUpdateId": bad, "bids": [], "asks": []}, "ETHBTC")
+        assert (err.value.field, err.value.endpoint) == (
+            "lastUpdateId", "/api/v3/depth?symbol=ETHBTC")
+    with pytest.raises(BadResponse) as err:
+        parse_order_book({"bids": [], "asks": []}, "ETHBTC")
+    assert (err.value.field, err.value.problem) == ("lastUpdateId", "missing")
 
 
 def test_book_tickers_allow_zero_for_an_empty_side() -> None:
@@ -143,7 +156,7 @@ def test_decimal_fields_take_binance_numerals_only(text: str) -> None:
         parse_tickers([ticker])
     assert err.value.field == "[0].volume"
     with pytest.raises(BadResponse) as err:
-        parse_order_book({"bids": [], "asks": [["1", text]]}, "ETHBTC")
+        parse_order_book({"lastUpdateId": 1, "bids": [], "asks": [["1", text]]}, "ETHBTC")
     assert err.value.field == "asks[0][1]"
     ticker["volume"] = "0.05691000"
     assert str(parse_tickers([ticker])[0].volume) == "0.05691000"
