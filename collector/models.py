@@ -69,9 +69,29 @@ class BookTop:
 
 @dataclass(frozen=True, slots=True)
 class OrderBook:
-    """Price levels best first, exactly as ``/api/v3/depth`` returned them."""
+    """Price levels best first, exactly as ``/api/v3/depth`` returned them.
+
+    ``last_update_id`` is Binance's ``lastUpdateId``: where a local book kept from the
+    diff stream starts (see :mod:`collector.order_book`).
+    """
 
     symbol: str
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    last_update_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DepthUpdate:
+    """One ``<symbol>@depth`` event: absolute quantities of the levels that changed.
+
+    A quantity of 0 removes that level; prices are > 0. ``first_update_id`` (``U``) to
+    ``last_update_id`` (``u``) are the book updates the event covers.
+    """
+
+    symbol: str
+    first_update_id: int  # U
+    last_update_id: int  # u
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
 
@@ -200,24 +220,86 @@ def parse_tickers(payload: Any) -> tuple[Ticker24h, ...]:
     return tuple(tickers)
 
 
+def _levels(fields: _Fields, body: Mapping[str, Any], name: str, *,
+            zero_qty: bool) -> tuple[Level, ...]:
+    """``body[name]``: [price, quantity] pairs, price > 0, quantity > 0 (>= 0 if
+    ``zero_qty``).
+
+    Streams send thousands of levels a second, so the usual case is checked inline,
+    without building paths; any other level goes through :func:`_level`, which names
+    what is wrong with it.
+    """
+    numeral = _NUMERAL.fullmatch
+    levels = []
+    for index, raw in enumerate(fields.array(fields.get(body, name, ""), name)):
+        if isinstance(raw, list) and len(raw) >= 2:
+            price, qty = raw[0], raw[1]
+            if isinstance(price, str) and isinstance(qty, str) and numeral(price) \
+                    and numeral(qty):
+                level = Decimal(price), Decimal(qty)
+                if level[0] > 0 and (level[1] > 0 or (zero_qty and level[1] == 0)):
+                    levels.append(level)
+                    continue
+        levels.append(_level(fields, raw, f"{name}[{index}]", zero_qty))
+    return tuple(levels)
+
+
+def _level(fields: _Fields, raw: Any, path: str, zero_qty: bool) -> Level:
+    """One [price, quantity] pair, checked field by field."""
+    level = fields.array(raw, path)
+    if len(level) < 2:
+        raise fields.fail(path, "expected [price, quantity]")
+    return (fields.decimal(level[0], f"{path}[0]", positive=True),
+            fields.decimal(level[1], f"{path}[1]", positive=not zero_qty))
+
+
 def parse_order_book(payload: Any, symbol: str) -> OrderBook:
-    """``/api/v3/depth`` → :class:`OrderBook`; every level needs price > 0 and qty > 0."""
+    """``/api/v3/depth`` → :class:`OrderBook`; every level needs price > 0 and qty > 0, and
+    ``lastUpdateId`` must be a non-negative integer."""
     fields = _Fields(f"{DEPTH}?symbol={symbol}")
     body = fields.obj(payload, "")
+    return OrderBook(symbol=symbol,
+                     bids=_levels(fields, body, "bids", zero_qty=False),
+                     asks=_levels(fields, body, "asks", zero_qty=False),
+                     last_update_id=fields.count(body, "lastUpdateId", ""))
 
-    def side(name: str) -> tuple[Level, ...]:
-        levels = []
-        for index, raw in enumerate(fields.array(fields.get(body, name, ""), name)):
-            path = f"{name}[{index}]"
-            level = fields.array(raw, path)
-            if len(level) < 2:
-                raise fields.fail(path, "expected [price, quantity]")
-            price = fields.decimal(level[0], f"{path}[0]", positive=True)
-            qty = fields.decimal(level[1], f"{path}[1]", positive=True)
-            levels.append((price, qty))
-        return tuple(levels)
 
-    return OrderBook(symbol=symbol, bids=side("bids"), asks=side("asks"))
+def parse_depth_update(payload: Any, stream: str) -> DepthUpdate:
+    """A ``<symbol>@depth`` event (the ``data`` of a combined stream) → :class:`DepthUpdate`.
+
+    ``e`` must be ``depthUpdate``; ``U`` <= ``u``, both non-negative integers; levels are
+    [price > 0, quantity >= 0]. Errors name ``stream <stream>`` as the endpoint.
+    """
+    fields = _Fields(f"stream {stream}")
+    body = fields.obj(payload, "")
+    kind = fields.get(body, "e", "")
+    if kind != "depthUpdate":
+        raise fields.fail("e", f"expected 'depthUpdate', got {kind!r:.40}")
+    symbol = fields.text(body, "s", "")
+    first, last = fields.count(body, "U", ""), fields.count(body, "u", "")
+    if first > last:
+        raise fields.fail("U", f"{first} is after u {last}")
+    return DepthUpdate(symbol=symbol, first_update_id=first, last_update_id=last,
+                       bids=_levels(fields, body, "b", zero_qty=True),
+                       asks=_levels(fields, body, "a", zero_qty=True))
+
+
+def parse_book_ticker_event(payload: Any, stream: str) -> tuple[int, BookTop]:
+    """A ``<symbol>@bookTicker`` event → (its ``u``, the :class:`BookTop` it carries).
+
+    Fields are checked as :func:`parse_book_tickers` checks them (a price of 0 is an
+    empty side). Errors name ``stream <stream>`` as the endpoint.
+    """
+    fields = _Fields(f"stream {stream}")
+    body = fields.obj(payload, "")
+    update_id = fields.count(body, "u", "")
+    return update_id, BookTop(
+        symbol=fields.text(body, "s", ""),
+        bid_price=fields.decimal_field(body, "b", ""),
+        bid_qty=fields.decimal_field(body, "B", ""),
+        ask_price=fields.decimal_field(body, "a", ""),
+        ask_qty=fields.decimal_field(body, "A", ""),
+    )
 
 
 def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:

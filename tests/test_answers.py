@@ -108,7 +108,7 @@ def test_rankings_do_not_mutate_their_input() -> None:
 def test_q3_sums_price_times_quantity_per_side_exactly() -> None:
     book = OrderBook("XBTC",
                      bids=((Decimal("0.1"), Decimal("3")), (Decimal("0.2"), Decimal("0.5"))),
-                     asks=((Decimal("0.30000001"), Decimal("2")),))
+                     asks=((Decimal("0.30000001"), Decimal("2")),), last_update_id=1)
     notional = answers.book_notional(book, 200)
     assert notional.bids == Decimal("0.4")  # 0.3 + 0.1, exactly
     assert notional.asks == Decimal("0.60000002")
@@ -130,7 +130,7 @@ def test_q3_thin_book_sums_what_exists() -> None:
     book = parse_order_book(load("depth/SOLBTC.json"), "SOLBTC")
     notional = answers.book_notional(book, 200)
     assert (notional.bid_levels, notional.ask_levels) == (37, 200)
-    empty = answers.book_notional(OrderBook("X", (), ()), 200)
+    empty = answers.book_notional(OrderBook("X", (), (), last_update_id=1), 200)
     assert (empty.bids, empty.asks, empty.bid_levels) == (Decimal(0), Decimal(0), 0)
 
 
@@ -192,7 +192,8 @@ def test_long_values_are_ranked_summed_and_subtracted_exactly() -> None:
     infos = {t.symbol: _info(t.symbol, "BTC") for t in tied}
     assert symbols(answers.top_by_volume(tied, infos)) == ["BBBBTC", "AAABTC"]
     assert symbols(answers.top_by_volume(tied, infos, rank_by="base")) == ["BBBBTC", "AAABTC"]
-    book = OrderBook("XBTC", bids=((Decimal(long_a), Decimal("1.00000001")),), asks=())
+    book = OrderBook("XBTC", bids=((Decimal(long_a), Decimal("1.00000001")),), asks=(),
+                     last_update_id=1)
     assert answers.book_notional(book, 1).bids == Decimal(
         "100000001000000000000.0000000100000001")
     assert answers.spread(top("0.00000001", long_a)) == Decimal("100000000000000000000")

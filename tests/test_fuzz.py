@@ -31,10 +31,13 @@ from collector.models import (
     EXCHANGE_INFO,
     TICKER_24H,
     BookTop,
+    DepthUpdate,
     OrderBook,
     SymbolInfo,
     Ticker24h,
+    parse_book_ticker_event,
     parse_book_tickers,
+    parse_depth_update,
     parse_exchange_info,
     parse_order_book,
     parse_tickers,
@@ -54,7 +57,8 @@ Path = tuple[Any, ...]
 
 KEYS = st.sampled_from(
     ["symbol", "status", "baseAsset", "quoteAsset", "symbols", "volume", "quoteVolume",
-     "count", "bids", "asks", "bidPrice", "bidQty", "askPrice", "askQty"]
+     "count", "bids", "asks", "bidPrice", "bidQty", "askPrice", "askQty", "lastUpdateId",
+     "e", "s", "U", "u", "b", "a", "B", "A"]
 ) | st.text(max_size=6)
 
 # Strings that look like numbers to someone: Decimal() takes many that Binance never sends.
@@ -134,10 +138,31 @@ BOOK_TICKER_LISTS = st.lists(
     ),
     max_size=5, unique_by=lambda e: e["symbol"],
 )
+# stream events: a removed level has quantity 0
+UPDATE_LEVELS = st.lists(st.builds(lambda price, qty: [price, qty], POSITIVE, AMOUNTS),
+                         max_size=6)
+DEPTH_UPDATES = st.builds(
+    lambda first, span, bids, asks: {"e": "depthUpdate", "E": 1767225600000, "s": "ETHBTC",
+                                     "U": first, "u": first + span, "b": bids, "a": asks},
+    st.integers(0, 10**12), st.integers(0, 50), UPDATE_LEVELS, UPDATE_LEVELS,
+)
+BOOK_TICKER_EVENTS = st.fixed_dictionaries(
+    {"u": st.integers(0, 10**12), "s": SYMBOLS, "b": AMOUNTS, "B": AMOUNTS, "a": AMOUNTS,
+     "A": AMOUNTS}
+)
+STREAM = "ethbtc@depth@100ms"
 
 
 def parse_depth(payload: Any) -> OrderBook:
     return parse_order_book(payload, "ETHBTC")
+
+
+def parse_update(payload: Any) -> DepthUpdate:
+    return parse_depth_update(payload, STREAM)
+
+
+def parse_book_ticker(payload: Any) -> tuple[int, BookTop]:
+    return parse_book_ticker_event(payload, STREAM)
 
 
 # name -> (parser, endpoint it must name, strategy of valid payloads)
@@ -146,6 +171,8 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str, st.SearchStrategy[Any]]] = {
     "ticker24hr": (parse_tickers, TICKER_24H, TICKER_LISTS),
     "depth": (parse_depth, f"{DEPTH}?symbol=ETHBTC", DEPTHS),
     "bookTicker": (parse_book_tickers, BOOK_TICKER, BOOK_TICKER_LISTS),
+    "depthUpdate": (parse_update, f"stream {STREAM}", DEPTH_UPDATES),
+    "bookTickerEvent": (parse_book_ticker, f"stream {STREAM}", BOOK_TICKER_EVENTS),
 }
 
 # --- helpers ------------------------------------------------------------------------
@@ -203,11 +230,27 @@ def check_records(result: Any) -> None:
     def text(value: Any) -> None:
         assert isinstance(value, str) and value
 
+    def update_id(value: Any) -> None:
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
     if isinstance(result, OrderBook):
+        update_id(result.last_update_id)
         for price, qty in result.bids + result.asks:
             amount(price, positive=True)
             amount(qty, positive=True)
         return
+    if isinstance(result, DepthUpdate):
+        text(result.symbol)
+        update_id(result.first_update_id)
+        update_id(result.last_update_id)
+        assert result.first_update_id <= result.last_update_id
+        for price, qty in result.bids + result.asks:
+            amount(price, positive=True)
+            amount(qty)
+        return
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], BookTop):
+        update_id(result[0])  # a bookTicker event: (u, BookTop)
+        result = [result[1]]
     records: Iterable[Any] = result
     if isinstance(result, Mapping):
         assert all(record.symbol == key for key, record in result.items())
@@ -247,9 +290,13 @@ def attempt(name: str, payload: Any) -> BadResponse | None:
 
 
 def names_inside(field: str, path: Path) -> bool:
-    """``field`` is the field at ``path`` or one inside it (``[1].symbol`` inside ``[1]``)."""
+    """``field`` is the field at ``path`` or one inside it (``[1].symbol`` inside ``[1]``).
+
+    A depthUpdate's ``U`` after its ``u`` is named ``U`` whichever of the two was changed.
+    """
     where = render(path)
-    return field == where or field.startswith((f"{where}.", f"{where}["))
+    return field == where or field.startswith((f"{where}.", f"{where}[")) \
+        or (field, where) == ("U", "u")
 
 
 ALL_PARSERS = pytest.mark.parametrize("name", list(PARSERS))
@@ -352,7 +399,8 @@ def test_decimal_fields_take_plain_numerals_only(text: str) -> None:
     else:
         assert plain and volume.as_tuple() == Decimal(text).as_tuple()
     try:
-        price = parse_order_book({"bids": [[text, "1"]], "asks": []}, "ETHBTC").bids[0][0]
+        price = parse_order_book({"lastUpdateId": 1, "bids": [[text, "1"]], "asks": []},
+                                 "ETHBTC").bids[0][0]
     except BadResponse as err:
         assert err.field == "bids[0][0]"
         assert not plain or Decimal(text) <= 0

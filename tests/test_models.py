@@ -10,7 +10,11 @@ from conftest import load
 
 from collector.errors import BadResponse
 from collector.models import (
+    BookTop,
+    DepthUpdate,
+    parse_book_ticker_event,
     parse_book_tickers,
+    parse_depth_update,
     parse_exchange_info,
     parse_order_book,
     parse_tickers,
@@ -113,12 +117,25 @@ def test_order_book_levels_are_validated() -> None:
         ({"p": "1"}, "bids[0]"),
     ):
         with pytest.raises(BadResponse) as err:
-            parse_order_book({"bids": [bad], "asks": []}, "ETHBTC")
+            parse_order_book({"lastUpdateId": 1, "bids": [bad], "asks": []}, "ETHBTC")
         assert err.value.field == field
         assert err.value.endpoint == "/api/v3/depth?symbol=ETHBTC"
     with pytest.raises(BadResponse) as err:
-        parse_order_book({"bids": []}, "ETHBTC")
+        parse_order_book({"lastUpdateId": 1, "bids": []}, "ETHBTC")
     assert err.value.field == "asks"
+
+
+def test_order_book_keeps_its_last_update_id() -> None:
+    """A local book kept from the diff stream starts at the snapshot's lastUpdateId."""
+    assert parse_order_book(load("depth/ETHBTC.json"), "ETHBTC").last_update_id == 1000
+    for bad in (None, "1000", -1, 1.5, True):
+        with pytest.raises(BadResponse) as err:
+            parse_order_book({"lastUpdateId": bad, "bids": [], "asks": []}, "ETHBTC")
+        assert (err.value.field, err.value.endpoint) == (
+            "lastUpdateId", "/api/v3/depth?symbol=ETHBTC")
+    with pytest.raises(BadResponse) as err:
+        parse_order_book({"bids": [], "asks": []}, "ETHBTC")
+    assert (err.value.field, err.value.problem) == ("lastUpdateId", "missing")
 
 
 def test_book_tickers_allow_zero_for_an_empty_side() -> None:
@@ -143,7 +160,113 @@ def test_decimal_fields_take_binance_numerals_only(text: str) -> None:
         parse_tickers([ticker])
     assert err.value.field == "[0].volume"
     with pytest.raises(BadResponse) as err:
-        parse_order_book({"bids": [], "asks": [["1", text]]}, "ETHBTC")
+        parse_order_book({"lastUpdateId": 1, "bids": [], "asks": [["1", text]]}, "ETHBTC")
     assert err.value.field == "asks[0][1]"
     ticker["volume"] = "0.05691000"
     assert str(parse_tickers([ticker])[0].volume) == "0.05691000"
+
+
+# -- stream events ------------------------------------------------------------------------
+
+STREAM = "ethbtc@depth@100ms"
+
+
+def depth_event() -> dict[str, Any]:
+    return {"e": "depthUpdate", "E": 1767225601000, "s": "ETHBTC", "U": 157, "u": 160,
+            "b": [["0.05691000", "8.23612500"], ["0.05690000", "0.00000000"]],
+            "a": [["0.05692000", "1.5"]]}
+
+
+def test_depth_update_keeps_ids_and_exact_levels_with_zero_for_removal() -> None:
+    update = parse_depth_update(depth_event(), STREAM)
+    assert update == DepthUpdate(
+        symbol="ETHBTC", first_update_id=157, last_update_id=160,
+        bids=((Decimal("0.05691000"), Decimal("8.23612500")), (Decimal("0.0569"), Decimal(0))),
+        asks=((Decimal("0.05692000"), Decimal("1.5")),))
+    assert str(update.bids[0][0]) == "0.05691000"  # the digits Binance sent
+    event = depth_event()
+    event.update(U=160, b=[], a=[])
+    update = parse_depth_update(event, STREAM)  # U == u: one update, no level listed
+    assert (update.first_update_id, update.last_update_id, update.bids, update.asks) == (
+        160, 160, (), ())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: e.pop("e"), "e"),
+        (lambda e: e.update(e="depthUpdat"), "e"),
+        (lambda e: e.update(e=None), "e"),
+        (lambda e: e.pop("s"), "s"),
+        (lambda e: e.update(s=""), "s"),
+        (lambda e: e.pop("U"), "U"),
+        (lambda e: e.update(U=-1), "U"),
+        (lambda e: e.update(U="157"), "U"),
+        (lambda e: e.update(U=161), "U"),  # after u
+        (lambda e: e.pop("u"), "u"),
+        (lambda e: e.update(u=True), "u"),
+        (lambda e: e.update(u=160.0), "u"),
+        (lambda e: e.pop("b"), "b"),
+        (lambda e: e.update(a={}), "a"),
+        (lambda e: e["b"].append("x"), "b[2]"),
+        (lambda e: e["b"].append(["1"]), "b[2]"),
+        (lambda e: e["b"].append(["0", "1"]), "b[2][0]"),
+        (lambda e: e["b"].append(["-1", "1"]), "b[2][0]"),
+        (lambda e: e["a"].append(["1", "-1"]), "a[1][1]"),
+        (lambda e: e["a"].append(["1", 1]), "a[1][1]"),
+        (lambda e: e["a"].append(["1", "1e3"]), "a[1][1]"),
+        (lambda e: e["a"].insert(0, [None, "1"]), "a[0][0]"),
+        (lambda e: e["b"][1].__setitem__(1, "NaN"), "b[1][1]"),
+    ],
+)
+def test_bad_depth_update_fields_are_named(mutate: Any, field: str) -> None:
+    event = depth_event()
+    mutate(event)
+    with pytest.raises(BadResponse) as err:
+        parse_depth_update(event, STREAM)
+    assert (err.value.endpoint, err.value.field) == (f"stream {STREAM}", field)
+    assert str(err.value).startswith(f"stream {STREAM}: field {field}: ")
+
+
+def test_depth_update_is_an_object() -> None:
+    for payload in (None, [], "x", 3):
+        with pytest.raises(BadResponse) as err:
+            parse_depth_update(payload, STREAM)
+        assert (err.value.endpoint, err.value.field) == (f"stream {STREAM}", "body")
+
+
+def book_ticker_event() -> dict[str, Any]:
+    return {"u": 400900217, "s": "BNBUSDT", "b": "25.35190000", "B": "31.21000000",
+            "a": "25.36520000", "A": "40.66000000"}
+
+
+def test_book_ticker_event_gives_its_update_id_and_the_top() -> None:
+    assert parse_book_ticker_event(book_ticker_event(), "bnbusdt@bookTicker") == (
+        400900217, BookTop("BNBUSDT", Decimal("25.35190000"), Decimal("31.21000000"),
+                           Decimal("25.36520000"), Decimal("40.66000000")))
+    empty = {**book_ticker_event(), "b": "0.00000000", "B": "0.00000000"}
+    assert parse_book_ticker_event(empty, "bnbusdt@bookTicker")[1].bid_price == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: e.pop("u"), "u"),
+        (lambda e: e.update(u=-5), "u"),
+        (lambda e: e.update(u="1"), "u"),
+        (lambda e: e.update(s=7), "s"),
+        (lambda e: e.pop("b"), "b"),
+        (lambda e: e.update(B="-1"), "B"),
+        (lambda e: e.update(a=25.3), "a"),
+        (lambda e: e.update(A="1E+1000000"), "A"),
+    ],
+)
+def test_bad_book_ticker_event_fields_are_named(mutate: Any, field: str) -> None:
+    event = book_ticker_event()
+    mutate(event)
+    with pytest.raises(BadResponse) as err:
+        parse_book_ticker_event(event, "bnbusdt@bookTicker")
+    assert (err.value.endpoint, err.value.field) == ("stream bnbusdt@bookTicker", field)
+    with pytest.raises(BadResponse) as err:
+        parse_book_ticker_event([event], "bnbusdt@bookTicker")
+    assert err.value.field == "body"

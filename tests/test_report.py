@@ -137,7 +137,8 @@ def test_rank_by_base_switches_q1(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_COUNT", "0")
     monkeypatch.setenv("BINANCE_FORMAT", "json")
     register_market(responses.mock,
-                    depth=lambda req: (200, {}, json.dumps({"bids": [], "asks": []})))
+                    depth=lambda req: (200, {}, json.dumps(
+                        {"lastUpdateId": 1, "bids": [], "asks": []})))
     out = io.StringIO()
     assert report.main([], out=out) == 0
     answer = json.loads(out.getvalue())
