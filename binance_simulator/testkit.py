@@ -6,7 +6,9 @@
   a simulator served in a thread;
 * :func:`running_exporter` starts ``binance-exporter`` and yields it with its base URL;
 * :func:`popen` runs any other command (a report, a Prometheus) until the block ends;
-* :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests.
+* :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests;
+* :func:`serving_in_process` serves REST and streams in threads of the caller's process on
+  a :class:`FakeClock`, as an :class:`InProcessSimulator`: the test moves the market.
 
 Both processes listen on ``127.0.0.1`` port 0: the port they bound is read back from
 their own output ("listening on http://...", "streams on ws://..."), never guessed
@@ -31,6 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from .app import SimulatorConfig
+from .server import SimulatorServer, serve_in_thread
+from .stream_server import StreamServer
+from .streams import StreamSettings
 
 BIN = Path(sys.executable).parent
 SIMULATOR_READY = re.compile(r"binance-simulator listening on (http://\S+)")
@@ -213,3 +220,54 @@ def running_exporter(upstream: str, *args: str, logs: Path | None = None,
     with _log_in(logs, name) as log, \
             started(command, EXPORTER_READY, log) as running:  # pylint: disable=contextmanager-generator-missing-cleanup
         yield running
+
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: on a whole step
+
+
+@dataclass
+class InProcessSimulator:
+    """A simulator served in this process: REST, streams, and the clock that drives both."""
+
+    rest: SimulatorServer
+    streams: StreamServer
+    clock: FakeClock
+
+    @property
+    def url(self) -> str:
+        """The REST base URL."""
+        return self.rest.url
+
+    @property
+    def stream_url(self) -> str:
+        """The streams' base URL (``ws://127.0.0.1:PORT``)."""
+        return self.streams.url
+
+    @property
+    def control(self) -> SimulatorControl:
+        """Its ``/_sim`` control API."""
+        return SimulatorControl(self.rest.url)
+
+    def get(self, target: str) -> Any:
+        """GET a REST or control path; its decoded JSON."""
+        with urllib.request.urlopen(self.rest.url + target, timeout=HTTP_TIMEOUT) as answer:
+            return json.load(answer)
+
+    def step(self, seconds: float) -> None:
+        """Move the clock; return once every stream connection has sent what is now due."""
+        self.clock.advance(seconds)
+        self.streams.wake().result(HTTP_TIMEOUT)
+
+
+@contextmanager
+def serving_in_process(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0,
+                       start: float = T0) -> Iterator[InProcessSimulator]:
+    """REST and streams served from one simulator on a :class:`FakeClock` at ``start``."""
+    clock = FakeClock(start)
+    config = SimulatorConfig(step_seconds=step_seconds, streams=settings)
+    with serve_in_thread(config, clock) as rest:
+        streams = StreamServer(rest.simulator).start()
+        try:
+            yield InProcessSimulator(rest, streams, clock)
+        finally:
+            streams.stop()

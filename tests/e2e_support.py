@@ -9,6 +9,7 @@ also when the test failed.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import socket
@@ -24,9 +25,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+import pytest
+
 from binance_simulator.testkit import popen
 
 BIN = Path(sys.executable).parent
+
+
+def tool(name: str, install: str) -> str:
+    """The path of a command-line tool: the venv's first (pip installs), then PATH. The test
+    fails without it in CI (.ci/run installs it), and is skipped elsewhere."""
+    beside_python = BIN / name
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        found: str | None = str(beside_python)
+    else:
+        found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing in CI: {install}")
+        pytest.skip(f"{name} not installed ({install})")
+    return found
+
+
+def promtool() -> str:
+    """Debian's promtool."""
+    return tool("promtool", "apt-get install prometheus")
 
 
 def free_port() -> int:

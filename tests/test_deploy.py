@@ -10,15 +10,13 @@ A missing tool skips its test on a workstation but fails in CI, where it must be
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from e2e_support import promtool, tool
 import yaml
 
 from collector import __version__, exporter_cli
@@ -59,27 +57,9 @@ GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?\}?|\[\[(\w+)\]\]")
 DURATION_VARIABLES = {"__rate_interval", "__interval", "__range"}
 
 
-def tool(name: str, install: str) -> str:
-    """The path of a command-line tool: the venv's first (pip installs), then PATH."""
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.is_file() and os.access(beside_python, os.X_OK):
-        found: str | None = str(beside_python)
-    else:
-        found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing in CI: {install}")
-        pytest.skip(f"{name} not installed ({install})")
-    return found
-
-
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60,
                           check=False)
-
-
-def promtool() -> str:
-    return tool("promtool", "apt-get install prometheus")
 
 
 def exposed_metrics() -> set[str]:

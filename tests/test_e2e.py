@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from e2e_support import BIN, Prometheus, http_get, running_prometheus
+from e2e_support import BIN, Prometheus, http_get, promtool, running_prometheus, tool
 from test_deploy import METRIC_NAME, STREAM_METRICS, as_promql, panel_exprs
 
 from binance_simulator.testkit import SimulatorProcess, running_exporter, running_simulator
@@ -117,10 +115,7 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain() -> Iterator[Chain]:
-    if not shutil.which("prometheus"):
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing; .ci/run installs Debian's prometheus package")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    tool("prometheus", "apt-get install prometheus")
     with running_simulator("--seed", "11") as sim, running_exporter(sim.url) as exporter, \
             running_prometheus(exporter.url.removeprefix("http://")) as prometheus:
         observed = Chain(sim, exporter.url, prometheus)
@@ -164,11 +159,9 @@ def test_prometheus_stores_spreads_and_exact_deltas(chain: Chain) -> None:
 
 
 def test_live_scrape_passes_promtool(chain: Chain) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool
     status, body = http_get(chain.exporter + "/metrics")
     assert status == 200
-    checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+    checked = subprocess.run([promtool(), "check", "metrics"], input=body, capture_output=True,
                              timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from e2e_support import promtool
 import requests
 import responses
 from conftest import BASE, FakeClock, calls_to, connection_error, load, register_market
@@ -283,12 +283,8 @@ def test_the_weight_limit_is_binances_and_settings_over_it_are_logged(
 
 def test_exposition_passes_promtool(market_mock: responses.RequestsMock,
                                     exporter: Exporter) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing; .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    checked = subprocess.run([promtool, "check", "metrics"], input=exporter.text(),
+    checker = promtool()
+    checked = subprocess.run([checker, "check", "metrics"], input=exporter.text(),
                              capture_output=True, text=True, timeout=30, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     del market_mock

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -26,15 +24,11 @@ from aiohttp.http_websocket import WSMessageTextBytes
 from yarl import URL
 
 from binance_simulator import cli
-from binance_simulator.app import SimulatorConfig
 from binance_simulator.faults import Fault, FaultError, FaultSet
-from binance_simulator.server import SimulatorServer, serve_in_thread
-from binance_simulator.stream_server import StreamServer
 from binance_simulator.streams import StreamSettings
-from binance_simulator.testkit import (FakeClock, SimulatorControl, SimulatorProcess,
-                                       running_simulator)
+from binance_simulator.testkit import (T0, InProcessSimulator, SimulatorProcess,
+                                       running_simulator, serving_in_process)
 
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: on a whole step
 TIMEOUT = 10.0  # generous: a message that is due arrives in milliseconds
 UNICODE = "币安人生USDT"
 Json = Any
@@ -50,23 +44,8 @@ def stream_query(*names: str) -> str:
     return "/stream?streams=" + "/".join(quote(name, safe="") for name in names)
 
 
-@dataclass
-class Sim:
-    """A simulator served in this process: REST, streams, the clock that drives both."""
-
-    rest: SimulatorServer
-    streams: StreamServer
-    clock: FakeClock
-
-    @property
-    def control(self) -> SimulatorControl:
-        return SimulatorControl(self.rest.url)
-
-    def get(self, target: str) -> Json:
-        """GET a REST or control path; its decoded JSON (the REST server runs in a thread,
-        so a blocking call from a test's event loop is fine)."""
-        with urllib.request.urlopen(self.rest.url + target, timeout=TIMEOUT) as answer:
-            return json.load(answer)
+class Sim(InProcessSimulator):
+    """The shared in-process simulator, plus what these tests do from an event loop."""
 
     async def advance(self, seconds: float) -> None:
         """Move the clock; return once every connection has sent what is now due."""
@@ -85,14 +64,8 @@ class Sim:
 @contextmanager
 def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0
             ) -> Iterator[Sim]:
-    clock = FakeClock(T0)
-    config = SimulatorConfig(step_seconds=step_seconds, streams=settings)
-    with serve_in_thread(config, clock) as rest:
-        streams = StreamServer(rest.simulator).start()
-        try:
-            yield Sim(rest, streams, clock)
-        finally:
-            streams.stop()
+    with serving_in_process(settings, step_seconds, T0) as sim:
+        yield Sim(sim.rest, sim.streams, sim.clock)
 
 
 @pytest.fixture(name="sim")
@@ -126,7 +99,7 @@ class Gap(Exception):
     """An event that does not continue the local book: discard it and resync."""
 
 
-class LocalBook:
+class ModelBook:
     """A local order book kept as Binance's "How to manage a local order book correctly"
     says: from a REST snapshot, ignore events with ``u`` <= the book's update id, and every
     event applied must start at most one id after it."""
@@ -243,7 +216,7 @@ def test_a_local_book_from_a_snapshot_and_the_events_is_the_rest_book(
     full book."""
     name = symbol.lower() + "@depth@100ms"
 
-    def check(book: LocalBook) -> None:
+    def check(book: ModelBook) -> None:
         full = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=5000")
         top = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit={limit * 4 // 5}")
         assert book.update_id == full["lastUpdateId"]
@@ -262,7 +235,7 @@ def test_a_local_book_from_a_snapshot_and_the_events_is_the_rest_book(
                 buffered.append((await ws.receive_json(timeout=TIMEOUT))["data"])
             snapshot = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit={limit}")
             assert all(event["u"] <= snapshot["lastUpdateId"] for event in buffered)
-            book = LocalBook(snapshot)
+            book = ModelBook(snapshot)
             for event in buffered:
                 book.apply(event)
             for seconds in (1, 1, 3, 1):
@@ -427,7 +400,7 @@ def test_ws_gap_skips_one_depth_event(sim: Sim) -> None:
             await sim.advance(1)
             events = [json.loads(await text(ws)) for _ in range(2)]
             depth = next(event["data"] for event in events if "depth" in event["stream"])
-            book = LocalBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))
+            book = ModelBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))
             sim.control.set_faults([{"name": "ws_gap", "streams": ["depth@100ms"]}])
             await sim.advance(1)  # this step's depth event is skipped, bookTicker still comes
             assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
@@ -438,7 +411,7 @@ def test_ws_gap_skips_one_depth_event(sim: Sim) -> None:
             assert gapped["U"] == skipped_to + 1 > depth["u"] + 1
             with pytest.raises(Gap):
                 book.apply(gapped)
-            book = LocalBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))  # resync
+            book = ModelBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))  # resync
             sim.control.clear_faults()
             await sim.advance(1)
             after = [json.loads(await text(ws)) for _ in range(2)]
