@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/binance-exporter $(ARGS)
 
 demo: $(STAMP)
-	BIN=$(BIN) tools/demo.sh $(ARGS)
+	BIN=$(BIN) STREAM=$(STREAM) tools/demo.sh $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/binance-report $(ARGS)

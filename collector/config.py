@@ -17,7 +17,9 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT, BinanceClient
-from collector.refresh import Settings, peak_weight_per_minute
+from collector.live import SAMPLE_SECONDS, LiveMarket
+from collector.refresh import Refresher, Settings, peak_weight_per_minute
+from collector.stream_client import DEFAULT_STREAM_URL
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporter)
@@ -136,6 +138,21 @@ def base_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
+def stream_base(text: str) -> str:
+    """A ws(s) URL with a host and no path: the client adds ``/stream?streams=...``."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ws(s) URL like {DEFAULT_STREAM_URL}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has an invalid port") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r} must not have a path: give the host only")
+    return text.strip().rstrip("/")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) and exit code 2."""
 
@@ -165,6 +182,19 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         "--base-url", action="append", type=base_url, dest="base_urls", metavar="URL",
         help="Binance Spot API base URL; repeat to give fallbacks tried in order when a "
         f"connection fails (env BINANCE_BASE_URL, comma-separated; default {DEFAULT_BASE_URL})",
+    )
+    group.add_argument(
+        "--source", type=one_of("rest", "stream"), default=env("SOURCE", "rest"),
+        metavar="{rest,stream}",
+        help="where spreads and books come from: rest, fetched when asked for and cached; "
+        "or stream, pushed by Binance's WebSocket streams and kept live (rankings stay REST) "
+        "(env BINANCE_SOURCE; default rest)",
+    )
+    group.add_argument(
+        "--stream-url", action="append", type=stream_base, dest="stream_urls", metavar="URL",
+        help="stream mode: Binance's WebSocket base URL; repeat to give fallbacks tried in "
+        "turn when a connection cannot be made (env BINANCE_STREAM_URL, comma-separated; "
+        f"default {DEFAULT_STREAM_URL})",
     )
     group.add_argument(
         "--timeout", type=positive_float, default=env("TIMEOUT", "3"), metavar="SECONDS",
@@ -203,23 +233,27 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_base_urls(parser: argparse.ArgumentParser, given: Sequence[str] | None) -> list[str]:
-    """Flags win; else BINANCE_BASE_URL (comma-separated); else the default."""
+def resolve_urls(parser: argparse.ArgumentParser, given: Sequence[str] | None, name: str,
+                 default: str, kind: Callable[[str], str]) -> list[str]:
+    """Flags win; else BINANCE_<name> (comma-separated); else the default."""
     if given:
         return list(given)
     urls = []
-    for item in env("BASE_URL", DEFAULT_BASE_URL).split(","):
+    for item in env(name, default).split(","):
         try:
-            urls.append(base_url(item))
+            urls.append(kind(item))
         except argparse.ArgumentTypeError as exc:
-            parser.error(f"BINANCE_BASE_URL: {exc}")
+            parser.error(f"BINANCE_{name}: {exc}")
     return urls
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Flags and environment, validated, with the base URLs resolved (exit 2 on bad input)."""
+    """Flags and environment, validated, with the URLs resolved (exit 2 on bad input)."""
     args = parser.parse_args(argv)
-    args.base_urls = resolve_base_urls(parser, args.base_urls)
+    args.base_urls = resolve_urls(parser, args.base_urls, "BASE_URL", DEFAULT_BASE_URL,
+                                  base_url)
+    args.stream_urls = resolve_urls(parser, args.stream_urls, "STREAM_URL",
+                                    DEFAULT_STREAM_URL, stream_base)
     return args
 
 
@@ -248,7 +282,19 @@ def make_client(args: argparse.Namespace) -> BinanceClient:
 
 def make_settings(args: argparse.Namespace) -> Settings:
     """Refresh settings from the shared flags (front ends replace() what is theirs)."""
-    return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by)
+    return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by,
+                    stream=args.source == "stream")
+
+
+def make_refresher(args: argparse.Namespace, settings: Settings,
+                   sample_every: float = SAMPLE_SECONDS) -> Refresher:
+    """The refresh layer the flags describe; in stream mode with its streams started and Q5
+    sampled every ``sample_every`` seconds."""
+    client = make_client(args)
+    if not settings.stream:
+        return Refresher(client, settings)
+    live = LiveMarket(client, settings, args.stream_urls, sample_every=sample_every).start()
+    return Refresher(client, settings, live=live)
 
 
 def setup_logging(level: str) -> None:

@@ -95,3 +95,22 @@ class BadResponse(BinanceError):
         super().__init__(endpoint, f"field {field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+STREAM_HINT = (
+    "Binance's streams cannot be reached from here: try another --stream-url, e.g. "
+    "wss://stream.binance.com:9443, or the REST mode (--source rest); or try offline: "
+    "`make demo STREAM=1` runs a simulated Binance with its streams")
+
+
+class StreamUnavailable(BinanceError):
+    """Stream mode: no connection delivers the streams now, so nothing live is published."""
+
+    kind = "stream_down"
+    hint = STREAM_HINT
+
+
+class NotSynced(BinanceError):
+    """Stream mode: a local order book or best bid/ask is not (yet, or no longer) known."""
+
+    kind = "not_synced"

@@ -63,7 +63,11 @@ class BinanceCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
-        return [*_Families(self.market.settings.ttl_spreads).all(), *_Live().all()]
+        families = [*_Families(self.market.settings.ttl_spreads, self.market.streaming).all(),
+                    *_Live().all()]
+        if self.market.streaming:
+            families.extend([*_StreamFamilies().all(), _message_age()])
+        return families
 
     def collect(self) -> Iterable[Metric]:
         """One snapshot → every family, refreshing what is due. Never raises for an upstream
@@ -85,9 +89,16 @@ class BinanceCollector(Collector):
         live = _Live()
         if snapshot.health.used_weight is not None:
             live.used_weight.add_metric([], snapshot.health.used_weight)
+
         live.cool_down.add_metric([], snapshot.health.cool_down)
         live.scrape_duration.add_metric([], self._clock() - started)
-        return [*families, *live.all()]
+        stream = snapshot.health.stream
+        if stream is None:
+            return [*families, *live.all()]
+        age = _message_age()
+        if stream.last_message_age is not None:
+            age.add_metric([], stream.last_message_age)
+        return [*families, *live.all(), age]
 
     def _data_families(self, snapshot: Snapshot) -> list[Metric]:
         """The families that change only with a refresh, rebuilt only after one.
@@ -101,12 +112,14 @@ class BinanceCollector(Collector):
             memo = self._memo
         if memo is not None and memo[0] == snapshot.health.generation:
             return memo[1]
-        f = _Families(self.market.settings.ttl_spreads)
+        f = _Families(self.market.settings.ttl_spreads, snapshot.health.stream is not None)
         self._add_spreads(f, snapshot)
         self._add_books(f, snapshot)
         self._add_rankings(f, snapshot)
         self._add_health(f, snapshot)
         families = list(f.all())
+        if snapshot.health.stream is not None:
+            families.extend(self._stream_families(snapshot))
         with self._memo_lock:
             self._memo = (snapshot.health.before, families)
         return families
@@ -165,6 +178,30 @@ class BinanceCollector(Collector):
         f.weight_limit.add_metric([], health.weight_limit)
         f.build.add_metric([], {"version": __version__})
 
+    @staticmethod
+    def _stream_families(snapshot: Snapshot) -> list[Metric]:
+        stream = snapshot.health.stream
+        assert stream is not None
+        f = _StreamFamilies()
+        spreads = snapshot.spreads.value
+        if spreads is not None:
+            for symbol, low in spreads.minimum.items():
+                labels = [symbol, snapshot.quote_asset(symbol)]
+                f.spread_min.add_metric(labels, float(low))
+                f.spread_max.add_metric(labels, float(spreads.maximum[symbol]))
+        f.connected.add_metric([], 1 if stream.connected else 0)
+        for reason, count in sorted(stream.reconnects.items()):
+            f.reconnects.add_metric([reason], count)
+        for name, count in sorted(stream.messages.items()):
+            f.messages.add_metric([name], count)
+        for symbol, synced in stream.synced.items():
+            f.synced.add_metric([symbol, snapshot.quote_asset(symbol)], 1 if synced else 0)
+        for (symbol, reason), count in sorted(stream.resyncs.items()):
+            f.resyncs.add_metric([symbol, snapshot.quote_asset(symbol), reason], count)
+        for symbol, count in stream.updates.items():
+            f.updates.add_metric([symbol, snapshot.quote_asset(symbol)], count)
+        return list(f.all())
+
     def _log(self, snapshot: Snapshot) -> None:
         """Log each refresh once (only the scrape that did it): Q5's log line, or the error."""
         outcomes: list[tuple[str, Outcome[Any]]] = [
@@ -196,16 +233,21 @@ class BinanceCollector(Collector):
 class _Families:  # pylint: disable=too-many-instance-attributes
     """The metric families that change only with a refresh (memoised by the collector)."""
 
-    def __init__(self, ttl_spreads: float) -> None:
+    def __init__(self, ttl_spreads: float, streaming: bool = False) -> None:
         cached = f"Cached: refreshed from Binance at most every {ttl_spreads:g} s."
+        since = "since the previous refresh"
+        if streaming:
+            cached = "Live: the latest best bid/ask pushed by Binance's bookTicker stream."
+            since = "between the last two samples on the 10 s clock (Q5)"
         self.spread = GaugeMetricFamily(
             "binance_price_spread",
             "Best ask minus best bid of each top-N symbol by 24 h trades, in the quote asset. "
             + cached, labels=SYMBOL)
         self.spread_delta = GaugeMetricFamily(
             "binance_price_spread_delta",
-            "Absolute change of binance_price_spread since the previous refresh; absent until "
-            "a symbol's second observation. " + cached, labels=SYMBOL)
+            f"Absolute change of binance_price_spread {since}; absent until a symbol's second "
+            "observation. " + cached, labels=SYMBOL)
+
         self.spread_ratio = GaugeMetricFamily(
             "binance_price_spread_ratio",
             "Spread divided by the mid price, comparable across symbols. " + cached,
@@ -281,3 +323,48 @@ class _Live:
     def all(self) -> Iterator[Metric]:
         """Every family, in a stable order."""
         yield from vars(self).values()
+
+
+class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
+    """Stream mode's health families (absent in REST mode)."""
+
+    def __init__(self) -> None:
+        self.spread_min = GaugeMetricFamily(
+            "binance_price_spread_min",
+            "Lowest binance_price_spread of the last 10 s, the current one included.",
+            labels=SYMBOL)
+        self.spread_max = GaugeMetricFamily(
+            "binance_price_spread_max",
+            "Highest binance_price_spread of the last 10 s, the current one included.",
+            labels=SYMBOL)
+        self.connected = GaugeMetricFamily(
+            "binance_stream_connected",
+            "1 while a WebSocket connection delivers the streams, else 0.")
+        self.reconnects = CounterMetricFamily(
+            "binance_stream_reconnects",
+            "Connection attempts after the first, by why the one before ended: closed, "
+            "error, stall, server_shutdown, rollover, refused.", labels=["reason"])
+        self.messages = CounterMetricFamily(
+            "binance_stream_messages", "Stream events received, by stream.", labels=["stream"])
+        self.synced = GaugeMetricFamily(
+            "binance_order_book_synced",
+            "1 while the local order book of a top-N symbol by 24 h volume is synced (its "
+            "notional is published), else 0.", labels=SYMBOL)
+        self.resyncs = CounterMetricFamily(
+            "binance_order_book_resyncs",
+            "Local order books discarded and fetched again, by reason: gap, thin, stale, "
+            "disconnect.", labels=[*SYMBOL, "reason"])
+        self.updates = CounterMetricFamily(
+            "binance_book_ticker_updates",
+            "Best bid/ask updates applied from the bookTicker stream.", labels=SYMBOL)
+
+    def all(self) -> Iterator[Metric]:
+        """Every family, in a stable order."""
+        yield from vars(self).values()
+
+
+def _message_age() -> GaugeMetricFamily:
+    """Stream mode's one per-scrape family."""
+    return GaugeMetricFamily(
+        "binance_stream_last_message_age_seconds",
+        "Seconds since the last stream event of any kind (stream mode only).")

@@ -24,7 +24,7 @@ from collector.config import (
     add_upstream_flags,
     check_weight_budget,
     env,
-    make_client,
+    make_refresher,
     make_settings,
     parse_args,
     positive_float,
@@ -96,7 +96,7 @@ def exporter_settings(args: argparse.Namespace) -> Settings:
 
 def build(args: argparse.Namespace) -> tuple[Refresher, Exposition]:
     """The market and the exposition of its collector (no global registry involved)."""
-    market = Refresher(make_client(args), exporter_settings(args))
+    market = make_refresher(args, exporter_settings(args))
     return market, Exposition(BinanceCollector(market))
 
 
@@ -134,8 +134,9 @@ def serve(
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
-    log.info("listening on http://%s:%d/metrics (upstream %s, at most %d request weight "
-             "in any minute)", host, server.port, ", ".join(args.base_urls),
+    streams = f", streams {', '.join(args.stream_urls)}" if market.streaming else ""
+    log.info("listening on http://%s:%d/metrics (upstream %s%s, at most %d request weight "
+             "in any minute)", host, server.port, ", ".join(args.base_urls), streams,
              peak_weight_per_minute(market.settings))
     if on_ready is not None:
         on_ready(server)

@@ -29,9 +29,9 @@ import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from collector import answers
 from collector.answers import Notional, RankBy
@@ -46,8 +46,12 @@ from collector.cache import Outcome, TtlGroup
 from collector.errors import BinanceError, NotAttempted
 from collector.models import BookTop, SymbolInfo, Ticker24h
 
+if TYPE_CHECKING:  # live imports this module's records
+    from collector.live import LiveMarket, LiveView, StreamHealth
+
 log = logging.getLogger(__name__)
 
+_EMPTY: dict[str, Decimal] = {}
 GROUPS = ("exchange", "rankings", "books", "spreads")  # the data groups, in refresh order
 
 
@@ -66,6 +70,16 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     ttl_spreads: float = 10.0
     retry_delay: float = 10.0
     refresh_budget: float | None = None  # seconds a refresh may take (scrape timeout)
+    stream: bool = False  # stream mode: spreads and books from the streams (see live)
+
+
+RESYNC_INTERVAL = 10.0  # stream mode: least time between two snapshots of one book
+
+
+def snapshot_limit(levels: int) -> int:
+    """Stream mode's depth snapshot limit: 500 for up to 200 levels (a margin for the
+    book's drift, at weight 25), else the smallest of Binance's limits ≥ 2.5 × levels."""
+    return next((limit for limit in (500, 1000, 5000) if limit >= 2.5 * levels), 5000)
 
 
 def peak_weight_per_minute(settings: Settings) -> int:
@@ -76,13 +90,21 @@ def peak_weight_per_minute(settings: Settings) -> int:
     group is fetched, and each is refreshed again as often as its TTL allows in 60 s
     (the books at 0 and 30 s at the defaults). A group with an infinite TTL, as in
     the report, is fetched once. Defaults: 20 + 80 + 2 × 125 + 6 × 4 = 374.
+
+    In stream mode the spreads cost nothing and the books a snapshot each when they
+    (re)sync; the worst minute resyncs every book as often as allowed: 20 + 80 +
+    6 × 5 × 25 = 850. A steady minute costs 80 / 5 = 16 (the rankings).
     """
-    costs = (
+    costs: tuple[tuple[int, float], ...] = (
         (EXCHANGE_INFO_WEIGHT, settings.ttl_exchange),
         (TICKER_24H_ALL_WEIGHT, settings.ttl_rankings),
-        (settings.top * depth_weight(settings.depth_levels), settings.ttl_books),
-        (BOOK_TICKERS_WEIGHT, settings.ttl_spreads),
     )
+    if settings.stream:
+        costs += ((settings.top * depth_weight(snapshot_limit(settings.depth_levels)),
+                   RESYNC_INTERVAL),)
+    else:
+        costs += ((settings.top * depth_weight(settings.depth_levels), settings.ttl_books),
+                  (BOOK_TICKERS_WEIGHT, settings.ttl_spreads))
     return sum(weight * max(1, math.ceil(60.0 / ttl)) for weight, ttl in costs)
 
 
@@ -101,7 +123,10 @@ class Spreads:
     tops: Mapping[str, BookTop]
     spreads: Mapping[str, Decimal | None]
     deltas: Mapping[str, Decimal | None]
-    at: float  # Unix time of this refresh
+    at: float  # Unix time of this refresh (stream mode: of the last best bid/ask pushed)
+    # stream mode only: the lowest and highest spread of the last 10 s, the current included
+    minimum: Mapping[str, Decimal] = field(default_factory=_EMPTY.copy)
+    maximum: Mapping[str, Decimal] = field(default_factory=_EMPTY.copy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +145,7 @@ class Health:  # pylint: disable=too-many-instance-attributes
     used_weight: int | None  # X-MBX-USED-WEIGHT-1M this clock minute; None if unknown
     weight_limit: int  # per minute, from exchangeInfo
     cool_down: float  # seconds left of a rate-limit cool-down
+    stream: StreamHealth | None = None  # stream mode only
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +200,10 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        live: LiveMarket | None = None,
     ) -> None:
         self._client = client
+        self._live = live  # stream mode: spreads and books come from it
         self.settings = settings
         self._clock = clock
         self._wall = wall
@@ -204,17 +232,25 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
         self._ranked: tuple[object, object, Rankings] | None = None
         self._previous_spreads: Mapping[str, Decimal | None] | None = None
 
+    @property
+    def streaming(self) -> bool:
+        """True in stream mode (spreads and books from the streams)."""
+        return self._live is not None
+
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._depth_pool.shutdown(wait=False, cancel_futures=True)
+        if self._live is not None:
+            self._live.close()
 
     def _generation(self) -> tuple[int, ...]:
         """Read before a snapshot's answers (see Health.generation)."""
         return (*(group.generation for group in self._groups.values()),
-                sum(self._client.request_counts().values()))
+                sum(self._client.request_counts().values()),
+                *(() if self._live is None else (self._live.version,)))
 
-    def _health(self, before: tuple[int, ...]) -> Health:
+    def _health(self, before: tuple[int, ...], stream: StreamHealth | None = None) -> Health:
         """The health figures after a snapshot's refreshes (see Health)."""
         requests = self._client.request_counts()
         return Health(
@@ -228,6 +264,7 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
             used_weight=self._client.used_weight_this_minute(),
             weight_limit=self._client.weight_limit,
             cool_down=self._client.cool_down_remaining(),
+            stream=stream,
         )
 
     def _snapshot(self, generation: tuple[int, ...], rankings: Outcome[Rankings],
@@ -247,11 +284,14 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
                         "--depth-levels", peak, limit)
 
     def refresh_spreads(self) -> Outcome[Spreads]:
-        """Refresh the spreads now, for the symbols of the last ranking (a Q5 tick).
+        """Refresh the spreads now, for the symbols of the last ranking (a Q5 tick); in
+        stream mode, wait for the next tick of Q5's clock.
 
         Neither the TTL nor a remembered failure holds it back: a report's tick
         asks Binance once per interval, and a failed tick does not silence the next.
         """
+        if self._live is not None:  # stream mode: the next tick of Q5's own clock
+            return self._live.next_tick()
         deadline = None
         if self.settings.refresh_budget is not None:
             deadline = self._clock() + self.settings.refresh_budget
@@ -270,6 +310,8 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
         )
         tickers = self._tickers.get(lambda: self._client.tickers_24h(deadline))
         rankings = self._rank(exchange.result(), tickers)
+        if self._live is not None:
+            return self._live_snapshot(generation, rankings, exchange.result())
         spreads = self._beside(self._spreads, lambda: self._refresh_spreads(rankings, deadline))
         books = self._refresh_books(rankings, deadline)
         return self._snapshot(generation, rankings, books, spreads.result(), exchange.result())
@@ -284,12 +326,31 @@ class Refresher:  # pylint: disable=too-many-instance-attributes
         generation = self._generation()
         exchange = self._exchange.peek()
         tickers = self._tickers.peek()
+        if self._live is not None:
+            if exchange is None or tickers is None:
+                return None
+            return self._live_snapshot(generation, self._rank(exchange, tickers), exchange)
         books = self._books.peek()
         spreads = self._spreads.peek()
         if exchange is None or tickers is None or books is None or spreads is None:
             return None
         return self._snapshot(generation, self._rank(exchange, tickers), books, spreads,
                               exchange)
+
+    def _live_snapshot(self, generation: tuple[int, ...], rankings: Outcome[Rankings],
+                       exchange: Outcome[Mapping[str, SymbolInfo]]) -> Snapshot:
+        """Stream mode: the rankings from REST pick what the streams follow; the
+        spreads and books are the streams' view."""
+        assert self._live is not None
+        with self._rank_lock:
+            ranked = rankings.value or (self._ranked[2] if self._ranked else None)
+        if ranked is not None:
+            self._live.follow(ranked)
+        view: LiveView = self._live.view()
+        if exchange.refreshed and exchange.ok:
+            self._check_weight_limit()
+        return Snapshot(rankings, view.books, view.spreads, exchange,
+                        self._health(generation, view.health), self._exchange.last_good or {})
 
     def _beside(self, group: TtlGroup[Any], refresh: Callable[[], Outcome[Any]]) -> _Pending:
         """Run ``refresh`` on the pool, in parallel with the caller, unless nothing is due."""

@@ -45,7 +45,7 @@ from collector.config import (
     add_upstream_flags,
     check_weight_budget,
     env,
-    make_client,
+    make_refresher,
     make_settings,
     non_negative_int,
     one_of,
@@ -88,12 +88,16 @@ def answers_json(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def tick_json(spreads: Spreads) -> dict[str, Any]:
-    """One Q5 tick in the documented JSON shape."""
-    return {
+    """One Q5 tick in the documented JSON shape (stream mode adds ``min`` and ``max``)."""
+    tick = {
         "time": utc(spreads.at),
         "spreads": {s: plain(v) for s, v in spreads.spreads.items()},
         "deltas": {s: plain(v) for s, v in spreads.deltas.items()},
     }
+    if spreads.minimum:
+        tick["min"] = {s: plain(spreads.minimum.get(s)) for s in spreads.spreads}
+        tick["max"] = {s: plain(spreads.maximum.get(s)) for s in spreads.spreads}
+    return tick
 
 
 def error_json(at: float, error: BinanceError) -> dict[str, Any]:
@@ -156,14 +160,20 @@ def answers_text(snapshot: Snapshot, rank_by: str, depth: int) -> str:
 def tick_rows(spreads: Spreads) -> list[list[str]]:
     """One Q5 tick's cells: a row per symbol with its UTC time."""
     stamp = utc(spreads.at)
-    return [[stamp, symbol, "spread", plain(value) or "unavailable",
+    rows = [[stamp, symbol, "spread", plain(value) or "unavailable",
              "delta", plain(spreads.deltas.get(symbol)) or "-"]
             for symbol, value in spreads.spreads.items()]
+    if spreads.minimum:  # stream mode: the lowest and highest spread since the last tick
+        for row, symbol in zip(rows, spreads.spreads):
+            row += ["min", plain(spreads.minimum.get(symbol)) or "-",
+                    "max", plain(spreads.maximum.get(symbol)) or "-"]
+    return rows
 
 
 def tick_text(spreads: Spreads, widths: Sequence[int] | None = None) -> str:
     """One Q5 tick: a line per symbol with its UTC time, columns at least ``widths`` wide."""
-    aligned = table(tick_rows(spreads), [False, False, False, True, False, True], widths)
+    aligned = table(tick_rows(spreads), [False, False, False, True, False, True] + [
+        False, True] * 2, widths)
     return "\n".join(line.lstrip() for line in aligned)
 
 
@@ -193,27 +203,43 @@ def run(  # pylint: disable=too-many-arguments
     an outage goes to stderr once, until a tick succeeds again.
     """
     sleep = sleep or time.sleep
-    snapshot = market.snapshot()
+    snapshot = first_snapshot(market, sleep, clock)
     if fmt == "json":  # symbols may be any Unicode: printed as they are
         print(json.dumps(answers_json(snapshot), ensure_ascii=False), file=out, flush=True)
     else:
         print(answers_text(snapshot, market.settings.rank_by, market.settings.depth_levels),
               file=out, flush=True)
         if count != 0:
-            print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|",
-                  file=out, flush=True)
+            extremes = "; min/max over the interval" if market.streaming else ""
+            print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|"
+                  f"{extremes}", file=out, flush=True)
     q5 = Q5Log(fmt, out)
     printed, slot = 0, 0
     started = clock()
     outcome: Outcome[Spreads] = snapshot.spreads
     while count is None or printed < count:
-        if printed:  # the first tick reuses Q4's observation; later ones ask again
+        if market.streaming:  # every tick is one of Q5's own clock: exact multiples
+            outcome = market.refresh_spreads()
+        elif printed:  # the first tick reuses Q4's observation; later ones ask again
             slot = _next_slot(slot, (clock() - started) / interval)
             sleep(max(0.0, started + slot * interval - clock()))
             outcome = market.refresh_spreads()
         printed += 1
         q5.write(outcome, wall())
     return q5.all_ok
+
+
+def first_snapshot(market: Refresher, sleep: Callable[[float], None],
+                   clock: Callable[[], float], patience: float = 30.0) -> Snapshot:
+    """The first snapshot; in stream mode, once every book is synced and every best bid/ask
+    known, or ``patience`` seconds on (then its errors say what is missing)."""
+    snapshot = market.snapshot()
+    give_up = clock() + patience
+    while market.streaming and snapshot.errors() and clock() < give_up \
+            and snapshot.rankings.ok:
+        sleep(0.1)
+        snapshot = market.snapshot()
+    return snapshot
 
 
 def _next_slot(slot: int, elapsed: float) -> int:
@@ -324,7 +350,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top or --depth-levels")
     setup_logging(args.log_level)
-    market = Refresher(make_client(args), settings)
+    market = make_refresher(args, settings, sample_every=args.interval)
     try:
         with _sigterm_as_interrupt():
             all_ok = run(market, fmt=args.format, count=args.count, interval=args.interval,

@@ -1,0 +1,413 @@
+"""One combined-stream WebSocket to Binance, kept connected to the streams wanted.
+
+aiohttp speaks WebSocket (handshake, framing, answering pings with their payload);
+this module decides when to connect, what to subscribe to and when to give up on a
+connection, per Binance's rules (web-socket-streams.md):
+
+* one connection, ``<base>/stream?streams=a/b/...``; later changes of the wanted set
+  go as ``SUBSCRIBE``/``UNSUBSCRIBE`` on it, our messages spaced so that, with the
+  pongs aiohttp sends, the connection stays under Binance's 5 incoming messages a
+  second;
+* a connection is replaced before Binance's 24 h cut (``rollover``, 23 h) and on a
+  ``serverShutdown`` event: the new one is opened first and the old one closed once
+  the new one has delivered on every depth stream, so no update is missed;
+* a connection that closes, fails, or sends nothing for ``stall`` seconds (30) is
+  dropped and a new one opened after an exponential back-off with jitter, never more
+  than ``max_attempts`` (30) attempts in ``attempt_window`` seconds (300; Binance
+  allows 300 per IP). Base URLs are tried in turn when a connection cannot be made.
+
+What arrives is handed to a :class:`StreamHandler` on the event loop's thread, as it
+arrives: the handler only updates memory, so the reader never waits on anything but
+the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence
+from urllib.parse import quote
+
+import aiohttp
+
+from collector.errors import BadResponse
+
+log = logging.getLogger("collector.stream")
+
+DEFAULT_STREAM_URL = "wss://data-stream.binance.vision"
+BOOK_TICKER = "bookTicker"
+DEPTH = "depth@100ms"
+
+# why a connection was replaced: the label of binance_stream_reconnects_total
+CLOSED = "closed"  # the server closed it
+ERROR = "error"  # it failed, or could not be made
+STALL = "stall"  # open, but nothing arrived for `stall` seconds
+SERVER_SHUTDOWN = "server_shutdown"  # Binance announced a shutdown
+ROLLOVER = "rollover"  # replaced before Binance's 24 h cut
+REFUSED = "refused"  # the handshake was answered with an HTTP error (403, 429, ...)
+REASONS = (CLOSED, ERROR, STALL, SERVER_SHUTDOWN, ROLLOVER, REFUSED)
+
+
+def stream_name(symbol: str, kind: str) -> str:
+    """``BTCUSDT``, ``bookTicker`` → ``btcusdt@bookTicker`` (symbols are lower case)."""
+    return f"{symbol.lower()}@{kind}"
+
+
+def stream_url(base: str, names: Iterable[str]) -> str:
+    """The combined-stream URL; names percent-encoded as UTF-8 (symbols may be non-ASCII)."""
+    return f"{base.rstrip('/')}/stream?streams=" + "/".join(quote(n, safe="@") for n in names)
+
+
+class StreamHandler(Protocol):
+    """What a :class:`StreamFeed` reports, on its event loop's thread."""
+
+    def on_connected(self) -> None:
+        """A connection is open and subscribed to the wanted streams."""
+
+    def on_message(self, stream: str, data: Any) -> None:
+        """One event of a combined stream (``data`` as parsed from JSON)."""
+
+    def on_bad_message(self, error: BadResponse) -> None:
+        """A message that could not be read: an event of some stream may be lost."""
+
+    def on_disconnected(self, reason: str) -> None:
+        """No connection carries data any more (one of :data:`REASONS`)."""
+
+    def on_reconnect(self, reason: str) -> None:
+        """A new connection is being attempted, because of ``reason`` (one of
+        :data:`REASONS`): counted once per attempt after the first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTiming:  # pylint: disable=too-many-instance-attributes
+    """The connection policy's figures (seconds); tests shorten them."""
+
+    stall: float = 30.0
+    rollover: float = 23 * 3600.0
+    overlap: float = 10.0  # most time a replaced connection is kept beside its successor
+    max_attempts: int = 30
+    attempt_window: float = 300.0
+    backoff_first: float = 1.0
+    backoff_max: float = 60.0
+    healthy_after: float = 60.0  # a connection delivering this long resets the back-off
+    request_interval: float = 0.3  # between our SUBSCRIBE/UNSUBSCRIBE messages
+    connect_timeout: float = 10.0
+    close_timeout: float = 1.0
+
+
+class ConnectPolicy:
+    """When the next connection attempt may start: back-off, jitter and the attempt cap."""
+
+    def __init__(self, timing: FeedTiming, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        self._timing = timing
+        self._clock = clock
+        self._rng = rng
+        self._attempts: deque[float] = deque()
+        self._failures = 0  # consecutive attempts or connections that did not last
+
+    def delay(self) -> float:
+        """Seconds to wait before the next attempt."""
+        t, now = self._timing, self._clock()
+        while self._attempts and self._attempts[0] <= now - t.attempt_window:
+            self._attempts.popleft()
+        wait = 0.0
+        if self._failures:
+            backoff = min(t.backoff_max, t.backoff_first * 2 ** (self._failures - 1))
+            wait = backoff * (0.5 + self._rng() / 2)  # jitter: spread clients apart
+        if len(self._attempts) >= t.max_attempts:
+            wait = max(wait, self._attempts[0] + t.attempt_window - now)
+        return wait
+
+    def attempted(self) -> None:
+        """An attempt starts now."""
+        self._attempts.append(self._clock())
+
+    def failed(self) -> None:
+        """The attempt failed, or its connection ended before it was healthy."""
+        self._failures += 1
+
+    def planned(self) -> None:
+        """A replacement we chose (rollover, serverShutdown): no back-off for it."""
+        self._failures = 0
+
+    def healthy(self) -> None:
+        """A connection has delivered for ``healthy_after`` seconds."""
+        self._failures = 0
+
+
+
+class _Connection:  # pylint: disable=too-many-instance-attributes
+    """One open WebSocket: what it was asked for and what it has delivered."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool], base: str, names: set[str],
+                 opened_at: float) -> None:
+        self.ws = ws
+        self.base = base
+        self.subscribed = set(names)
+        self.opened_at = opened_at
+        self.last_data = opened_at
+        self.delivered: set[str] = set()  # streams that have sent at least one event
+        self.shutdown = asyncio.Event()  # a serverShutdown event arrived
+        self.healthy = False
+        self.retry_at = -math.inf  # when a failed replacement may be tried again
+        self.reader: asyncio.Task[str] | None = None
+
+    def caught_up(self) -> bool:
+        """Every depth stream has delivered: a predecessor may be closed."""
+        return all(name in self.delivered for name in self.subscribed if "@depth" in name)
+
+
+class StreamFeed:  # pylint: disable=too-many-instance-attributes
+    """Keeps one connection open to the wanted streams (see module docstring).
+
+    ``run()`` is the task; ``want()`` changes the streams. Both on the loop's thread.
+    """
+
+    def __init__(self, urls: Sequence[str], handler: StreamHandler,
+                 timing: FeedTiming = FeedTiming(), *,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        self._urls = list(urls)
+        self._url = 0  # the base URL in use; the next one after a failed attempt
+        self._handler = handler
+        self._timing = timing
+        self._clock = clock
+        self._policy = ConnectPolicy(timing, clock, rng)
+        self._wanted: set[str] = set()
+        self._changed = asyncio.Event()
+        self._next_id = 0
+        self._last_request = -float("inf")
+        self._session: aiohttp.ClientSession | None = None
+        self._attempts = 0
+
+    def want(self, names: Iterable[str]) -> None:
+        """The streams to follow from now on; applied on the open connection, if any."""
+        wanted = set(names)
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._changed.set()
+
+    async def run(self) -> None:
+        """Connect, follow, replace, reconnect: until cancelled."""
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            current: _Connection | None = None
+            reason = ERROR
+            try:
+                while True:
+                    if current is None:
+                        current = await self._open(reason)
+                        if current is None:
+                            reason = self._failure
+                            continue
+                        self._handler.on_connected()
+                    current, reason = await self._follow(current)
+                    if current is None:
+                        self._handler.on_disconnected(reason)
+            finally:
+                if current is not None:
+                    await self._close(current)
+
+    # -- opening ---------------------------------------------------------------
+
+    _failure = ERROR  # why the last attempt failed
+
+    async def _open(self, reason: str, planned: bool = False) -> _Connection | None:
+        """A new connection to the wanted streams, once there are some; None if it failed."""
+        while not self._wanted:
+            self._changed.clear()
+            await self._changed.wait()
+        if planned:
+            self._policy.planned()
+        delay = self._policy.delay()
+        if delay > 0:
+            log.info("connecting to the streams in %.1f s", delay)
+            await asyncio.sleep(delay)
+        if self._attempts:
+            self._handler.on_reconnect(reason)
+        self._attempts += 1
+        self._policy.attempted()
+        base, names = self._urls[self._url], sorted(self._wanted)
+        self._changed.clear()
+        assert self._session is not None
+        try:
+            ws = await asyncio.wait_for(self._session.ws_connect(
+                stream_url(base, names), autoping=True, max_msg_size=16 * 2**20,
+                timeout=aiohttp.ClientWSTimeout(ws_close=self._timing.close_timeout)),
+                self._timing.connect_timeout)
+        except aiohttp.WSServerHandshakeError as exc:
+            self._attempt_failed(REFUSED, base, f"HTTP {exc.status} {exc.message}")
+            return None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            self._attempt_failed(ERROR, base, str(exc) or type(exc).__name__)
+            return None
+        log.info("streams connected to %s (%d streams)", base, len(names))
+        connection = _Connection(ws, base, set(names), self._clock())
+        connection.reader = asyncio.create_task(self._read(connection))
+        return connection
+
+    def _attempt_failed(self, reason: str, base: str, problem: str) -> None:
+        log.warning("cannot connect to the streams at %s: %s", base, problem)
+        self._policy.failed()
+        self._failure = reason
+        self._url = (self._url + 1) % len(self._urls)
+
+    # -- following -------------------------------------------------------------
+
+    async def _follow(self, current: _Connection) -> tuple[_Connection | None, str]:
+        """Serve ``current`` until it ends (None, why) or is replaced (successor, why)."""
+        t = self._timing
+        assert current.reader is not None
+        while True:
+            now = self._clock()
+            if not current.healthy and now >= current.opened_at + t.healthy_after:
+                current.healthy = True
+                self._policy.healthy()
+            replace = ROLLOVER if now >= current.opened_at + t.rollover else (
+                SERVER_SHUTDOWN if current.shutdown.is_set() else None)
+            if replace is not None and not current.reader.done() and now >= current.retry_at:
+                successor = await self._replace(current, replace)
+                if successor is not None:
+                    return successor, replace
+            if current.reader.done():
+                reason = self._ended(current.reader)
+                if not current.healthy:
+                    self._policy.failed()
+                await self._close(current)
+                log.warning("streams disconnected (%s)", reason)
+                return None, reason
+            if self._changed.is_set():
+                self._changed.clear()
+                await self._resubscribe(current)
+                continue
+            wake = [max(t.rollover + current.opened_at, current.retry_at)]
+            if not current.healthy:
+                wake.append(current.opened_at + t.healthy_after)
+            changed = asyncio.ensure_future(self._changed.wait())
+            shutdown = asyncio.ensure_future(current.shutdown.wait())
+            try:
+                await asyncio.wait({current.reader, changed, shutdown},
+                                   timeout=max(0.0, min(wake) - self._clock()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                shutdown.cancel()
+
+    async def _replace(self, current: _Connection, reason: str) -> _Connection | None:
+        """Open a successor beside ``current``, close ``current`` once it has caught up."""
+        log.info("replacing the streams connection (%s)", reason)
+        successor = await self._open(reason, planned=True)
+        if successor is None:  # the old one serves on: try again later (a shutdown
+            # closes it first, then the usual back-off applies)
+            current.retry_at = self._clock() + self._timing.backoff_max
+            return None
+        assert successor.reader is not None
+        deadline = self._clock() + self._timing.overlap
+        while not successor.caught_up() and not successor.reader.done() \
+                and self._clock() < deadline:
+            await asyncio.sleep(0.05)
+        await self._close(current)
+        return successor
+
+    async def _resubscribe(self, current: _Connection) -> None:
+        """SUBSCRIBE what is newly wanted, UNSUBSCRIBE what no longer is: paced."""
+        added = sorted(self._wanted - current.subscribed)
+        removed = sorted(current.subscribed - self._wanted)
+        for method, names in (("SUBSCRIBE", added), ("UNSUBSCRIBE", removed)):
+            if not names:
+                continue
+            pause = self._last_request + self._timing.request_interval - self._clock()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._next_id += 1
+            try:
+                await current.ws.send_str(json.dumps(
+                    {"method": method, "params": names, "id": self._next_id}))
+            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                log.warning("cannot send %s on the streams connection: %s", method, exc)
+                return  # the reader sees the connection end
+            self._last_request = self._clock()
+            log.info("%s %s", method, " ".join(names))
+            if method == "SUBSCRIBE":
+                current.subscribed.update(names)
+            else:
+                current.subscribed.difference_update(names)
+                current.delivered.difference_update(names)
+
+    @staticmethod
+    def _ended(reader: asyncio.Task[str]) -> str:
+        """Why a reader ended; a bug in it (it never raises by design) is logged as an error."""
+        error = reader.exception()
+        if error is None:
+            return reader.result()
+        log.error("the streams reader failed", exc_info=error)
+        return ERROR
+
+    async def _close(self, connection: _Connection) -> None:
+        if connection.reader is not None:
+            connection.reader.cancel()
+        try:
+            await connection.ws.close()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            pass
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _read(self, connection: _Connection) -> str:
+        """Hand every event to the handler until the connection ends; returns why it did."""
+        ws, stall = connection.ws, self._timing.stall
+        while True:
+            left = connection.last_data + stall - self._clock()
+            try:
+                message = await asyncio.wait_for(ws.receive(), max(left, 0.0))
+            except asyncio.TimeoutError:
+                log.warning("nothing from the streams for %g s", stall)
+                return STALL
+            except (aiohttp.ClientError, OSError) as error:  # e.g. a pong to a closing peer
+                log.warning("the streams connection failed: %s", error)
+                return ERROR
+            if message.type == aiohttp.WSMsgType.TEXT:
+                connection.last_data = self._clock()
+                self._dispatch(connection, message.data)
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                self._handler.on_bad_message(BadResponse("stream", "message", "binary frame"))
+            elif message.type == aiohttp.WSMsgType.ERROR:
+                return ERROR
+            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                  aiohttp.WSMsgType.CLOSED):
+                return SERVER_SHUTDOWN if connection.shutdown.is_set() else CLOSED
+
+    def _dispatch(self, connection: _Connection, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self._handler.on_bad_message(BadResponse("stream", "message", "not JSON"))
+            return
+        if isinstance(message, dict):
+            stream, data = message.get("stream"), message.get("data")
+            if isinstance(stream, str) and isinstance(data, dict):
+                if data.get("e") == "serverShutdown":
+                    log.warning("the streams server announced a shutdown")
+                    connection.shutdown.set()
+                    return
+                connection.delivered.add(stream)
+                try:
+                    self._handler.on_message(stream, data)
+                except Exception:  # pylint: disable=broad-exception-caught
+                    # a bug, not Binance's: say so, keep reading (BadResponse is handled)
+                    log.exception("applying an event of %s failed", stream)
+                return
+            if "id" in message and ("result" in message or "error" in message):
+                if message.get("error") is not None:
+                    log.warning("the streams server refused request %s: %s",
+                                message.get("id"), message.get("error"))
+                return
+        self._handler.on_bad_message(
+            BadResponse("stream", "message", "neither a stream event nor a reply"))

@@ -1,0 +1,454 @@
+"""Stream mode against the simulator's streams: sync, gaps, reconnects, nothing stale.
+
+The simulator runs in this process on a fake clock (``serving_in_process``): a test
+moves the market one step at a time and ``step()`` returns once every connection has
+sent that step's events, so which events exist is exact. The exporter's side runs as
+in production: a :class:`LiveMarket` on its own thread and event loop, connected over
+loopback, with the connection policy's figures shortened (real time). What it has
+applied is awaited with :func:`eventually`, a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+from urllib.parse import quote
+
+import pytest
+from e2e_support import promtool
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from binance_simulator.streams import StreamSettings
+from binance_simulator.testkit import (BIN, InProcessSimulator, running_simulator,
+                                       serving_in_process)
+from collector import answers
+from collector.binance import BinanceClient
+from collector.exporter import BinanceCollector
+from collector.errors import NotAttempted, NotSynced, StreamUnavailable
+from collector.live import LiveMarket, LiveView, SpreadWindow
+from collector.models import parse_book_tickers, parse_order_book
+from collector.refresh import Rankings, Refresher, Settings, Snapshot
+from collector.stream_client import FeedTiming
+
+T = TypeVar("T")
+DEADLINE = 20.0  # generous: what is due arrives in milliseconds, but CI machines are noisy
+FAST = FeedTiming(stall=60.0, backoff_first=0.05, backoff_max=0.2, healthy_after=0.5,
+                  request_interval=0.05, overlap=3.0)
+
+
+def eventually(check: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
+    """The first truthy ``check()``, polled until ``deadline`` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline:g} s: {what}")
+        time.sleep(0.01)
+
+
+def happened(counts: Mapping[Any, int]) -> dict[Any, int]:
+    """A counter's labels that counted something (every label starts at 0)."""
+    return {key: count for key, count in counts.items() if count}
+
+
+class Stream:
+    """A Refresher in stream mode against an in-process simulator, and ways to watch it."""
+
+    def __init__(self, sim: InProcessSimulator, market: Refresher, live: LiveMarket) -> None:
+        self.sim, self.market, self.live = sim, market, live
+
+    def snapshot(self) -> Snapshot:
+        return self.market.snapshot()
+
+    def view(self) -> LiveView:
+        return self.live.view()
+
+    def step(self, steps: int = 1) -> Snapshot:
+        """Move the market ``steps`` steps; wait until every book equals the REST book of the
+        new step exactly, and every best bid/ask the REST one; that snapshot."""
+        for _ in range(steps):
+            self.sim.step(1)
+
+        def caught_up() -> Snapshot | None:
+            snapshot = self.snapshot()
+            books, spreads = snapshot.books.value, snapshot.spreads.value
+            if not snapshot.books.ok or books is None or spreads is None or any(
+                    notional != self.rest_notional(symbol) for symbol, notional in books.items()
+            ) or any(value != self.rest_spread(symbol)
+                     for symbol, value in spreads.spreads.items()):
+                return None
+            return snapshot
+        return eventually(caught_up, "the books and best bid/asks of the new step")
+
+    def synced(self) -> Snapshot:
+        """Step the market until every book is synced and every best bid/ask known."""
+        def ready() -> Snapshot | None:
+            snapshot = self.snapshot()
+            if snapshot.books.ok and snapshot.spreads.ok:
+                return snapshot
+            self.sim.step(1)
+            return None
+        return eventually(ready, "every book synced, every best bid/ask known")
+
+    def rest_notional(self, symbol: str) -> answers.Notional:
+        book = parse_order_book(self.sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=200"),
+                                symbol)
+        return answers.book_notional(book, 200)
+
+    def rest_spread(self, symbol: str) -> Decimal | None:
+        tops = parse_book_tickers([self.sim.get(f"/api/v3/ticker/bookTicker?symbol="
+                                                f"{quote(symbol)}")])
+        return answers.spread(tops[symbol])
+
+
+@contextmanager
+def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = FAST,
+              urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[Stream]:
+    with serving_in_process(settings) as sim:
+        client = BinanceClient([sim.url], timeout=5, retries=0)
+        config = Settings(stream=True)
+        live = LiveMarket(client, config, [*urls_before, sim.stream_url], timing,
+                          resync_interval=options.pop("resync_interval", 0.0),
+                          sample_every=options.pop("sample_every", None), **options)
+        market = Refresher(client, config, live=live.start())
+        try:
+            yield Stream(sim, market, live)
+        finally:
+            market.close()
+
+
+@pytest.fixture(name="stream")
+def fixture_stream() -> Iterator[Stream]:
+    with streaming() as stream:
+        yield stream
+
+
+def test_nothing_is_published_before_the_streams_deliver(stream: Stream) -> None:
+    first = stream.snapshot()
+    assert first.rankings.ok
+    assert first.books.value is None or first.books.error is not None
+    assert first.spreads.error is not None
+    assert isinstance(first.spreads.error, (StreamUnavailable, NotSynced))
+
+
+def test_first_sync_gives_the_rest_answers_exactly(stream: Stream) -> None:
+    snapshot = stream.synced()
+    ranked = snapshot.rankings.value
+    assert ranked is not None
+    books = snapshot.books.value
+    assert books is not None and set(books) == {t.symbol for t in ranked.by_volume}
+    spreads = snapshot.spreads.value
+    assert spreads is not None
+    for _ in range(3):  # the market moves; the local books follow it exactly
+        snapshot = stream.step()
+    health = snapshot.health.stream
+    assert health is not None and health.connected
+    assert all(health.synced.values()) and not happened(health.resyncs)
+    assert set(health.synced) == {t.symbol for t in ranked.by_volume}
+
+
+def symbol_of(stream: Stream, ranking: str = "volume") -> str:
+    ranked = stream.snapshot().rankings.value
+    assert ranked is not None
+    return (ranked.by_volume if ranking == "volume" else ranked.by_trades)[0].symbol
+
+
+def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: Stream) -> None:
+    stream.synced()
+    symbol = symbol_of(stream)
+    depth = symbol.lower() + "@depth@100ms"
+    stream.sim.control.set_faults([{"name": "ws_gap", "rate": 1, "streams": [depth]},
+                                   {"name": "error_5xx", "status": 503, "rate": 1,
+                                    "endpoints": ["/api/v3/depth"]}])
+    stream.sim.step(1)  # this step's event for the symbol is never sent
+    stream.sim.control.set_faults([{"name": "error_5xx", "status": 503, "rate": 1,
+                                    "endpoints": ["/api/v3/depth"]}])
+    stream.sim.step(1)  # the next one does not continue the book: a gap
+    eventually(lambda: stream.view().health.resyncs.get((symbol, "gap")), "the gap")
+    withdrawn = stream.snapshot()  # no snapshot can be had (503): the book stays out
+    assert isinstance(withdrawn.books.error, NotSynced)
+    assert withdrawn.books.value is not None and symbol not in withdrawn.books.value
+    assert len(withdrawn.books.value) == 4  # the other books are still published
+    assert withdrawn.health.stream is not None
+    assert withdrawn.health.stream.synced[symbol] is False
+    stream.sim.control.clear_faults()
+    snapshot = stream.synced()
+    assert snapshot.books.value is not None
+    assert snapshot.books.value[symbol] == stream.rest_notional(symbol)
+    assert snapshot.health.stream is not None
+    assert happened(snapshot.health.stream.resyncs) == {(symbol, "gap"): 1}
+
+
+def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: Stream) -> None:
+    stream.synced()
+    # the connection is cut, and new ones are refused until the test says
+    stream.sim.control.set_faults([{"name": "ws_close", "rate": 1},
+                                   {"name": "ws_refuse", "rate": 1}])
+    stream.sim.step(1)
+    def disconnected() -> Snapshot | None:
+        snapshot = stream.snapshot()
+        assert snapshot.health.stream is not None
+        return None if snapshot.health.stream.connected else snapshot
+    down = eventually(disconnected, "the disconnection")
+    # nothing from before the disconnection is served as current
+    assert isinstance(down.spreads.error, StreamUnavailable) and down.spreads.value is None
+    assert isinstance(down.books.error, StreamUnavailable) and down.books.value is None
+    assert down.health.stream is not None and not any(down.health.stream.synced.values())
+    stream.sim.control.clear_faults()
+    snapshot = stream.synced()
+    health = snapshot.health.stream
+    assert health is not None and health.connected
+    assert sum(health.reconnects.values()) >= 1
+    assert set(happened(health.reconnects)) <= {"closed", "error", "refused"}
+    assert {reason for _, reason in happened(health.resyncs)} == {"disconnect"}
+    for symbol, notional in (snapshot.books.value or {}).items():
+        assert notional == stream.rest_notional(symbol)
+
+
+def test_server_shutdown_hands_over_to_a_new_connection_without_a_gap(stream: Stream) -> None:
+    stream.synced()
+    stream.sim.control.set_faults([{"name": "ws_shutdown", "seconds": 30, "rate": 1}])
+    stream.sim.step(1)
+    stream.sim.control.clear_faults()
+    eventually(lambda: stream.view().health.reconnects.get("server_shutdown"),
+               "a new connection after serverShutdown")
+    for _ in range(3):
+        stream.step()
+        snapshot = stream.snapshot()
+        assert snapshot.books.ok and snapshot.spreads.value is not None
+    health = stream.view().health
+    assert health.connected and happened(health.reconnects) == {"server_shutdown": 1}
+    assert not happened(health.resyncs)  # the books went on from the new connection's events
+    assert stream.sim.control.stats()["streams"]["connections_open"] == 1
+
+
+def test_rollover_replaces_the_connection_before_binance_cuts_it() -> None:
+    with streaming(timing=dataclasses.replace(FAST, rollover=1.0)) as stream:
+        stream.synced()
+        def rolled() -> bool:
+            stream.step()
+            assert stream.snapshot().books.ok  # never a gap in the published books
+            return stream.view().health.reconnects.get("rollover", 0) >= 2
+        eventually(rolled, "two rollovers")
+        health = stream.view().health
+        assert set(happened(health.reconnects)) == {"rollover"} and not happened(health.resyncs)
+
+
+def test_pings_are_answered_and_a_server_that_gets_no_pong_closes() -> None:
+    with streaming(StreamSettings(ping_seconds=20)) as stream:
+        stream.synced()
+        for _ in range(6):  # two minutes of pings, answered: the connection stays
+            stream.sim.step(20)
+            stream.step()
+        assert not happened(stream.view().health.reconnects)
+        stream.sim.control.set_faults([{"name": "ws_no_pong_close", "rate": 1}])
+        for _ in range(4):
+            stream.sim.step(20)
+        # closed by the server, or failed answering its ping as it closed
+        eventually(lambda: stream.view().health.reconnects.get("closed", 0)
+                   + stream.view().health.reconnects.get("error", 0),
+                   "a close for the pongs ignored")
+        stream.sim.control.clear_faults()
+        assert stream.synced().health.stream is not None
+
+
+def test_a_stalled_connection_is_dropped_by_the_watchdog() -> None:
+    with streaming(timing=dataclasses.replace(FAST, stall=1.0)) as stream:
+        stream.synced()
+        stream.sim.control.set_faults([{"name": "ws_stall", "rate": 1}])
+        stream.sim.step(1)
+        eventually(lambda: stream.view().health.reconnects.get("stall"), "the watchdog")
+        stream.sim.control.clear_faults()
+        assert stream.synced().health.stream is not None
+
+
+def test_refused_and_unreachable_urls_are_skipped_with_back_off(stream: Stream) -> None:
+    stream.sim.control.set_faults([{"name": "ws_refuse", "status": 429, "rate": 1}])
+    stream.snapshot()  # rankings: the feed starts connecting
+    eventually(lambda: stream.view().health.reconnects.get("refused", 0) >= 3, "refusals")
+    stream.sim.control.clear_faults()
+    snapshot = stream.synced()
+    assert snapshot.health.stream is not None and snapshot.health.stream.connected
+
+
+def test_a_dead_first_url_falls_back_to_the_next() -> None:
+    with serving_in_process() as gone:
+        dead = gone.stream_url  # nothing listens there any more: refused
+    with streaming(urls_before=[dead]) as stream:
+        snapshot = stream.synced()
+        assert snapshot.health.stream is not None
+        assert happened(snapshot.health.stream.reconnects) == {"error": 1}
+
+
+def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream) -> None:
+    first = stream.synced().rankings.value
+    assert first is not None
+    stats = stream.sim.control.stats
+    # the rankings move (here: forced), many times in a row: one connection throughout,
+    # and never over Binance's 5 incoming messages a second (the simulator would close it)
+    moved = Rankings(first.by_trades[:2], first.by_volume[:2])  # new books, new tickers
+    for _ in range(5):
+        stream.live.follow(moved)
+        stream.live.follow(first)
+    stream.live.follow(moved)
+    wanted = {t.symbol.lower() + "@depth@100ms" for t in moved.by_volume} | \
+        {t.symbol.lower() + "@bookTicker" for t in moved.by_trades}
+    eventually(lambda: set(stats()["streams"]["subscriptions"]) == wanted, "the new set")
+    stream.sim.step(1)  # the new books sync from their first events
+
+    def moved_synced() -> LiveView | None:
+        view = stream.view()
+        return view if view.books.ok and view.spreads.ok else None
+    view = eventually(moved_synced, "the new books synced, the new best bid/asks known")
+    assert set(view.health.synced) == {t.symbol for t in moved.by_volume}
+    assert set(view.books.value or {}) == {t.symbol for t in moved.by_volume}
+    assert view.spreads.value is not None
+    assert set(view.spreads.value.spreads) == {t.symbol for t in moved.by_trades}
+    assert not happened(view.health.reconnects)
+    assert stats()["streams"]["connections_open"] == 1
+    assert stats()["streams"]["connections"] == {"accepted": 1}
+
+
+def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() -> None:
+    window = SpreadWindow(10)
+    assert window.bounds(0) is None
+    for at, value in ((0, "5"), (1, "2"), (2, "9"), (3, "4")):
+        window.add(at, Decimal(value))
+    assert window.bounds(3) == (Decimal(2), Decimal(9))  # 5, 2, 9 and 4 were all current
+    assert window.bounds(11.5) == (Decimal(2), Decimal(9))  # 2 was current until 2 > 1.5
+    assert window.bounds(12) == (Decimal(4), Decimal(9))
+    assert window.bounds(13) == (Decimal(4), Decimal(4))  # only the latest remains
+    assert window.bounds(1000) == (Decimal(4), Decimal(4))  # current, however old
+
+
+def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(stream: Stream) -> None:
+    stream.synced()
+    symbol = symbol_of(stream, "trades")
+    stream.live.sample(1000.0)
+    first = stream.live.view().spreads.value
+    assert first is not None and first.deltas[symbol] is None  # one sample: no delta yet
+    before = first.spreads[symbol]
+    for _ in range(3):  # the spread moves between the ticks: only the samples count
+        stream.step()
+    stream.live.sample(1010.0)
+    after = stream.view().spreads.value
+    assert after is not None and before is not None
+    assert after.deltas[symbol] == abs(after.spreads[symbol] - before)
+    assert after.minimum[symbol] <= after.spreads[symbol] <= after.maximum[symbol]
+    stream.live.sample(1030.0)  # a tick was missed: no delta across it
+    missed = stream.view().spreads.value
+    assert missed is not None and missed.deltas[symbol] is None
+
+
+def test_stream_mode_metrics_and_promtool(stream: Stream) -> None:
+    """What Prometheus sees in stream mode: live values, min ≤ spread ≤ max, the stream's
+    health with every counter label present from the start, and a clean promtool check."""
+    stream.synced()
+    registry = CollectorRegistry()
+    registry.register(BinanceCollector(stream.market))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["binance_up"].samples[0].value == 1
+    assert families["binance_stream_connected"].samples[0].value == 1
+    reconnects = {s.labels["reason"]: s.value for s in families["binance_stream_reconnects"].samples
+                  if s.name.endswith("_total")}
+    assert reconnects == dict.fromkeys(
+        ("closed", "error", "stall", "server_shutdown", "rollover", "refused"), 0)
+    resyncs = [s for s in families["binance_order_book_resyncs"].samples
+               if s.name.endswith("_total")]
+    assert len(resyncs) == 5 * 4 and all(s.value == 0 for s in resyncs)
+    synced = families["binance_order_book_synced"].samples
+    assert len(synced) == 5 and all(s.value == 1 for s in synced)
+    spread = {s.labels["symbol"]: s.value for s in families["binance_price_spread"].samples}
+    low = {s.labels["symbol"]: s.value for s in families["binance_price_spread_min"].samples}
+    high = {s.labels["symbol"]: s.value for s in families["binance_price_spread_max"].samples}
+    assert set(spread) == set(low) == set(high) and len(spread) == 5
+    assert all(low[s] <= spread[s] <= high[s] for s in spread)
+    assert len(families["binance_order_book_notional"].samples) == 10
+    assert families["binance_stream_last_message_age_seconds"].samples[0].value >= 0
+    checker = promtool()
+    checked = subprocess.run([checker, "check", "metrics"], input=text.encode(),
+                             capture_output=True, timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_report_in_stream_mode_prints_q1_to_q4_then_exact_ticks() -> None:
+    """``binance-report --source stream`` as a real process against a real simulator."""
+    with running_simulator("--step-seconds", "0.2") as sim:
+        done = subprocess.run(
+            [str(BIN / "binance-report"), "--base-url", sim.url, "--source", "stream",
+             "--stream-url", sim.stream_url, "--count", "3", "--interval", "1",
+             "--format", "json"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    answers_, *ticks = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers_["order_book_notional"]) == 5 and len(answers_["spreads"]) == 5
+    assert len(ticks) == 3
+    times = [datetime.fromisoformat(t["time"].replace("Z", "+00:00")).timestamp()
+             for t in ticks]
+    assert [b - a for a, b in zip(times, times[1:])] == [1.0, 1.0]  # Q5's own clock
+    for before, after in zip(ticks, ticks[1:]):
+        for symbol, spread in after["spreads"].items():
+            assert Decimal(after["min"][symbol]) <= Decimal(spread) \
+                <= Decimal(after["max"][symbol])
+            assert Decimal(after["deltas"][symbol]) == abs(
+                Decimal(spread) - Decimal(before["spreads"][symbol]))
+
+
+def test_an_unreadable_message_resyncs_every_book(stream: Stream) -> None:
+    stream.synced()
+    stream.sim.control.set_faults([{"name": "ws_malformed", "rate": 1,
+                                    "streams": ["depth@100ms"]}])
+    stream.sim.step(1)
+    stream.sim.control.clear_faults()
+    eventually(lambda: sum(n for (_, reason), n in stream.view().health.resyncs.items()
+                           if reason == "gap") == 5, "every book resyncing")
+    assert stream.synced().books.ok
+
+
+def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: Stream) -> None:
+    """A 429 on a snapshot: nothing more is asked for until Retry-After has passed."""
+    stream.sim.control.set_faults([{"name": "status", "status": 429, "retry_after": 60,
+                                    "rate": 1, "endpoints": ["/api/v3/depth"]}])
+    stream.snapshot()
+    eventually(lambda: stream.view().health.connected, "a connection")
+    stream.sim.step(1)  # first events: a snapshot is tried, and refused
+    stats = stream.sim.control.stats
+    eventually(lambda: stats()["requests"].get("/api/v3/depth", {}).get("429", 0) >= 1,
+               "a refused snapshot")
+    stream.sim.control.clear_faults()
+    for _ in range(5):  # events keep coming during the cool-down: no snapshot is asked for
+        stream.sim.step(1)
+    snapshot = stream.snapshot()
+    assert sum(stats()["requests"].get("/api/v3/depth", {}).values()) <= 5  # one a book
+    assert isinstance(snapshot.books.error, NotSynced) and not snapshot.books.value
+    assert snapshot.health.cool_down > 30
+
+
+def test_q5_ticks_on_its_own_clock_at_exact_multiples() -> None:
+    with streaming(sample_every=0.5) as stream:
+        stream.synced()
+        ticks = [stream.market.refresh_spreads() for _ in range(3)]
+    times = [tick.value.at for tick in ticks if tick.value is not None]
+    assert len(times) == 3 and all(t % 0.5 == 0 for t in times)
+    assert [b - a for a, b in zip(times, times[1:])] == [0.5, 0.5]
+    last = ticks[-1].value
+    assert last is not None and all(d is not None for d in last.deltas.values())
+
+
+def test_nothing_before_a_ranking_says_what_to_follow() -> None:
+    client = BinanceClient(["http://127.0.0.1:9"], timeout=1, retries=0)
+    live = LiveMarket(client, Settings(stream=True), ["ws://127.0.0.1:9"])
+    view = live.view()
+    assert isinstance(view.spreads.error, NotAttempted) and view.spreads.value is None
+    assert isinstance(view.books.error, NotAttempted) and view.books.value is None
+    assert not view.health.connected and view.health.last_message_age is None
+    live.close()
