@@ -55,9 +55,9 @@ LABEL org.opencontainers.image.title="binance-simulator" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=simulator-builder /opt/venv /opt/venv
 USER 10001:10001
-EXPOSE 8090
+EXPOSE 8090 8091
 ENTRYPOINT ["binance-simulator"]
-CMD ["--host", "0.0.0.0", "--port", "8090"]
+CMD ["--host", "0.0.0.0", "--port", "8090", "--ws-port", "8091"]
 
 # ---- final (the default target): the exporter ----
 FROM runtime AS exporter

@@ -146,6 +146,12 @@ def spread_deltas(
     return deltas
 
 
+def q5_line(spreads: Mapping[str, Decimal | None], deltas: Mapping[str, Decimal | None]) -> str:
+    """One Q5 observation as a log line: ``BTCUSDT=0.01 (delta 0) ...``; ``-`` for none."""
+    return " ".join(f"{symbol}={plain(value) or '-'} (delta {plain(deltas.get(symbol)) or '-'})"
+                    for symbol, value in spreads.items())
+
+
 def plain(value: Decimal | None) -> str | None:
     """A decimal as Binance would write it, minus trailing zeros: ``0.01``, never ``1E-2``."""
     if value is None:

@@ -223,11 +223,7 @@ class BinanceCollector(Collector):
             self._hinted = False
         spreads = snapshot.spreads
         if spreads.refreshed and spreads.value is not None:
-            log.info("spreads: %s", " ".join(
-                f"{symbol}={answers.plain(value) or '-'} "
-                f"(delta {answers.plain(spreads.value.deltas.get(symbol)) or '-'})"
-                for symbol, value in spreads.value.spreads.items()
-            ))
+            log.info("spreads: %s", answers.q5_line(spreads.value.spreads, spreads.value.deltas))
 
 
 class _Families:  # pylint: disable=too-many-instance-attributes

@@ -410,6 +410,9 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
             self._version += 1
             self._tick = (self._tick[0] + 1, self._spreads(self._clock(), current, at))
             self._ticked.notify_all()
+            deltas = self._deltas
+        if current:  # the exporter's Q5 log, as in REST mode
+            log.info("spreads: %s", answers.q5_line(current, deltas))
 
     def next_tick(self) -> Outcome[Spreads]:
         """Wait for the next Q5 tick: its spreads, deltas and minimum/maximum."""

@@ -350,6 +350,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top or --depth-levels")
     setup_logging(args.log_level)
+    if args.log_level == "info":  # the streams' progress and Q5 log are on stdout already
+        for name in ("collector.live", "collector.stream"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     market = make_refresher(args, settings, sample_every=args.interval)
     try:
         with _sigterm_as_interrupt():

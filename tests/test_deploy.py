@@ -455,7 +455,7 @@ def test_compose_file_is_valid_and_pins_its_images() -> None:
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
-def test_offline_profile_feeds_an_exporter_from_the_simulator() -> None:
+def test_offline_profile_feeds_an_exporter_in_stream_mode_from_the_simulator() -> None:
     services = compose_config("offline")["services"]
     assert set(services) == {"exporter", "prometheus", "grafana", "simulator",
                              "exporter-offline"}
@@ -463,9 +463,13 @@ def test_offline_profile_feeds_an_exporter_from_the_simulator() -> None:
     assert offline["image"] == services["exporter"]["image"]
     assert simulator["build"]["target"] == "simulator"  # not in the exporter's image
     assert simulator["image"] != services["exporter"]["image"]
-    host, port = simulator["command"][1], simulator["command"][3]
-    assert simulator["command"] == ["--host", host, "--port", port] and host == "0.0.0.0"
+    host, port, ws_port = (simulator["command"][i] for i in (1, 3, 5))
+    assert simulator["command"] == ["--host", host, "--port", port, "--ws-port", ws_port]
+    assert host == "0.0.0.0"
     assert offline["environment"]["BINANCE_BASE_URL"] == f"http://simulator:{port}"
+    # the offline exporter shows stream mode, on the simulator's streams
+    assert offline["environment"]["BINANCE_SOURCE"] == "stream"
+    assert offline["environment"]["BINANCE_STREAM_URL"] == f"ws://simulator:{ws_port}"
     assert offline["depends_on"]["simulator"]["condition"] == "service_healthy"
     assert port in " ".join(simulator["healthcheck"]["test"])
 

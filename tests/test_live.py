@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import subprocess
 import time
 from contextlib import contextmanager
@@ -330,7 +331,9 @@ def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() 
     assert window.bounds(1000) == (Decimal(4), Decimal(4))  # current, however old
 
 
-def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(stream: Stream) -> None:
+def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
+        stream: Stream, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="collector.live")
     stream.synced()
     symbol = symbol_of(stream, "trades")
     stream.live.sample(1000.0)
@@ -344,6 +347,9 @@ def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(stream: Stream) -> 
     assert after is not None and before is not None
     assert after.deltas[symbol] == abs(after.spreads[symbol] - before)
     assert after.minimum[symbol] <= after.spreads[symbol] <= after.maximum[symbol]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("spreads: ")]
+    assert f"{symbol}={answers.plain(after.spreads[symbol])} " \
+        f"(delta {answers.plain(after.deltas[symbol])})" in logged[-1]  # the Q5 log
     stream.live.sample(1030.0)  # a tick was missed: no delta across it
     missed = stream.view().spreads.value
     assert missed is not None and missed.deltas[symbol] is None
@@ -389,6 +395,7 @@ def test_the_report_in_stream_mode_prints_q1_to_q4_then_exact_ticks() -> None:
              "--stream-url", sim.stream_url, "--count", "3", "--interval", "1",
              "--format", "json"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # the streams' progress is not the report's business
     answers_, *ticks = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(answers_["order_book_notional"]) == 5 and len(answers_["spreads"]) == 5
     assert len(ticks) == 3

@@ -73,8 +73,9 @@ docker image ls "$IMAGE"; docker image ls "$SIM_IMAGE"
 
 step "simulator from its image (the simulator target)"
 SIM_PORT=$(free_port)
+WS_PORT=$(free_port)
 docker run -d --name "$SIMULATOR" --network host \
-  "$SIM_IMAGE" --host 127.0.0.1 --port "$SIM_PORT" >/dev/null
+  "$SIM_IMAGE" --host 127.0.0.1 --port "$SIM_PORT" --ws-port "$WS_PORT" >/dev/null
 retry "simulator answers /api/v3/ping" get "http://127.0.0.1:$SIM_PORT/api/v3/ping"
 echo "simulator on http://127.0.0.1:$SIM_PORT"
 
@@ -116,6 +117,11 @@ docker run --rm --network host --entrypoint binance-report "$IMAGE" \
   --base-url "http://127.0.0.1:$SIM_PORT" --count 0 >/dev/null \
   || fail "binance-report against the simulator"
 echo "binance-report --count 0: ok"
+docker run --rm --network host --entrypoint binance-report "$IMAGE" \
+  --base-url "http://127.0.0.1:$SIM_PORT" --source stream --stream-url "ws://127.0.0.1:$WS_PORT" \
+  --count 1 --interval 1 >/dev/null \
+  || fail "binance-report --source stream against the simulator's streams"
+echo "binance-report --source stream --count 1: ok"
 docker run --rm --user 0 --entrypoint sh "$IMAGE" -c '
   for tool in gcc cc g++ make /opt/venv/bin/pip; do
     if command -v "$tool" >/dev/null 2>&1; then echo "left in the image: $tool"; exit 1; fi
