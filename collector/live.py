@@ -286,6 +286,8 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
                     self._resyncs[symbol, DISCONNECT] += 1
                 book.reset()
             self._version += 1
+        for task in self._snapshots.values():  # their books start over from new events
+            task.cancel()
         log.info("streams down (%s): live values withdrawn", reason)
 
     def on_reconnect(self, reason: str) -> None:

@@ -275,7 +275,11 @@ def test_a_stalled_connection_is_dropped_by_the_watchdog() -> None:
 def test_refused_and_unreachable_urls_are_skipped_with_back_off(stream: Stream) -> None:
     stream.sim.control.set_faults([{"name": "ws_refuse", "status": 429, "rate": 1}])
     stream.snapshot()  # rankings: the feed starts connecting
+    started = time.monotonic()
     eventually(lambda: stream.view().health.reconnects.get("refused", 0) >= 3, "refusals")
+    refused = stream.view().health.reconnects["refused"]
+    # backing off: 0.025-0.05 s, then doubling up to 0.1-0.2 s (FAST), never in a tight loop
+    assert refused <= 5 + (time.monotonic() - started) / 0.1
     stream.sim.control.clear_faults()
     snapshot = stream.synced()
     assert snapshot.health.stream is not None and snapshot.health.stream.connected
