@@ -61,7 +61,7 @@ def happened(counts: Mapping[Any, int]) -> dict[Any, int]:
     return {key: count for key, count in counts.items() if count}
 
 
-class Stream:
+class StreamRig:
     """A Refresher in stream mode against an in-process simulator, and ways to watch it."""
 
     def __init__(self, sim: InProcessSimulator, market: Refresher, live: LiveMarket) -> None:
@@ -113,7 +113,7 @@ class Stream:
 
 @contextmanager
 def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = FAST,
-              urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[Stream]:
+              urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[StreamRig]:
     with serving_in_process(settings) as sim:
         client = BinanceClient([sim.url], timeout=5, retries=0)
         config = Settings(stream=True)
@@ -122,18 +122,18 @@ def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = 
                           sample_every=options.pop("sample_every", None), **options)
         market = Refresher(client, config, live=live.start())
         try:
-            yield Stream(sim, market, live)
+            yield StreamRig(sim, market, live)
         finally:
             market.close()
 
 
 @pytest.fixture(name="stream")
-def fixture_stream() -> Iterator[Stream]:
+def fixture_stream() -> Iterator[StreamRig]:
     with streaming() as stream:
         yield stream
 
 
-def test_nothing_is_published_before_the_streams_deliver(stream: Stream) -> None:
+def test_nothing_is_published_before_the_streams_deliver(stream: StreamRig) -> None:
     first = stream.snapshot()
     assert first.rankings.ok
     assert first.books.value is None or first.books.error is not None
@@ -141,7 +141,7 @@ def test_nothing_is_published_before_the_streams_deliver(stream: Stream) -> None
     assert isinstance(first.spreads.error, (StreamUnavailable, NotSynced))
 
 
-def test_first_sync_gives_the_rest_answers_exactly(stream: Stream) -> None:
+def test_first_sync_gives_the_rest_answers_exactly(stream: StreamRig) -> None:
     snapshot = stream.synced()
     ranked = snapshot.rankings.value
     assert ranked is not None
@@ -157,13 +157,13 @@ def test_first_sync_gives_the_rest_answers_exactly(stream: Stream) -> None:
     assert set(health.synced) == {t.symbol for t in ranked.by_volume}
 
 
-def symbol_of(stream: Stream, ranking: str = "volume") -> str:
+def symbol_of(stream: StreamRig, ranking: str = "volume") -> str:
     ranked = stream.snapshot().rankings.value
     assert ranked is not None
     return (ranked.by_volume if ranking == "volume" else ranked.by_trades)[0].symbol
 
 
-def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: Stream) -> None:
+def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: StreamRig) -> None:
     stream.synced()
     symbol = symbol_of(stream)
     depth = symbol.lower() + "@depth@100ms"
@@ -189,7 +189,7 @@ def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: Stre
     assert happened(snapshot.health.stream.resyncs) == {(symbol, "gap"): 1}
 
 
-def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: Stream) -> None:
+def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: StreamRig) -> None:
     stream.synced()
     # the connection is cut, and new ones are refused until the test says
     stream.sim.control.set_faults([{"name": "ws_close", "rate": 1},
@@ -215,7 +215,7 @@ def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: St
         assert notional == stream.rest_notional(symbol)
 
 
-def test_server_shutdown_hands_over_to_a_new_connection_without_a_gap(stream: Stream) -> None:
+def test_server_shutdown_hands_over_to_a_new_connection_without_a_gap(stream: StreamRig) -> None:
     stream.synced()
     stream.sim.control.set_faults([{"name": "ws_shutdown", "seconds": 30, "rate": 1}])
     stream.sim.step(1)
@@ -272,7 +272,7 @@ def test_a_stalled_connection_is_dropped_by_the_watchdog() -> None:
         assert stream.synced().health.stream is not None
 
 
-def test_refused_and_unreachable_urls_are_skipped_with_back_off(stream: Stream) -> None:
+def test_refused_and_unreachable_urls_are_skipped_with_back_off(stream: StreamRig) -> None:
     stream.sim.control.set_faults([{"name": "ws_refuse", "status": 429, "rate": 1}])
     stream.snapshot()  # rankings: the feed starts connecting
     started = time.monotonic()
@@ -294,7 +294,7 @@ def test_a_dead_first_url_falls_back_to_the_next() -> None:
         assert happened(snapshot.health.stream.reconnects) == {"error": 1}
 
 
-def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream) -> None:
+def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: StreamRig) -> None:
     first = stream.synced().rankings.value
     assert first is not None
     stats = stream.sim.control.stats
@@ -336,7 +336,7 @@ def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() 
 
 
 def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
-        stream: Stream, caplog: pytest.LogCaptureFixture) -> None:
+        stream: StreamRig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="collector.live")
     stream.synced()
     symbol = symbol_of(stream, "trades")
@@ -359,7 +359,7 @@ def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
     assert missed is not None and missed.deltas[symbol] is None
 
 
-def test_stream_mode_metrics_and_promtool(stream: Stream) -> None:
+def test_stream_mode_metrics_and_promtool(stream: StreamRig) -> None:
     """What Prometheus sees in stream mode: live values, min ≤ spread ≤ max, the stream's
     health with every counter label present from the start, and a clean promtool check."""
     stream.synced()
@@ -414,7 +414,7 @@ def test_the_report_in_stream_mode_prints_q1_to_q4_then_exact_ticks() -> None:
                 Decimal(spread) - Decimal(before["spreads"][symbol]))
 
 
-def test_an_unreadable_message_resyncs_every_book(stream: Stream) -> None:
+def test_an_unreadable_message_resyncs_every_book(stream: StreamRig) -> None:
     stream.synced()
     stream.sim.control.set_faults([{"name": "ws_malformed", "rate": 1,
                                     "streams": ["depth@100ms"]}])
@@ -425,7 +425,7 @@ def test_an_unreadable_message_resyncs_every_book(stream: Stream) -> None:
     assert stream.synced().books.ok
 
 
-def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: Stream) -> None:
+def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: StreamRig) -> None:
     """A 429 on a snapshot: nothing more is asked for until Retry-After has passed."""
     stream.sim.control.set_faults([{"name": "status", "status": 429, "retry_after": 60,
                                     "rate": 1, "endpoints": ["/api/v3/depth"]}])

@@ -38,7 +38,7 @@ def sim() -> Iterator[SimulatorProcess]:
         yield handle
 
 
-class Exporter:
+class CollectorOnSimulator:
     """A collector over the simulator on a fake clock; scrape() is one Prometheus scrape."""
 
     def __init__(self, sim: SimulatorProcess, settings: Settings = Settings()) -> None:
@@ -63,10 +63,10 @@ class Exporter:
 
 
 @pytest.fixture
-def exporter(sim: SimulatorProcess) -> Iterator[Exporter]:
+def exporter(sim: SimulatorProcess) -> Iterator[CollectorOnSimulator]:
     sim.clear_faults()
     sim.reset_stats()
-    e = Exporter(sim)
+    e = CollectorOnSimulator(sim)
     yield e
     e.market.close()
     sim.clear_faults()
@@ -77,7 +77,7 @@ def spreads_of(samples: dict[str, Any]) -> set[str]:
 
 
 def test_an_exporter_started_during_an_outage_recovers_within_a_minute(
-        sim: SimulatorProcess, exporter: Exporter) -> None:
+        sim: SimulatorProcess, exporter: CollectorOnSimulator) -> None:
     """Binance unreachable for the first two hours: it comes back, and within 60 s of that
     every group is up again (not after exchangeInfo's one-hour TTL)."""
     sim.set_faults([{"name": "close_immediately"}])
@@ -106,7 +106,7 @@ def test_after_a_cool_down_the_first_scrape_recovers_every_group(
     end has binance_up 1 and all five spreads (403 without Retry-After: 60 s). TTLs of 30 s
     make every group fall due, and fail unsent, inside the cool-down."""
     sim.clear_faults()
-    exporter = Exporter(sim, Settings(ttl_exchange=30, ttl_rankings=30))
+    exporter = CollectorOnSimulator(sim, Settings(ttl_exchange=30, ttl_rankings=30))
     assert exporter.up() == 1
     exporter.clock.advance(10)  # the spreads are due
     sim.set_faults([{"name": "status", "status": status, "retry_after": retry_after}])
@@ -133,7 +133,7 @@ def test_after_a_cool_down_the_first_scrape_recovers_every_group(
 
 
 def test_a_unicode_symbol_goes_from_request_to_label_unchanged(
-        sim: SimulatorProcess, exporter: Exporter) -> None:
+        sim: SimulatorProcess, exporter: CollectorOnSimulator) -> None:
     """It is third in Q2: bookTicker must carry it as UTF-8, /metrics must show it as is."""
     samples = exporter.scrape()
     assert samples["binance_up"][()] == 1
