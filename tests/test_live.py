@@ -11,6 +11,7 @@ applied is awaited with :func:`eventually`, a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import subprocess
@@ -27,9 +28,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from binance_simulator.streams import StreamSettings
-from binance_simulator.testkit import (BIN, InProcessSimulator, running_simulator,
+from binance_simulator.testkit import (BIN, FakeClock, InProcessSimulator, running_simulator,
                                        serving_in_process)
-from collector import answers
+from collector import answers, report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.errors import NotAttempted, NotSynced, StreamUnavailable
@@ -463,3 +464,23 @@ def test_nothing_before_a_ranking_says_what_to_follow() -> None:
     assert isinstance(view.books.error, NotAttempted) and view.books.value is None
     assert not view.health.connected and view.health.last_message_age is None
     live.close()
+
+
+def test_the_report_gives_up_on_streams_it_cannot_reach() -> None:
+    """No stream, no Q1-Q4: after its patience the report raises the stream's error (exit 1
+    with its hint, as any upstream failure)."""
+    with serving_in_process() as gone:
+        dead = gone.stream_url
+    with serving_in_process() as sim:
+        client = BinanceClient([sim.url], timeout=5, retries=0)
+        live = LiveMarket(client, Settings(stream=True), [dead], FAST, sample_every=None)
+        market = Refresher(client, Settings(stream=True), live=live.start())
+        clock = FakeClock()
+        try:
+            with pytest.raises(StreamUnavailable) as raised:
+                report.run(market, fmt="text", count=0, interval=10, out=io.StringIO(),
+                           sleep=clock.sleep, clock=clock)
+        finally:
+            market.close()
+    assert raised.value.hint is not None and "--stream-url" in raised.value.hint
+    assert clock() - 1000 >= 30  # it waited its patience out
