@@ -246,15 +246,17 @@ def test_rollover_replaces_the_connection_before_binance_cuts_it() -> None:
 
 
 def test_pings_are_answered_and_a_server_that_gets_no_pong_closes() -> None:
-    with streaming(StreamSettings(ping_seconds=20)) as stream:
+    """Binance pings every 20 s and drops a client silent for a minute; here every 2 s of
+    the simulator's clock, and 6 s."""
+    with streaming(StreamSettings(ping_seconds=2)) as stream:
         stream.synced()
-        for _ in range(6):  # two minutes of pings, answered: the connection stays
-            stream.sim.step(20)
+        for _ in range(6):  # 12 s of pings, answered: the connection stays
+            stream.sim.step(2)
             stream.step()
         assert not happened(stream.view().health.reconnects)
         stream.sim.control.set_faults([{"name": "ws_no_pong_close", "rate": 1}])
         for _ in range(4):
-            stream.sim.step(20)
+            stream.sim.step(2)
         # closed by the server, or failed answering its ping as it closed
         eventually(lambda: stream.view().health.reconnects.get("closed", 0)
                    + stream.view().health.reconnects.get("error", 0),
