@@ -118,6 +118,14 @@ class SpreadWindow:
         self._high.append(entry)
         self._expire(at)
 
+    def end(self, at: float) -> None:
+        """No spread from ``at`` on (an empty side, a crossed book): the latest value stops
+        being current, and leaves the window ``seconds`` later."""
+        for queue in (self._low, self._high):
+            if queue and queue[-1][0] > at:
+                queue[-1][0] = at
+        self._expire(at)
+
     def bounds(self, now: float) -> tuple[Decimal, Decimal] | None:
         """(minimum, maximum) of the values current in (now - seconds, now]; None if none."""
         self._expire(now)
@@ -240,8 +248,8 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
             if wanted == self._following:
                 return
             self._following = wanted
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._set_symbols, *wanted)
+            if self._loop is not None:  # in the lock: the loop gets the sets in this order
+                self._loop.call_soon_threadsafe(self._set_symbols, *wanted)
 
     def _set_symbols(self, books: tuple[str, ...], tickers: tuple[str, ...]) -> None:
         by_stream = {stream_name(s, BOOK_TICKER): s for s in tickers}
@@ -296,16 +304,27 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
             self._reconnects[reason] += 1
 
     def on_bad_message(self, error: BadResponse) -> None:
-        """A depth event may be lost: every book resyncs."""
+        """A message of an unknown stream is lost: any book may have missed an event, any
+        best bid/ask an update; all are dropped until the streams send them again."""
+        self._drop(list(self._books), list(self._tops), error)
+
+    def _drop(self, books: Sequence[str], tops: Sequence[str], error: BadResponse) -> None:
+        """Events for these books and best bid/asks may be lost: withdraw them (the books
+        resync, the best bid/asks wait for their next update)."""
         with self._lock:
             first, self._bad_logged = not self._bad_logged, True
-            for symbol, book in self._books.items():
-                if book.synced:
-                    self._resyncs[symbol, GAP] += 1
-                book.reset()
+            for symbol in books:
+                book = self._books.get(symbol)
+                if book is not None:
+                    if book.synced:
+                        self._resyncs[symbol, GAP] += 1
+                    book.reset()
+            for symbol in tops:
+                self._tops.pop(symbol, None)
+                self._windows.pop(symbol, None)
             self._version += 1
         if first:  # once per connection: a flood must not flood the log
-            log.warning("unreadable stream message, order books resync: %s", error)
+            log.warning("unreadable stream message, its values withdrawn: %s", error)
 
     def on_message(self, stream: str, data: Any) -> None:
         """One event: applied to memory, nothing else."""
@@ -316,8 +335,10 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
                 self._on_book_ticker(stream, symbol, data, now)
             elif symbol is not None:
                 self._on_depth(stream, symbol, data)
-        except BadResponse as error:
-            self.on_bad_message(error)
+        except BadResponse as error:  # only that stream's values are in doubt
+            book_ticker = stream.endswith(BOOK_TICKER)
+            self._drop([] if book_ticker else [symbol or ""], [symbol or ""] if book_ticker
+                       else [], error)
         finally:
             with self._lock:
                 if symbol is not None:
@@ -337,11 +358,13 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
             self._updates[symbol] += 1
             self._top_at = self._wall()
             spread = answers.spread(top)
-            if spread is not None:
-                window = self._windows.get(symbol)
-                if window is None:
-                    window = SpreadWindow(self._sample_every or SAMPLE_SECONDS)
-                    self._windows[symbol] = window
+            window = self._windows.get(symbol)
+            if window is None:
+                window = SpreadWindow(self._sample_every or SAMPLE_SECONDS)
+                self._windows[symbol] = window
+            if spread is None:
+                window.end(now)
+            else:
                 window.add(now, spread)
 
     def _on_depth(self, stream: str, symbol: str, data: Any) -> None:
@@ -393,11 +416,16 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
     # -- Q5's clock -------------------------------------------------------------------
 
     async def _ticks(self, every: float) -> None:
+        last = -math.inf
         while True:
             now = self._wall()
-            tick = (math.floor(now / every) + 1) * every
+            tick = max((math.floor(now / every) + 1) * every, last + every)  # clock steps back
             await asyncio.sleep(tick - now)
-            self.sample(tick, every)
+            last = tick
+            try:
+                self.sample(tick, every)
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("sampling Q5 failed")  # a bug: the next tick tries again
 
     def sample(self, at: float, every: float = SAMPLE_SECONDS) -> None:
         """Q5 at the tick ``at`` (Unix time): the spreads now, and their change since the

@@ -158,6 +158,9 @@ class _Connection:  # pylint: disable=too-many-instance-attributes
         self.healthy = False
         self.retry_at = -math.inf  # when a failed replacement may be tried again
         self.reader: asyncio.Task[str] | None = None
+        # a successor's depth events, held until it takes over: replayed then, in its own
+        # order, so that events of two connections never interleave in a book
+        self.held: list[tuple[str, Any]] | None = None
 
     def caught_up(self) -> bool:
         """Every depth stream has delivered: a predecessor may be closed."""
@@ -209,8 +212,6 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                             continue
                         self._handler.on_connected()
                     current, reason = await self._follow(current)
-                    if current is None:
-                        self._handler.on_disconnected(reason)
             finally:
                 if current is not None:
                     await self._close(current)
@@ -258,63 +259,98 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
         self._policy.failed()
         self._failure = reason
         self._url = (self._url + 1) % len(self._urls)
+        self._changed.set()  # a change taken for this attempt is still to be made
 
     # -- following -------------------------------------------------------------
 
     async def _follow(self, current: _Connection) -> tuple[_Connection | None, str]:
-        """Serve ``current`` until it ends (None, why) or is replaced (successor, why)."""
+        """Serve ``current`` until it is replaced: (successor, why), or until no connection
+        is left: (None, why), the handler told."""
         t = self._timing
-        assert current.reader is not None
         while True:
+            assert current.reader is not None
             now = self._clock()
             if not current.healthy and now >= current.opened_at + t.healthy_after:
                 current.healthy = True
                 self._policy.healthy()
+            if now >= current.last_data + t.stall and not current.reader.done():
+                log.warning("nothing from the streams for %g s", t.stall)
+                current.reader.cancel()
+                return await self._lost(current, STALL)
+            if current.reader.done():
+                return await self._lost(current, self._ended(current.reader))
             replace = ROLLOVER if now >= current.opened_at + t.rollover else (
                 SERVER_SHUTDOWN if current.shutdown.is_set() else None)
-            if replace is not None and not current.reader.done() and now >= current.retry_at:
-                successor = await self._replace(current, replace)
-                if successor is not None:
+            if replace is not None and now >= current.retry_at:
+                successor, gone = await self._replace(current, replace)
+                if successor is not None or gone:
                     return successor, replace
-            if current.reader.done():
-                reason = self._ended(current.reader)
-                if not current.healthy:
-                    self._policy.failed()
-                await self._close(current)
-                log.warning("streams disconnected (%s)", reason)
-                return None, reason
+                continue
             if self._changed.is_set():
                 self._changed.clear()
                 await self._resubscribe(current)
                 continue
-            wake = [max(t.rollover + current.opened_at, current.retry_at)]
+            wake = [current.last_data + t.stall,
+                    max(t.rollover + current.opened_at, current.retry_at)]
             if not current.healthy:
                 wake.append(current.opened_at + t.healthy_after)
-            changed = asyncio.ensure_future(self._changed.wait())
-            shutdown = asyncio.ensure_future(current.shutdown.wait())
+            waits: set[asyncio.Future[Any]] = {current.reader,
+                                               asyncio.ensure_future(self._changed.wait())}
+            if now >= current.retry_at:  # a shutdown not yet acted upon
+                waits.add(asyncio.ensure_future(current.shutdown.wait()))
             try:
-                await asyncio.wait({current.reader, changed, shutdown},
-                                   timeout=max(0.0, min(wake) - self._clock()),
+                await asyncio.wait(waits, timeout=max(0.0, min(wake) - self._clock()),
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
-                changed.cancel()
-                shutdown.cancel()
+                for waiting in waits - {current.reader}:
+                    waiting.cancel()
 
-    async def _replace(self, current: _Connection, reason: str) -> _Connection | None:
-        """Open a successor beside ``current``, close ``current`` once it has caught up."""
+    async def _lost(self, current: _Connection, reason: str) -> tuple[None, str]:
+        """``current`` ended and none replaces it: the handler drops what it pushed."""
+        if not current.healthy:
+            self._policy.failed()
+        await self._close(current)
+        log.warning("streams disconnected (%s)", reason)
+        self._handler.on_disconnected(reason)
+        return None, reason
+
+    async def _replace(self, current: _Connection, reason: str
+                       ) -> tuple[_Connection | None, bool]:
+        """Open a successor beside ``current``; once it has delivered every depth stream,
+        close ``current`` and hand over: (successor, False). (None, False) if ``current``
+        stays (the successor failed; another try in ``backoff_max``). If ``current`` ends
+        meanwhile, the handler is told at once (nothing is served from a connection that
+        is gone) and the successor, if it comes up, follows as a new connection:
+        (successor or None, True)."""
         log.info("replacing the streams connection (%s)", reason)
-        successor = await self._open(reason, planned=True)
-        if successor is None:  # the old one serves on: try again later (a shutdown
-            # closes it first, then the usual back-off applies)
+        assert current.reader is not None
+        opening = asyncio.ensure_future(self._open(reason, planned=True))
+        await asyncio.wait({opening, current.reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not opening.done():  # the old one is gone first
+            await self._lost(current, self._ended(current.reader))
+            successor = await opening
+            if successor is not None:
+                self._handler.on_connected()
+            return successor, True
+        successor = opening.result()
+        if successor is None:
             current.retry_at = self._clock() + self._timing.backoff_max
-            return None
+            return None, False
         assert successor.reader is not None
+        successor.held = []
         deadline = self._clock() + self._timing.overlap
         while not successor.caught_up() and not successor.reader.done() \
-                and self._clock() < deadline:
+                and not current.reader.done() and self._clock() < deadline:
             await asyncio.sleep(0.05)
+        if successor.reader.done():  # the successor failed: keep the old one
+            await self._close(successor)
+            current.retry_at = self._clock() + self._timing.backoff_max
+            return None, False
         await self._close(current)
-        return successor
+        held, successor.held = successor.held, None
+        for stream, data in held:
+            self._deliver(stream, data)
+        return successor, False
 
     async def _resubscribe(self, current: _Connection) -> None:
         """SUBSCRIBE what is newly wanted, UNSUBSCRIBE what no longer is: paced."""
@@ -341,9 +377,18 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                 current.subscribed.difference_update(names)
                 current.delivered.difference_update(names)
 
+    def _deliver(self, stream: str, data: Any) -> None:
+        try:
+            self._handler.on_message(stream, data)
+        except Exception:  # pylint: disable=broad-exception-caught
+            # a bug, not Binance's: say so, keep reading (BadResponse is handled)
+            log.exception("applying an event of %s failed", stream)
+
     @staticmethod
     def _ended(reader: asyncio.Task[str]) -> str:
         """Why a reader ended; a bug in it (it never raises by design) is logged as an error."""
+        if reader.cancelled():
+            return STALL
         error = reader.exception()
         if error is None:
             return reader.result()
@@ -361,15 +406,12 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
     # -- reading ---------------------------------------------------------------
 
     async def _read(self, connection: _Connection) -> str:
-        """Hand every event to the handler until the connection ends; returns why it did."""
-        ws, stall = connection.ws, self._timing.stall
+        """Hand every event to the handler until the connection ends; returns why it did
+        (a connection that goes silent is cancelled by ``_follow``, the watchdog)."""
+        ws = connection.ws
         while True:
-            left = connection.last_data + stall - self._clock()
             try:
-                message = await asyncio.wait_for(ws.receive(), max(left, 0.0))
-            except asyncio.TimeoutError:
-                log.warning("nothing from the streams for %g s", stall)
-                return STALL
+                message = await ws.receive()
             except (aiohttp.ClientError, OSError) as error:  # e.g. a pong to a closing peer
                 log.warning("the streams connection failed: %s", error)
                 return ERROR
@@ -398,16 +440,18 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                     connection.shutdown.set()
                     return
                 connection.delivered.add(stream)
-                try:
-                    self._handler.on_message(stream, data)
-                except Exception:  # pylint: disable=broad-exception-caught
-                    # a bug, not Binance's: say so, keep reading (BadResponse is handled)
-                    log.exception("applying an event of %s failed", stream)
+                if connection.held is not None and "@depth" in stream:
+                    connection.held.append((stream, data))
+                else:
+                    self._deliver(stream, data)
                 return
-            if "id" in message and ("result" in message or "error" in message):
-                if message.get("error") is not None:
+            if "stream" not in message and ("id" in message or "code" in message):
+                # a reply to a request: {"result", "id"}, or an error, as {"error": {...},
+                # "id"} or {"code", "msg", "id"} (web-socket-streams.md's error table)
+                error = message.get("error") or message.get("code")
+                if error is not None:
                     log.warning("the streams server refused request %s: %s",
-                                message.get("id"), message.get("error"))
+                                message.get("id"), message.get("error") or message)
                 return
         self._handler.on_bad_message(
             BadResponse("stream", "message", "neither a stream event nor a reply"))

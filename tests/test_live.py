@@ -206,6 +206,12 @@ def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: St
     assert isinstance(down.books.error, StreamUnavailable) and down.books.value is None
     assert down.health.stream is not None and not any(down.health.stream.synced.values())
     stream.sim.control.clear_faults()
+    up = eventually(lambda: stream.view().health.connected, "a new connection")
+    assert up
+    # connected again, the market has not moved: nothing pushed before the drop comes back
+    again = stream.view().spreads
+    assert again.value is not None and not again.value.tops
+    assert isinstance(again.error, NotSynced)
     snapshot = stream.synced()
     health = snapshot.health.stream
     assert health is not None and health.connected
@@ -230,6 +236,9 @@ def test_server_shutdown_hands_over_to_a_new_connection_without_a_gap(stream: St
     health = stream.view().health
     assert health.connected and happened(health.reconnects) == {"server_shutdown": 1}
     assert not happened(health.resyncs)  # the books went on from the new connection's events
+    # both connections sent the handover step's best bid/asks: each was applied once
+    pushed = sum(n for name, n in health.messages.items() if name.endswith("@bookTicker"))
+    assert sum(health.updates.values()) < pushed
     assert stream.sim.control.stats()["streams"]["connections_open"] == 1
 
 
@@ -486,3 +495,73 @@ def test_the_report_gives_up_on_streams_it_cannot_reach() -> None:
             market.close()
     assert raised.value.hint is not None and "--stream-url" in raised.value.hint
     assert clock() - 1000 >= 30  # it waited its patience out
+
+
+def test_a_server_shutdown_with_no_successor_withdraws_at_once_without_spinning() -> None:
+    """serverShutdown, the connection closed at once, new ones refused: the values go
+    with the old connection (not when a successor shows up), and the feed waits out its
+    back-off rather than spinning."""
+    with streaming() as stream:
+        stream.synced()
+        stream.sim.control.set_faults([{"name": "ws_shutdown", "seconds": 0, "rate": 1},
+                                       {"name": "ws_refuse", "rate": 1}])
+        stream.sim.step(1)
+        down = eventually(lambda: not stream.view().health.connected, "the values withdrawn")
+        assert down and stream.view().spreads.value is None
+        used = time.process_time()
+        eventually(lambda: stream.view().health.reconnects.get("refused", 0) >= 2, "retries")
+        time.sleep(0.5)  # a window to measure the feed's CPU in, not a synchronisation
+        assert time.process_time() - used < 0.4  # waiting on a back-off costs no CPU
+        stream.sim.control.clear_faults()
+        assert stream.synced().books.ok
+
+
+def test_books_resync_at_most_once_per_resync_interval() -> None:
+    """Each snapshot costs 25 weight: a book gapping again soon waits out the interval."""
+    with streaming(resync_interval=8.0) as stream:
+        stream.synced()  # the first snapshots
+        symbol = symbol_of(stream)
+        depth = symbol.lower() + "@depth@100ms"
+        stats = stream.sim.control.stats
+
+        def snapshots() -> int:
+            return sum(stats()["requests"]["/api/v3/depth"].values())
+        before = snapshots()
+        stream.sim.control.set_faults([{"name": "ws_gap", "rate": 1, "streams": [depth]}])
+        stream.sim.step(1)
+        stream.sim.control.clear_faults()
+        stream.sim.step(1)
+        eventually(lambda: stream.view().health.resyncs[symbol, "gap"] == 1, "the gap")
+        stream.sim.step(1)  # events keep coming: the book wants a snapshot, and waits
+        assert snapshots() == before  # within 8 s of the last snapshot of this book
+        eventually(lambda: stream.view().health.synced[symbol] or stream.sim.step(1),
+                   "the book synced after the interval")
+        assert snapshots() == before + 1
+
+
+def test_a_bad_event_withdraws_only_its_stream_s_values() -> None:
+    """An unreadable bookTicker drops that best bid/ask (a newer one was lost); an unreadable
+    depth event resyncs that book; the others stay."""
+    with streaming() as stream:
+        snapshot = stream.synced()
+        ranked = snapshot.rankings.value
+        assert ranked is not None
+        ticker, book = ranked.by_trades[0].symbol, ranked.by_volume[0].symbol
+        stream.live.on_message(ticker.lower() + "@bookTicker", {"u": 1, "s": ticker})
+        stream.live.on_message(book.lower() + "@depth@100ms", {"e": "depthUpdate"})
+        view = stream.view()
+        assert view.spreads.value is not None
+        assert set(view.spreads.value.tops) == {t.symbol for t in ranked.by_trades} - {ticker}
+        assert view.books.value is not None
+        assert set(view.books.value) == {t.symbol for t in ranked.by_volume} - {book}
+        assert happened(view.health.resyncs) == {(book, "gap"): 1}
+
+
+def test_min_and_max_leave_out_a_spread_that_stopped_being_current() -> None:
+    window = SpreadWindow(10)
+    window.add(0, Decimal(1))
+    window.end(5)  # a crossed book from 5 s: no spread
+    assert window.bounds(14) == (Decimal(1), Decimal(1))  # it was current until 5
+    assert window.bounds(15) is None
+    window.add(20, Decimal(3))
+    assert window.bounds(21) == (Decimal(3), Decimal(3))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import Any
 
 import pytest
@@ -126,3 +129,43 @@ def test_a_bug_in_the_handler_is_logged_and_reading_goes_on(caplog: pytest.LogCa
     handler, _ = dispatch('{"stream":"ethbtc@depth@100ms","data":{}}', Recorder(fail=True))
     assert "applying an event of ethbtc@depth@100ms failed" in caplog.text
     assert not handler.bad
+
+
+def test_a_top_level_error_reply_is_a_reply_not_a_bad_message(
+        caplog: pytest.LogCaptureFixture) -> None:
+    handler, _ = dispatch('{"code": 2, "msg": "Invalid request", "id": 7}')
+    assert not handler.bad and not handler.events
+    assert "refused request 7" in caplog.text
+
+
+class Socket:
+    """A connection's socket that notes when each message was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, Any]] = []
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append((time.monotonic(), json.loads(text)))
+
+
+def test_subscription_changes_are_paced_under_binance_s_message_rate() -> None:
+    """SUBSCRIBE and UNSUBSCRIBE at least ``request_interval`` (0.3 s) apart: with pongs,
+    under Binance's 5 incoming messages a second."""
+    async def scenario() -> list[tuple[float, Any]]:
+        feed = StreamFeed(["ws://127.0.0.1:9"], Recorder())
+        socket = Socket()
+        connection = _Connection(socket, "ws://127.0.0.1:9",  # type: ignore[arg-type]
+                                 {"a@bookTicker", "b@bookTicker"}, 0.0)
+        for wanted in ({"b@bookTicker", "c@bookTicker"}, {"c@bookTicker", "d@bookTicker"}):
+            feed.want(wanted)
+            await feed._resubscribe(connection)  # pylint: disable=protected-access
+        assert connection.subscribed == {"c@bookTicker", "d@bookTicker"}
+        return socket.sent
+
+    sent = asyncio.run(scenario())
+    assert [(m["method"], m["params"]) for _, m in sent] == [
+        ("SUBSCRIBE", ["c@bookTicker"]), ("UNSUBSCRIBE", ["a@bookTicker"]),
+        ("SUBSCRIBE", ["d@bookTicker"]), ("UNSUBSCRIBE", ["b@bookTicker"])]
+    assert len({m["id"] for _, m in sent}) == 4
+    gaps = [b - a for (a, _), (b, _) in zip(sent, sent[1:])]
+    assert all(gap >= FeedTiming().request_interval - 0.01 for gap in gaps), gaps
