@@ -58,7 +58,7 @@ class BinanceCollector(Collector):
         self.market = market
         self._clock = clock
         self._memo_lock = threading.Lock()
-        self._memo: tuple[tuple[int, ...], list[Metric]] | None = None
+        self._memo: tuple[tuple[int, ...], object, list[Metric]] | None = None
         self._hinted = False  # the hint of an outage is logged once, until Binance answers
 
     def describe(self) -> Iterable[Metric]:
@@ -106,12 +106,16 @@ class BinanceCollector(Collector):
         Families built from a snapshot are labelled with the generation read before
         its answers (they can only be newer: a refresh meanwhile costs one rebuild);
         they are reused while the generation read after a snapshot's refreshes is
-        still that label, i.e. nothing has been refreshed since.
+        still that label, i.e. nothing has been refreshed since, and the spreads'
+        minimum and maximum (stream mode) are still those shown: they change with time
+        alone, as values leave their 10 s window.
         """
         with self._memo_lock:
             memo = self._memo
-        if memo is not None and memo[0] == snapshot.health.generation:
-            return memo[1]
+        spreads = snapshot.spreads.value
+        bounds = None if spreads is None else (dict(spreads.minimum), dict(spreads.maximum))
+        if memo is not None and memo[0] == snapshot.health.generation and memo[1] == bounds:
+            return memo[2]
         f = _Families(self.market.settings.ttl_spreads, snapshot.health.stream is not None)
         self._add_spreads(f, snapshot)
         self._add_books(f, snapshot)
@@ -121,7 +125,7 @@ class BinanceCollector(Collector):
         if snapshot.health.stream is not None:
             families.extend(self._stream_families(snapshot))
         with self._memo_lock:
-            self._memo = (snapshot.health.before, families)
+            self._memo = (snapshot.health.before, bounds, families)
         return families
 
     def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:

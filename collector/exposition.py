@@ -38,10 +38,12 @@ Encoder = Callable[[Collector], bytes]
 # can make up any number of them, so only the last few are kept
 FORMATS_KEPT = 4
 GZIP_LEVEL = 6
-# the families BinanceCollector builds anew on every scrape (exporter._Live): their bytes may
-# change each time, so a gzip body carries them stored rather than compressing every scrape
+# the families BinanceCollector builds anew on every scrape (exporter._Live, and in stream
+# mode exporter._message_age): their bytes may change each time, so a gzip body carries them
+# stored rather than compressing every scrape
 PER_SCRAPE = frozenset({"binance_api_used_weight", "binance_api_cool_down_seconds",
-                        "binance_scrape_duration_seconds"})
+                        "binance_scrape_duration_seconds",
+                        "binance_stream_last_message_age_seconds"})
 # a gzip member's header: deflate, no name, no time, unknown OS (as gzip.compress(mtime=0))
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _FINAL_BLOCK = b"\x03\x00"  # an empty fixed-Huffman block marked final: the stream ends

@@ -14,6 +14,7 @@ import pytest
 import responses
 from conftest import FakeClock, calls_to, load, register_market
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -227,9 +228,29 @@ def test_stored_blocks_carry_any_length() -> None:
 
 
 def test_the_per_scrape_families_are_the_collectors() -> None:
-    """A family missing from PER_SCRAPE would be compressed on every scrape, not once."""
+    """A family missing from PER_SCRAPE would be compressed on every scrape, not once; with
+    the data families too, when it splits them from the stored ones (stream mode's age)."""
     live: Callable[[], Any] = exporter._Live  # pylint: disable=protected-access
-    assert {f.name for f in live().all()} == exposition.PER_SCRAPE
+    age: Callable[[], Any] = exporter._message_age  # pylint: disable=protected-access
+    assert {f.name for f in live().all()} | {age().name} == exposition.PER_SCRAPE
+
+
+def test_a_family_built_on_every_scrape_costs_no_compression_of_the_others(
+        compressions: list[int]) -> None:
+    """Stream mode's collector hands back the same data families and, after the three of
+    _Live, a fresh message-age family each scrape: nothing is compressed after the first."""
+    data = [GaugeMetricFamily(f"binance_data_{n}", "Data.", value=n) for n in range(20)]
+
+    class StreamLike:
+        def collect_cached(self) -> list[Any]:
+            return [*data, *exporter._Live().all(),  # pylint: disable=protected-access
+                    exporter._message_age()]  # pylint: disable=protected-access
+
+    scrapes = Exposition(StreamLike())  # type: ignore[arg-type]
+    first = scrapes.cached(Request(accept_encoding="gzip"))
+    for _ in range(3):
+        assert scrapes.cached(Request(accept_encoding="gzip")) is not None
+    assert first is not None and len(compressions) == 1
 
 
 @pytest.mark.parametrize("names", [

@@ -371,6 +371,34 @@ def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
     assert missed is not None and missed.deltas[symbol] is None
 
 
+def test_min_and_max_forget_a_spread_10_s_after_it_stopped_being_current() -> None:
+    """The collector reuses the families it built while nothing was refreshed; the window's
+    bounds move with time alone, so a scrape 10 s after the last event must not show the
+    bounds of the scrape before it."""
+    clock = FakeClock()  # the exporter's monotonic clock: the window's time
+    with streaming(clock=clock) as stream:
+        stream.synced()
+        symbol = symbol_of(stream, "trades")
+        collector = BinanceCollector(stream.market)
+
+        def bounds() -> tuple[float, ...]:
+            families = {f.name: f for f in collector.collect()}
+            return tuple(next(s.value for s in families[name].samples
+                              if s.labels["symbol"] == symbol)
+                         for name in ("binance_price_spread", "binance_price_spread_min",
+                                      "binance_price_spread_max"))
+        first = bounds()[0]
+        for _ in range(50):  # until the spread moves: the window holds two values
+            stream.step()
+            spread, low, high = bounds()
+            if spread != first:
+                break
+        assert (low, high) == (min(first, spread), max(first, spread))
+        assert bounds() == (spread, low, high)  # the same scrape again: nothing moved
+        clock.advance(10)  # no event since: the earlier spread has left the window
+        assert bounds() == (spread, spread, spread)
+
+
 def test_stream_mode_metrics_and_promtool(stream: StreamRig) -> None:
     """What Prometheus sees in stream mode: live values, min ≤ spread ≤ max, the stream's
     health with every counter label present from the start, and a clean promtool check."""
