@@ -14,8 +14,10 @@ import dataclasses
 import io
 import json
 import logging
+import signal
 import subprocess
 import time
+import urllib.request
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -28,8 +30,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from binance_simulator.streams import StreamSettings
-from binance_simulator.testkit import (BIN, FakeClock, InProcessSimulator, running_simulator,
-                                       serving_in_process)
+from binance_simulator.testkit import (BIN, FakeClock, InProcessSimulator, running_exporter,
+                                       running_simulator, serving_in_process)
 from collector import answers, report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
@@ -593,3 +595,19 @@ def test_min_and_max_leave_out_a_spread_that_stopped_being_current() -> None:
     assert window.bounds(15) is None
     window.add(20, Decimal(3))
     assert window.bounds(21) == (Decimal(3), Decimal(3))
+
+
+def test_the_exporter_in_stream_mode_serves_then_stops_cleanly_on_sigterm() -> None:
+    """``binance-exporter --source stream`` as a real process: binance_up 1 once synced,
+    and SIGTERM closes the connection and exits 0."""
+    with running_simulator("--step-seconds", "0.5") as sim, running_exporter(
+            sim.url, "--source", "stream", "--stream-url", sim.stream_url) as exporter:
+
+        def up() -> bool:
+            with urllib.request.urlopen(exporter.url + "/metrics", timeout=10) as answer:
+                return "\nbinance_up 1.0\n" in answer.read().decode()
+        eventually(up, "binance_up 1 from the streams")
+        exporter.process.send_signal(signal.SIGTERM)
+        assert exporter.process.wait(30) == 0
+        eventually(lambda: sim.stats()["streams"]["connections_open"] == 0,
+                   "the connection closed")
