@@ -39,7 +39,7 @@ from collector.refresh import Refresher, Settings
 from collector.stream_client import BOOK_TICKER, FeedTiming
 
 from bench.blaster import running_blaster
-from bench.common import BenchError, memory_kb
+from bench.common import BenchError, memory_kb, run_queue_wait
 
 EVERY = 0.25
 PER_CONNECTION = 10_000
@@ -73,18 +73,6 @@ def sample(stats_url: str, market: LiveMarket, started: float) -> dict[str, Any]
             "reconnects": sum(health.reconnects.values()),
             "cpu": cpu.user + cpu.system, "waited": run_queue_wait(),
             "rss_kb": memory_kb()["VmRSS"]}
-
-
-def run_queue_wait() -> float:
-    """Seconds this process's threads have spent runnable but waiting for a core
-    (``/proc/self/task/*/schedstat``: the core is shared with other processes)."""
-    waited = 0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            waited += int((task / "schedstat").read_text(encoding="ascii").split()[1])
-        except (OSError, IndexError, ValueError):  # a thread that just ended
-            continue
-    return waited / 1e9
 
 
 @dataclass(frozen=True)
