@@ -54,8 +54,9 @@ compose-offline:
 compose-down:
 	docker compose --profile offline down
 
-# refresh latency, request weight, /metrics latency, CPU and memory against the simulator
-# (about 7 minutes; apt-get install wrk for accurate scrape latencies); writes BENCHMARKS.md
+# refresh latency, request weight, /metrics latency, CPU, memory and stream mode against the
+# simulator (about 17 minutes; ARGS="--only stream" for stream mode alone, about 10; apt-get
+# install wrk for accurate scrape latencies); writes BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 

@@ -2,7 +2,7 @@
 
 Run from the repository root with the project's virtual environment::
 
-    .venv/bin/python -m bench                  # everything, ~4.5 minutes; writes BENCHMARKS.md
+    .venv/bin/python -m bench                  # everything, ~17 minutes; writes BENCHMARKS.md
     .venv/bin/python -m bench --quick --output /tmp/bench.md   # a shortened smoke run
     .venv/bin/python -m bench --only latency,cpu
 
@@ -14,5 +14,9 @@ here, on 127.0.0.1 only; nothing ever contacts Binance. Modules:
 * ``scrape``: ``/metrics`` latency from a warm cache under concurrent clients;
 * ``cpu``: CPU of parsing, validating and ranking the full 24 h ticker;
 * ``memory``: RSS over 200 refreshes of every group;
+* ``stream``: stream mode beside REST mode: weight, market change → ``/metrics``, scrape
+  latency, bookTicker events absorbed on one core, RSS over a million events; with
+  ``blaster`` (a WebSocket server pushing events at a fixed rate) and ``absorb`` (a
+  ``LiveMarket`` against it, in a process of its own);
 * ``run``: the command line, which prints the table and writes ``BENCHMARKS.md``.
 """

@@ -3,6 +3,7 @@ test kit's)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,24 @@ def memory_kb(pid: int | str = "self") -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             found[key] = int(value.split()[0])
     return found
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU time of a process (all its threads), from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_wait(pid: int | str = "self") -> float:
+    """Seconds the threads of a process have spent runnable but waiting for a core
+    (``/proc/PID/task/*/schedstat``): on a shared machine, time other processes took."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text(encoding="ascii").split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return waited / 1e9
 
 
 def percentile(values: Sequence[float], share: float) -> float:

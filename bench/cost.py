@@ -49,6 +49,7 @@ class Run:  # pylint: disable=too-many-instance-attributes
     exporter: Process
     weights: list[int] = field(default_factory=list)  # cumulative, at each minute mark
     scrapes: Counter[str] = field(default_factory=Counter)  # by HTTP status
+    latencies: list[float] = field(default_factory=list)  # seconds, of each 200
     lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
@@ -67,14 +68,14 @@ def measure(scratch: Path, latency_ms: int, minutes: int) -> tuple[list[Figure],
                                                 "--latency-ms", str(latency_ms)))
             served = stack.enter_context(exporter(scratch, f"cost-{scenario.name}", sim.url))
             runs.append(Run(scenario, sim, served))
-        _drive(runs, minutes)
+        drive(runs, minutes)
         for run in runs:
             run.stats = run.sim.stats()
             run.memory = memory_kb(run.exporter.pid)
     return _figures(runs, minutes), _details(runs)
 
 
-def _drive(runs: list[Run], minutes: int) -> None:
+def drive(runs: list[Run], minutes: int) -> None:
     """Scrape on schedule for ``minutes``, reading the weight at every minute mark."""
     for run in runs:
         run.sim.reset_stats()
@@ -100,12 +101,16 @@ def _scraper(run: Run, first: float, end: float) -> None:
     at = first
     while at < end:
         time.sleep(max(0.0, at - time.monotonic()))
+        seconds = None
         try:
-            status = str(scrape(run.exporter.url)[0])
+            code, seconds, _ = scrape(run.exporter.url)
+            status = str(code)
         except OSError as exc:
             status = type(exc).__name__
         with run.lock:
             run.scrapes[status] += 1
+            if status == "200" and seconds is not None:
+                run.latencies.append(seconds)
         at += run.scenario.interval
 
 

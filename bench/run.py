@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Sequence
 
-from bench import cost, cpu, latency, memory, report, scrape
+from bench import cost, cpu, latency, memory, report, scrape, stream
 from bench.common import ROOT, BenchError
 from bench.figures import Figure, text_table
 
@@ -43,6 +43,10 @@ def _memory(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]
     return memory.measure(scratch, 40 if args.quick else 200, 1 if args.quick else memory.RUNS)
 
 
+def _stream(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]:
+    return stream.measure(scratch, args.latency_ms, stream.QUICK if args.quick else stream.FULL)
+
+
 Runner = Callable[[argparse.Namespace, Path], tuple[list[Figure], str]]
 SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "latency": ("1. Refresh latency", latency, _latency),
@@ -50,6 +54,7 @@ SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "scrape": ("3. Scrape latency from cache", scrape, _scrape),
     "cpu": ("4. CPU of a ranking refresh", cpu, _cpu),
     "memory": ("5. Memory", memory, _memory),
+    "stream": ("6. Stream mode", stream, _stream),
 }
 
 

@@ -45,6 +45,7 @@ class Window:
     per_second: float
     errors: int
     overflows: int | None = None  # connections dropped by a full listen queue
+    worst: float | None = None  # the slowest scrape, ms
 
 
 def measure(scratch: Path, levels: tuple[int, ...], runs: int, seconds: float
@@ -53,7 +54,7 @@ def measure(scratch: Path, levels: tuple[int, ...], runs: int, seconds: float
     tool = shutil.which("wrk")
     with simulator(scratch, "scrape") as sim, exporter(scratch, "scrape", sim.url,
                                                        *CACHE_ONLY) as served:
-        _warm_up(served.url)
+        warm_up(served.url)
         before = sim.stats()["requests_total"]
         results = {(clients, encoding): [
             _counting_overflows(tool, served.url, clients, seconds, encoding)
@@ -68,7 +69,7 @@ def measure(scratch: Path, levels: tuple[int, ...], runs: int, seconds: float
     return figures, how
 
 
-def _warm_up(url: str) -> None:
+def warm_up(url: str) -> None:
     """Fill the cache; check that a gzip scrape is answered gzipped."""
     status, _, _ = scrape(url)
     if status != 200:
@@ -99,14 +100,15 @@ def _counting_overflows(tool: str | None, url: str, clients: int, seconds: float
                         encoding: str) -> Window:
     """A window, with the listen-queue overflows the kernel counted meanwhile."""
     before = listen_overflows()
-    window = _window(tool, url, clients, seconds, encoding)
+    found = window(tool, url, clients, seconds, encoding)
     after = listen_overflows()
     if before is None or after is None:
-        return window
-    return dataclasses.replace(window, overflows=after - before)
+        return found
+    return dataclasses.replace(found, overflows=after - before)
 
 
-def _window(tool: str | None, url: str, clients: int, seconds: float, encoding: str) -> Window:
+def window(tool: str | None, url: str, clients: int, seconds: float, encoding: str) -> Window:
+    """One closed-loop window of ``clients`` on ``url/metrics`` (``wrk`` when ``tool``)."""
     headers = {"Accept-Encoding": encoding} if encoding else {}
     if tool is None:
         parts = urlsplit(url)
@@ -115,7 +117,8 @@ def _window(tool: str | None, url: str, clients: int, seconds: float, encoding: 
         if not load.latencies:
             raise BenchError("no successful scrape in the window")
         return Window(percentile(load.latencies, 50) * 1000, percentile(load.latencies, 99) * 1000,
-                      len(load.latencies) / load.seconds, load.errors)
+                      len(load.latencies) / load.seconds, load.errors,
+                      worst=max(load.latencies) * 1000)
     command = [tool, "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s",
                *(arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")),
                "-s", str(WRK_SCRIPT), url + "/metrics"]
@@ -127,4 +130,5 @@ def _window(tool: str | None, url: str, clients: int, seconds: float, encoding: 
     found = json.loads(line[len("BENCH "):])
     errors = sum(found[key] for key in ("non_2xx", "connect", "read", "write", "timeout"))
     return Window(found["p50_us"] / 1000, found["p99_us"] / 1000,
-                  found["requests"] / (found["duration_us"] / 1e6), errors)
+                  found["requests"] / (found["duration_us"] / 1e6), errors,
+                  worst=found["max_us"] / 1000)
