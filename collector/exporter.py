@@ -326,7 +326,7 @@ class _Live:
 
 
 class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
-    """Stream mode's health families (absent in REST mode)."""
+    """Stream mode's own families: min/max and the streams' health (absent in REST mode)."""
 
     def __init__(self) -> None:
         self.spread_min = GaugeMetricFamily(
@@ -339,7 +339,8 @@ class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
             labels=SYMBOL)
         self.connected = GaugeMetricFamily(
             "binance_stream_connected",
-            "1 while a WebSocket connection delivers the streams, else 0.")
+            "1 while a WebSocket connection to the streams is open (one silent for 30 s is "
+            "dropped), else 0.")
         self.reconnects = CounterMetricFamily(
             "binance_stream_reconnects",
             "Connection attempts after the first, by why the one before ended: closed, "

@@ -82,12 +82,11 @@ class StreamHealth:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True, slots=True)
 class LiveView:
-    """What the streams give a snapshot; ``version`` grows with every event applied."""
+    """What the streams give a snapshot."""
 
     spreads: Outcome[Spreads]
     books: Outcome[Mapping[str, Notional]]
     health: StreamHealth
-    version: int
 
 
 class SpreadWindow:
@@ -472,7 +471,7 @@ class LiveMarket:  # pylint: disable=too-many-instance-attributes,too-many-argum
                 resyncs=dict(self._resyncs),
                 updates={s: self._updates[s] for s in self._tickers},
             )
-            return LiveView(self._spreads(now), self._book_notionals(), health, self._version)
+            return LiveView(self._spreads(now), self._book_notionals(), health)
 
     def _spreads(self, now: float, spreads: Mapping[str, Decimal | None] | None = None,
                  at: float | None = None) -> Outcome[Spreads]:

@@ -189,6 +189,7 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
         self._last_request = -float("inf")
         self._session: aiohttp.ClientSession | None = None
         self._attempts = 0
+        self._failure = ERROR  # why the last attempt failed
 
     def want(self, names: Iterable[str]) -> None:
         """The streams to follow from now on; applied on the open connection, if any."""
@@ -217,8 +218,6 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                     await self._close(current)
 
     # -- opening ---------------------------------------------------------------
-
-    _failure = ERROR  # why the last attempt failed
 
     async def _open(self, reason: str, planned: bool = False) -> _Connection | None:
         """A new connection to the wanted streams, once there are some; None if it failed."""
