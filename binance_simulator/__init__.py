@@ -16,10 +16,11 @@ Modules, from the bottom up:
 * ``data``      -- loads the bundled recordings.
 * ``market``    -- deterministic order books and tickers (injectable clock).
 * ``weights``   -- Binance's request weights and the per-minute weight limiter.
+* ``stream_names`` -- stream names: parsing, and matching fault targets.
 * ``faults``    -- fault specifications, validation and per-request selection.
 * ``mutations`` -- the pure functions that corrupt books and payloads.
 * ``api``       -- parameter validation and the endpoint handlers.
-* ``streams``   -- stream names, events and per-connection sessions (no sockets).
+* ``streams``   -- events and per-connection sessions (no sockets).
 * ``app``       -- ties the above together into replies; control API; stats.
 * ``server``    -- the HTTP plumbing (``ThreadingHTTPServer``).
 * ``stream_server`` -- the streams' listener (aiohttp's WebSocket server).

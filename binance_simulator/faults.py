@@ -68,7 +68,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .streams import BOOK_TICKER, StreamNameError, check_target, target_matches
+from .stream_names import BOOK_TICKER, StreamNameError, check_target, target_matches
 from .weights import ENDPOINTS
 
 

@@ -42,18 +42,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import data
+from .faults import FaultSet
 from .market import Level, SimulatedMarket, format_units
+from .stream_names import BOOK_TICKER, Stream, StreamNameError, parse_stream
 from .weights import MAX_DEPTH_LIMIT
 
-if TYPE_CHECKING:
-    from .faults import FaultSet
-
-BOOK_TICKER = "bookTicker"
-DEPTH_KINDS = ("depth@100ms", "depth")
-KINDS = (BOOK_TICKER, *DEPTH_KINDS)
 MAX_STREAMS = 1024
 MAX_INCOMING_PER_SECOND = 5
 PONG_TIMEOUT_PINGS = 3
@@ -61,49 +56,6 @@ GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 ROUND_FAULTS = frozenset({"ws_close", "ws_shutdown", "ws_stall", "ws_malformed"})
-
-
-class StreamNameError(ValueError):
-    """A stream name the simulator does not serve."""
-
-
-@lru_cache(maxsize=1)
-def symbols_by_stream_name() -> dict[str, str]:
-    """{"btcusdt": "BTCUSDT", ...}: the symbols a stream name may carry."""
-    return {ticker["symbol"].lower(): ticker["symbol"] for ticker in data.tickers()}
-
-
-@dataclass(frozen=True)
-class Stream:
-    """A parsed stream name; ``symbol`` is None for a symbol the market lacks (such a
-    stream is accepted and stays silent, as on Binance)."""
-
-    name: str
-    symbol: str | None
-    kind: str
-
-
-def parse_stream(name: str) -> Stream:
-    """``<lower-case symbol>@<kind>`` -> :class:`Stream`, else :class:`StreamNameError`."""
-    symbol, at, kind = name.partition("@")
-    if not at or not symbol or kind not in KINDS or symbol != symbol.lower():
-        raise StreamNameError(f"invalid stream name {name!r}: expected <lower-case symbol>@"
-                              f"{'|'.join(KINDS)}")
-    return Stream(name, symbols_by_stream_name().get(symbol), kind)
-
-
-def check_target(target: str) -> str:
-    """A fault's stream target: a kind (all streams of that kind) or a known stream."""
-    if target in KINDS:
-        return target
-    if parse_stream(target).symbol is None:
-        raise StreamNameError(f"unknown symbol in stream {target!r}")
-    return target
-
-
-def target_matches(target: str, name: str) -> bool:
-    """Whether a fault target (a stream name or a kind) covers stream ``name``."""
-    return target in (name, name.partition("@")[2])
 
 
 def dumps(payload: Any) -> str:

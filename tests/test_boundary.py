@@ -43,3 +43,59 @@ def test_the_walk_sees_imports_of_every_form() -> None:
     tests = imported_packages("tests")
     assert any("binance_simulator" in imports for imports in tests.values())
     assert any("collector" in imports for imports in tests.values())
+
+
+def module_imports(package: str) -> dict[str, set[str]]:
+    """{module: modules of ``package`` it imports}, ``TYPE_CHECKING`` imports included."""
+    paths = {path.stem: path for path in (ROOT / package).glob("*.py")}
+    found = {}
+    for name, path in paths.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or node.module == package):
+                if node.module in (None, package):
+                    imported |= {alias.name for alias in node.names}
+                else:
+                    imported.add(node.module.removeprefix(package + "."))
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name.removeprefix(package + ".") for alias in node.names
+                             if alias.name.startswith(package + ".")}
+        found[name] = imported & set(paths) - {name}
+    return found
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle in ``graph`` (its modules in order), or [] when there is none."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return []
+        for imported in sorted(graph[name]):
+            found = visit(imported, path + [name])
+            if found:
+                return found
+        done.add(name)
+        return []
+
+    for name in sorted(graph):
+        found = visit(name, [])
+        if found:
+            return found
+    return []
+
+
+def test_the_simulator_has_no_import_cycle() -> None:
+    """A cycle, even one hidden under ``TYPE_CHECKING``, means two modules are one concept
+    split in two, or a helper lives in the wrong place: neither can be read or changed
+    alone, and the import order starts to matter."""
+    graph = module_imports("binance_simulator")
+    assert "stream_names" in graph["faults"]  # the walk sees relative imports
+    assert cycle(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) == []
