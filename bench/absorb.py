@@ -1,13 +1,13 @@
-"""A real :class:`~collector.live.LiveMarket` against :mod:`bench.blaster`, on one core.
+"""A real :class:`~collector.stream_source.StreamSource` against :mod:`bench.blaster`, one core.
 
 ``python -m bench.absorb SCRATCH REST_URL CPU BLASTER_CPU rate RATE SECONDS`` or
 ``... rss RATE MESSAGES RECONNECTS`` (started by :mod:`bench.stream`): pins itself to
 core ``CPU``, ranks the simulator's market at ``REST_URL`` once (the symbols to follow,
-as the exporter would), starts the blaster pinned to ``BLASTER_CPU`` and a LiveMarket
+as the exporter would), starts the blaster pinned to ``BLASTER_CPU`` and a StreamSource
 following those rankings with the blaster as its stream URL (its REST side is the
 simulator; the blaster serves bookTicker events only, so the books never sync and fetch
 no snapshot). Every ``EVERY`` seconds it reads the blaster's sent count, then the
-market's view: bookTicker events received and applied (``health.messages`` and
+source's view: bookTicker events received and applied (``health.messages`` and
 ``health.updates``), reconnects, this process's CPU time, the time its threads spent
 runnable but waiting for the core (other processes share it), and RSS. It prints one
 JSON line.
@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from collector.binance import BinanceClient
-from collector.live import LiveMarket
-from collector.refresh import Refresher, Settings
+from collector.records import STREAM, Settings
+from collector.rest_source import RestSource
+from collector.stream_source import StreamSource
 from collector.stream_client import BOOK_TICKER, FeedTiming
 
 from bench.blaster import running_blaster
@@ -50,21 +51,21 @@ FAST_RECONNECTS = FeedTiming(backoff_first=0.01, backoff_max=0.05, healthy_after
 
 def rankings(rest_url: str) -> Any:
     """Q1 and Q2 of the simulator's market, from one REST refresh."""
-    market = Refresher(BinanceClient([rest_url]), Settings())
+    source = RestSource(BinanceClient([rest_url]), Settings())
     try:
-        ranked = market.snapshot().rankings.value
+        ranked = source.snapshot().rankings.value
     finally:
-        market.close()
+        source.close()
     if ranked is None:
         raise BenchError("no rankings from the simulator")
     return ranked
 
 
-def sample(stats_url: str, market: LiveMarket, started: float) -> dict[str, Any]:
-    """The blaster's count, then the market's, then this process's CPU and RSS."""
+def sample(stats_url: str, source: StreamSource, started: float) -> dict[str, Any]:
+    """The blaster's count, then the source's, then this process's CPU and RSS."""
     with urllib.request.urlopen(stats_url, timeout=5) as answer:
         sent = json.load(answer)["sent"]
-    health = market.view().health
+    health = source.view().health
     cpu = os.times()
     return {"t": time.monotonic() - started, "sent": sent,
             "received": sum(n for name, n in health.messages.items()
@@ -102,23 +103,24 @@ def run(job: Job) -> dict[str, Any]:
                              "rss_before_kb": memory_kb()["VmRSS"]}
     with running_blaster(job.scratch, f"{job.mode}-{rate:g}", rate,
                          PER_CONNECTION if job.mode == "rss" else 0, job.blaster_cpu) as blaster:
-        market = LiveMarket(BinanceClient([job.rest_url]), Settings(stream=True), [blaster.url],
-                            FAST_RECONNECTS if job.mode == "rss" else FeedTiming()).start()
+        source = StreamSource(BinanceClient([job.rest_url]), Settings(source=STREAM),
+                              [blaster.url],
+                              FAST_RECONNECTS if job.mode == "rss" else FeedTiming()).start()
         try:
-            market.follow(ranked)
+            source.follow(ranked)
             started = time.monotonic()
-            while market.view().health.last_message_age is None:
+            while source.view().health.last_message_age is None:
                 if time.monotonic() > started + START_TIMEOUT:
                     raise BenchError("no event from the blaster")
                 time.sleep(0.01)
-            _loop(found, blaster.url.replace("ws://", "http://") + "/stats", market, job)
+            _loop(found, blaster.url.replace("ws://", "http://") + "/stats", source, job)
         finally:
-            market.close()
+            source.close()
     found["hwm_kb"] = memory_kb()["VmHWM"]
     return found
 
 
-def _loop(found: dict[str, Any], stats_url: str, market: LiveMarket, job: Job) -> None:
+def _loop(found: dict[str, Any], stats_url: str, source: StreamSource, job: Job) -> None:
     """Sample until the run is over (bounded by count and by time)."""
     mode, figures = job.mode, job.figures
     started = time.monotonic()
@@ -130,7 +132,7 @@ def _loop(found: dict[str, Any], stats_url: str, market: LiveMarket, job: Job) -
         limit = 4 * messages / figures[0] + 2 * reconnects + 60
     for _ in range(int(limit / EVERY) + 1):
         time.sleep(EVERY)
-        now = sample(stats_url, market, started)
+        now = sample(stats_url, source, started)
         found["samples"].append(now)
         if mode == "rss" and "blocks_first" not in found and now["applied"] >= PER_CONNECTION:
             found["blocks_first"] = _live_blocks()

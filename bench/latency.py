@@ -1,6 +1,6 @@
 """Benchmark 1: refresh latency, in round trips of the simulator's latency L.
 
-* cold: the first snapshot of a new ``Refresher`` (exchangeInfo, 24 h ticker,
+* cold: the first snapshot of a new ``RestSource`` (exchangeInfo, 24 h ticker,
   books, spreads): target 3 L + 100 ms (two rounds of parallel calls + CPU);
 * spread-only: a snapshot after a fake clock passed the spreads' TTL only:
   target 1 L + 20 ms (one bookTicker call);
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from collector.binance import BinanceClient
-from collector.refresh import GROUPS, Refresher, Settings, Snapshot
+from collector.records import Settings, Snapshot
+from collector.rest_source import RestSource
 
 from binance_simulator.testkit import FakeClock
 
@@ -82,25 +83,28 @@ class Rounds:
                       passed=None if limit is None else middle <= limit[1], note=note)
 
 
+GROUPS = ("exchange", "rankings", "books", "spreads")  # a snapshot's data groups
+
+
 def cold_and_warm(url: str) -> tuple[float, float]:
-    """Seconds of a new market's first snapshot, then of a spread-only refresh."""
+    """Seconds of a new source's first snapshot, then of a spread-only refresh."""
     clock = FakeClock()
     settings = Settings()
-    market = Refresher(BinanceClient([url]), settings, clock=clock)
+    source = RestSource(BinanceClient([url]), settings, clock=clock)
     try:
-        cold, snapshot = _timed(market)
+        cold, snapshot = _timed(source)
         _expect(snapshot, set(GROUPS))
         clock.advance(settings.ttl_spreads + 0.5)  # the spreads expire, nothing else does
-        warm, snapshot = _timed(market)
+        warm, snapshot = _timed(source)
         _expect(snapshot, {"spreads"})
     finally:
-        market.close()
+        source.close()
     return cold, warm
 
 
-def _timed(market: Refresher) -> tuple[float, Snapshot]:
+def _timed(source: RestSource) -> tuple[float, Snapshot]:
     started = time.perf_counter()
-    snapshot = market.snapshot()
+    snapshot = source.snapshot()
     return time.perf_counter() - started, snapshot
 
 

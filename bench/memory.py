@@ -1,7 +1,7 @@
 """Benchmark 5: memory over many refreshes of every group, in fresh processes.
 
 ``python -m bench.memory URL REFRESHES VARIANT`` (started by :func:`measure`,
-``RUNS`` times per variant) builds a ``Refresher`` + ``BinanceCollector`` against
+``RUNS`` times per variant) builds a ``RestSource`` + ``BinanceCollector`` against
 the simulator at URL,
 then for each refresh renders the metrics with ``generate_latest`` and moves a
 fake clock past every TTL, so the next render refreshes all four groups with
@@ -35,7 +35,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from collector import binance
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.refresh import Refresher, Settings
+from collector.records import Settings
+from collector.rest_source import RestSource
 
 from binance_simulator.testkit import FakeClock
 
@@ -129,9 +130,9 @@ def refresh_many(url: str, refreshes: int, variant: str = "now") -> dict[str, ob
     settings = Settings()
     longest_ttl = max(settings.ttl_exchange, settings.ttl_rankings, settings.ttl_books,
                       settings.ttl_spreads)
-    market = Refresher(BinanceClient([url]), settings, clock=clock)
+    source = RestSource(BinanceClient([url]), settings, clock=clock)
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(BinanceCollector(market))
+    registry.register(BinanceCollector(source))
     rss: dict[int, int] = {}
     blocks: dict[int, int] = {}
     started = time.perf_counter()
@@ -145,7 +146,7 @@ def refresh_many(url: str, refreshes: int, variant: str = "now") -> dict[str, ob
                 rss[n] = memory_kb()["VmRSS"]
                 blocks[n] = sys.getallocatedblocks()
     finally:
-        market.close()
+        source.close()
     return {"rss_kb": rss, "blocks": blocks, "hwm_kb": memory_kb()["VmHWM"],
             "seconds": time.perf_counter() - started}
 

@@ -1,3 +1,37 @@
-"""binance-exporter: Binance Spot market data as Prometheus metrics and a console report."""
+"""binance-exporter: Binance Spot market data as Prometheus metrics and a console report.
+
+Glossary (the questions the product answers; symbols may be any Unicode):
+
+* Q1: the 5 BTC-quoted symbols with the highest 24 h volume;
+* Q2: the 5 USDT-quoted symbols with the most 24 h trades;
+* Q3: the notional (Σ price × quantity) of the top 200 bids and asks of each Q1 book;
+* Q4: the bid/ask spread (best ask − best bid) of each Q2 symbol;
+* Q5: every 10 s, the Q4 spreads and their absolute delta from the previous sample;
+* Q6: Q5 (and the rest) as Prometheus metrics at ``/metrics``.
+
+Module map, in the order data flows (each imports only modules above it):
+
+* ``errors``: the failures, one class per kind; a kind is a metric label;
+* ``records``: the immutable records every layer passes around, and ``Settings``;
+* ``models``: Binance's JSON → validated records (exact ``Decimal``);
+* ``answers``: pure Q1–Q5 functions over records; no I/O;
+* ``order_book``: one symbol's local order book from a snapshot and diff events;
+* ``binance``: the REST client (timeouts, retries, fallbacks, weights, cool-downs);
+* ``stream_client``: one combined WebSocket kept connected (Binance's stream rules);
+* ``cache``: a TTL group: single flight, failures held, nothing stale;
+* ``costs``: what settings cost in request weight (the budget checks);
+* ``q5``: Q5 defined once: a sample, its deltas, its log line;
+* ``upstream``: exchangeInfo, the 24 h ticker, Q1/Q2 and health: REST both sources share;
+* ``source``: the one interface front ends read;
+* ``rest_source``: the default source, fetched on scrape and TTL-cached;
+* ``stream_state``: what the streams said, applied by callbacks (no I/O, no thread);
+* ``stream_source``: stream mode's source: thread, loop, feed, book snapshots, Q5 clock;
+* ``exporter``: ``BinanceCollector``, metric families from a snapshot;
+* ``exposition``: /metrics bodies (text, OpenMetrics, gzip) rendered once per change;
+* ``server``: the HTTP server (``/``, ``/metrics``);
+* ``config``: flags and ``BINANCE_*`` variables → validated settings (parsing only);
+* ``wiring``: validated flags → the running objects, for both front ends;
+* ``exporter_cli``: ``binance-exporter``; ``report``: ``binance-report``.
+"""
 
 __version__ = "0.1.0"

@@ -7,28 +7,14 @@ whatever order Binance listed the symbols in. Inputs are never mutated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Mapping
 
-from collector.models import BookTop, OrderBook, SymbolInfo, Ticker24h
-
-RankBy = Literal["quote", "base"]
+from collector.records import BookTop, Notional, OrderBook, RankBy, SymbolInfo, Ticker24h
 
 # Sums, products and differences are exact in this context (the default one keeps 28
 # digits and rounds longer results). Never divide in it: 1/3 would not terminate.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-
-
-@dataclass(frozen=True, slots=True)
-class Notional:
-    """Q3 for one book: Σ price × quantity per side, and how many levels were summed."""
-
-    symbol: str
-    bids: Decimal
-    asks: Decimal
-    bid_levels: int
-    ask_levels: int
 
 
 def quoted_in(

@@ -47,6 +47,7 @@ from urllib3.exceptions import (
 )
 
 from collector import models
+from collector.records import BookTop, OrderBook, SymbolInfo, Ticker24h
 from collector.errors import (
     ApiError,
     BadResponse,
@@ -121,7 +122,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
 
     # -- the endpoints -------------------------------------------------------
 
-    def exchange_info(self, deadline: float | None = None) -> Mapping[str, models.SymbolInfo]:
+    def exchange_info(self, deadline: float | None = None) -> Mapping[str, SymbolInfo]:
         """The TRADING symbols with status and quote asset (weight 20).
 
         Also notes the ``REQUEST_WEIGHT`` limit per minute that the answer announces.
@@ -133,20 +134,20 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             self.weight_limit = limit
         return infos
 
-    def tickers_24h(self, deadline: float | None = None) -> tuple[models.Ticker24h, ...]:
+    def tickers_24h(self, deadline: float | None = None) -> tuple[Ticker24h, ...]:
         """24 h statistics of every TRADING symbol (weight 80)."""
         return models.parse_tickers(self.get(models.TICKER_24H, TICKER_24H_PARAMS, deadline))
 
     def order_book(
         self, symbol: str, limit: int, deadline: float | None = None
-    ) -> models.OrderBook:
+    ) -> OrderBook:
         """Top ``limit`` levels per side (weight 5/25/50/250 by limit)."""
         payload = self.get(models.DEPTH, {"symbol": symbol, "limit": limit}, deadline)
         return models.parse_order_book(payload, symbol)
 
     def book_tickers(
         self, symbols: Sequence[str], deadline: float | None = None
-    ) -> Mapping[str, models.BookTop]:
+    ) -> Mapping[str, BookTop]:
         """Best bid/ask of several symbols in ONE call (weight 4)."""
         # compact, and UTF-8 rather than \\u escapes: requests percent-encodes it
         param = json.dumps(sorted(symbols), separators=(",", ":"), ensure_ascii=False)

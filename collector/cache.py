@@ -30,12 +30,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable, Generic, TypeVar
 
 from cachetools import TTLCache
 
 from collector.errors import BinanceError, NotAttempted, RateLimited
+from collector.records import Outcome
 
 T = TypeVar("T")
 
@@ -43,20 +43,6 @@ MIN_RETRY_DELAY = 10.0
 HELD_FAILURE = 60.0  # first retry delay of a group that has data, if its TTL is longer
 MAX_RETRY_WITHOUT_DATA = 60.0  # a group that never had data is retried at least this often
 _VALUE = "value"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome(Generic[T]):
-    """What a caller gets: a current value, or the error of the last attempt."""
-
-    value: T | None
-    error: BinanceError | None = None
-    refreshed: bool = False  # True only for the one call that did the refresh
-
-    @property
-    def ok(self) -> bool:
-        """True when ``value`` is current."""
-        return self.error is None and self.value is not None
 
 
 class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes

@@ -1,5 +1,6 @@
 """Command-line flags and ``BINANCE_*`` environment variables → validated settings.
 
+Parsing and validation only: :mod:`collector.wiring` builds the running objects.
 Every flag has an environment variable (for containers); a flag given on the
 command line wins. Invalid values, from either source, end the program with a
 one-line message and exit code 2 before anything starts. Both front ends
@@ -9,16 +10,14 @@ one-line message and exit code 2 before anything starts. Both front ends
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
-import time
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT, BinanceClient
-from collector.live import SAMPLE_SECONDS, LiveMarket
-from collector.refresh import Refresher, Settings, peak_weight_per_minute
+from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT
+from collector.costs import peak_weight_per_minute
+from collector.records import SOURCES, Settings
 from collector.stream_client import DEFAULT_STREAM_URL
 
 EXIT_OK = 0
@@ -184,7 +183,7 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         f"connection fails (env BINANCE_BASE_URL, comma-separated; default {DEFAULT_BASE_URL})",
     )
     group.add_argument(
-        "--source", type=one_of("rest", "stream"), default=env("SOURCE", "rest"),
+        "--source", type=one_of(*SOURCES), default=env("SOURCE", "rest"),
         metavar="{rest,stream}",
         help="where spreads and books come from: rest, fetched when asked for and cached; "
         "or stream, pushed by Binance's WebSocket streams and kept live (rankings stay REST) "
@@ -273,36 +272,7 @@ def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, bud
             f"allows {WEIGHT_LIMIT} per IP): {remedy}")
 
 
-def make_client(args: argparse.Namespace) -> BinanceClient:
-    """The Binance client the flags describe."""
-    # a pooled connection for each parallel depth call, plus the other groups'
-    return BinanceClient(args.base_urls, timeout=args.timeout, retries=args.retries,
-                         pool_size=args.top + 8)
-
-
-def make_settings(args: argparse.Namespace) -> Settings:
-    """Refresh settings from the shared flags (front ends replace() what is theirs)."""
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the shared flags (front ends replace() what is theirs)."""
     return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by,
-                    stream=args.source == "stream")
-
-
-def make_refresher(args: argparse.Namespace, settings: Settings,
-                   sample_every: float = SAMPLE_SECONDS) -> Refresher:
-    """The refresh layer the flags describe; in stream mode with its streams started and Q5
-    sampled every ``sample_every`` seconds."""
-    client = make_client(args)
-    if not settings.stream:
-        return Refresher(client, settings)
-    live = LiveMarket(client, settings, args.stream_urls, sample_every=sample_every).start()
-    return Refresher(client, settings, live=live)
-
-
-def setup_logging(level: str) -> None:
-    """One line per event on stderr, with UTC timestamps."""
-    formatter = logging.Formatter(
-        "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-    )
-    formatter.converter = time.gmtime
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter)
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+                    source=args.source)

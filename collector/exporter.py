@@ -1,9 +1,9 @@
 """``BinanceCollector``: the Q5 spreads (and friends) as Prometheus metrics, fetched on scrape.
 
 Nothing is fetched until Prometheus scrapes; each ``collect()`` asks the
-:class:`~collector.refresh.Refresher` for a snapshot, which refreshes only the
-groups whose TTL ran out (one upstream refresh however many scrapers), and
-builds fresh metric families from it. A group whose refresh failed is left
+:class:`~collector.source.Source` for a snapshot (REST refreshes only the groups
+whose TTL ran out: one upstream refresh however many scrapers), and builds
+fresh metric families from it. A group whose refresh failed is left
 out entirely, never served stale as if current, and ``binance_up`` drops to 0.
 
 Sample output (abridged)::
@@ -35,9 +35,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from collector import __version__, answers
-from collector.cache import Outcome
 from collector.errors import NotAttempted
-from collector.refresh import Refresher, Snapshot
+from collector.records import STREAM, Outcome, Snapshot
+from collector.source import Source
 
 log = logging.getLogger("collector.exporter")
 
@@ -54,8 +54,9 @@ class BinanceCollector(Collector):
     cool-down) are built on every call.
     """
 
-    def __init__(self, market: Refresher, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.market = market
+    def __init__(self, source: Source, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.source = source
+        self._streams = source.settings.source == STREAM  # stream mode has families of its own
         self._clock = clock
         self._memo_lock = threading.Lock()
         self._memo: tuple[tuple[int, ...], object, list[Metric]] | None = None
@@ -63,9 +64,9 @@ class BinanceCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
-        families = [*_Families(self.market.settings.ttl_spreads, self.market.streaming).all(),
-                    *_Live().all()]
-        if self.market.streaming:
+        families = [*_Families(self.source.settings.ttl_spreads, self._streams).all(),
+                    *_PerScrape().all()]
+        if self._streams:
             families.extend([*_StreamFamilies().all(), _message_age()])
         return families
 
@@ -73,12 +74,12 @@ class BinanceCollector(Collector):
         """One snapshot → every family, refreshing what is due. Never raises for an upstream
         problem."""
         started = self._clock()
-        return self._collect(self.market.snapshot(), started)
+        return self._collect(self.source.snapshot(), started)
 
     def collect_cached(self) -> list[Metric] | None:
         """What ``collect()`` would return if nothing is due, without waiting; else None."""
         started = self._clock()
-        snapshot = self.market.cached_snapshot()
+        snapshot = self.source.cached_snapshot()
         if snapshot is None:
             return None
         return self._collect(snapshot, started)
@@ -86,19 +87,19 @@ class BinanceCollector(Collector):
     def _collect(self, snapshot: Snapshot, started: float) -> list[Metric]:
         self._log(snapshot)
         families = self._data_families(snapshot)
-        live = _Live()
+        per_scrape = _PerScrape()
         if snapshot.health.used_weight is not None:
-            live.used_weight.add_metric([], snapshot.health.used_weight)
+            per_scrape.used_weight.add_metric([], snapshot.health.used_weight)
 
-        live.cool_down.add_metric([], snapshot.health.cool_down)
-        live.scrape_duration.add_metric([], self._clock() - started)
+        per_scrape.cool_down.add_metric([], snapshot.health.cool_down)
+        per_scrape.scrape_duration.add_metric([], self._clock() - started)
         stream = snapshot.health.stream
         if stream is None:
-            return [*families, *live.all()]
+            return [*families, *per_scrape.all()]
         age = _message_age()
         if stream.last_message_age is not None:
             age.add_metric([], stream.last_message_age)
-        return [*families, *live.all(), age]
+        return [*families, *per_scrape.all(), age]
 
     def _data_families(self, snapshot: Snapshot) -> list[Metric]:
         """The families that change only with a refresh, rebuilt only after one.
@@ -116,13 +117,13 @@ class BinanceCollector(Collector):
         bounds = None if spreads is None else (dict(spreads.minimum), dict(spreads.maximum))
         if memo is not None and memo[0] == snapshot.health.generation and memo[1] == bounds:
             return memo[2]
-        f = _Families(self.market.settings.ttl_spreads, snapshot.health.stream is not None)
+        f = _Families(self.source.settings.ttl_spreads, self._streams)
         self._add_spreads(f, snapshot)
         self._add_books(f, snapshot)
         self._add_rankings(f, snapshot)
         self._add_health(f, snapshot)
         families = list(f.all())
-        if snapshot.health.stream is not None:
+        if self._streams:
             families.extend(self._stream_families(snapshot))
         with self._memo_lock:
             self._memo = (snapshot.health.before, bounds, families)
@@ -207,7 +208,8 @@ class BinanceCollector(Collector):
         return list(f.all())
 
     def _log(self, snapshot: Snapshot) -> None:
-        """Log each refresh once (only the scrape that did it): Q5's log line, or the error."""
+        """Log each failed refresh once (only the scrape that did it); Q5's log line is the
+        source's (:func:`collector.q5.log_sample`)."""
         outcomes: list[tuple[str, Outcome[Any]]] = [
             ("exchange", snapshot.exchange), ("rankings", snapshot.rankings),
             ("books", snapshot.books), ("spreads", snapshot.spreads),
@@ -225,9 +227,6 @@ class BinanceCollector(Collector):
                     log.warning("%s", outcome.error.hint)
         if not snapshot.errors():
             self._hinted = False
-        spreads = snapshot.spreads
-        if spreads.refreshed and spreads.value is not None:
-            log.info("spreads: %s", answers.q5_line(spreads.value.spreads, spreads.value.deltas))
 
 
 class _Families:  # pylint: disable=too-many-instance-attributes
@@ -306,7 +305,7 @@ class _Families:  # pylint: disable=too-many-instance-attributes
         yield from vars(self).values()
 
 
-class _Live:
+class _PerScrape:
     """The metric families that may change on every scrape, built fresh each time."""
 
     def __init__(self) -> None:

@@ -16,7 +16,7 @@ import threading
 from types import FrameType
 from typing import Callable, Sequence
 
-from collector import __version__
+from collector import __version__, wiring
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
@@ -24,17 +24,14 @@ from collector.config import (
     add_upstream_flags,
     check_weight_budget,
     env,
-    make_refresher,
-    make_settings,
     parse_args,
     positive_float,
-    setup_logging,
+    settings_from,
     ttl,
 )
-from collector.exporter import BinanceCollector
-from collector.exposition import Exposition
+from collector.costs import peak_weight_per_minute
+from collector.records import STREAM, Settings
 from collector.server import MetricsServer
-from collector.refresh import Refresher, Settings, peak_weight_per_minute
 
 log = logging.getLogger("collector.exporter_cli")
 
@@ -88,16 +85,10 @@ def build_parser() -> Parser:
 def exporter_settings(args: argparse.Namespace) -> Settings:
     """The market settings the exporter's flags describe."""
     return dataclasses.replace(
-        make_settings(args), ttl_spreads=args.ttl_spreads, ttl_books=args.ttl_books,
+        settings_from(args), ttl_spreads=args.ttl_spreads, ttl_books=args.ttl_books,
         ttl_rankings=args.ttl_rankings, ttl_exchange=args.ttl_exchange,
         refresh_budget=args.refresh_budget,
     )
-
-
-def build(args: argparse.Namespace) -> tuple[Refresher, Exposition]:
-    """The market and the exposition of its collector (no global registry involved)."""
-    market = make_refresher(args, exporter_settings(args))
-    return market, Exposition(BinanceCollector(market))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     check_weight_budget(parser, exporter_settings(args), args.weight_budget,
                         "raise the TTLs (--ttl-*), or lower --top or --depth-levels")
-    setup_logging(args.log_level)
+    wiring.setup_logging(args.log_level)
     stop = threading.Event()
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -124,23 +115,24 @@ def serve(
     on_ready: Callable[[MetricsServer], None] | None = None,
 ) -> int:
     """Listen, serve until ``stop`` is set, then release the port. Returns the exit code."""
-    market, exposition = build(args)
+    settings = exporter_settings(args)
+    source, exposition = wiring.exporter(args, settings)
     host = f"[{args.listen_address}]" if ":" in args.listen_address else args.listen_address
     try:
         server = MetricsServer(args.listen_address, args.port, exposition)
     except OSError as exc:
-        market.close()
+        source.close()
         print(f"binance-exporter: cannot listen on {host}:{args.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
     server.start()
-    streams = f", streams {', '.join(args.stream_urls)}" if market.streaming else ""
+    streams = f", streams {', '.join(args.stream_urls)}" if settings.source == STREAM else ""
     log.info("listening on http://%s:%d/metrics (upstream %s%s, at most %d request weight "
              "in any minute)", host, server.port, ", ".join(args.base_urls), streams,
-             peak_weight_per_minute(market.settings))
+             peak_weight_per_minute(settings))
     if on_ready is not None:
         on_ready(server)
     stop.wait()
     server.stop()
-    market.close()
+    source.close()
     return EXIT_OK

@@ -38,7 +38,7 @@ Encoder = Callable[[Collector], bytes]
 # can make up any number of them, so only the last few are kept
 FORMATS_KEPT = 4
 GZIP_LEVEL = 6
-# the families BinanceCollector builds anew on every scrape (exporter._Live, and in stream
+# the families BinanceCollector builds anew on every scrape (exporter._PerScrape, and in stream
 # mode exporter._message_age): their bytes may change each time, so a gzip body carries them
 # stored rather than compressing every scrape
 PER_SCRAPE = frozenset({"binance_api_used_weight", "binance_api_cool_down_seconds",

@@ -1,4 +1,4 @@
-"""Validated, immutable records parsed from Binance's JSON.
+"""Binance's JSON → validated records (:mod:`collector.records`).
 
 Binance sends prices and quantities as strings (``"0.05691000"``); they become
 exact :class:`~decimal.Decimal` here and stay exact until a Prometheus sample
@@ -12,88 +12,21 @@ Fields the product does not use are ignored, so additions upstream (such as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from collector.errors import BadResponse
+from collector.records import BookTop, DepthUpdate, Level, OrderBook, SymbolInfo, Ticker24h
 
 EXCHANGE_INFO = "/api/v3/exchangeInfo"
 TICKER_24H = "/api/v3/ticker/24hr"
 DEPTH = "/api/v3/depth"
 BOOK_TICKER = "/api/v3/ticker/bookTicker"
 
-Level = tuple[Decimal, Decimal]
-
 # Binance's numerals: ASCII digits and an optional fraction ("0.05691000"). Decimal()
 # alone also takes "1E+1000000", "1_000", " 1", "+1" and non-ASCII digits.
 _NUMERAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolInfo:
-    """One symbol of ``exchangeInfo``: the only trusted source of its quote asset."""
-
-    symbol: str
-    status: str
-    base_asset: str
-    quote_asset: str
-
-    @property
-    def trading(self) -> bool:
-        """Only ``TRADING`` symbols take part in rankings (not ``BREAK``, ``HALT``...)."""
-        return self.status == "TRADING"
-
-
-@dataclass(frozen=True, slots=True)
-class Ticker24h:
-    """24 h rolling statistics of one symbol."""
-
-    symbol: str
-    volume: Decimal  # in the base asset
-    quote_volume: Decimal  # in the quote asset
-    trades: int  # Binance's ``count``
-
-
-@dataclass(frozen=True, slots=True)
-class BookTop:
-    """Best bid and ask of one symbol; a price of 0 means that side is empty."""
-
-    symbol: str
-    bid_price: Decimal
-    bid_qty: Decimal
-    ask_price: Decimal
-    ask_qty: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class OrderBook:
-    """Price levels best first, exactly as ``/api/v3/depth`` returned them.
-
-    ``last_update_id`` is Binance's ``lastUpdateId``: where a local book kept from the
-    diff stream starts (see :mod:`collector.order_book`).
-    """
-
-    symbol: str
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
-    last_update_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class DepthUpdate:
-    """One ``<symbol>@depth`` event: absolute quantities of the levels that changed.
-
-    A quantity of 0 removes that level; prices are > 0. ``first_update_id`` (``U``) to
-    ``last_update_id`` (``u``) are the book updates the event covers.
-    """
-
-    symbol: str
-    first_update_id: int  # U
-    last_update_id: int  # u
-    bids: tuple[Level, ...]
-    asks: tuple[Level, ...]
 
 
 class _Fields:

@@ -38,8 +38,8 @@ from bisect import bisect_left, insort
 from collections import deque
 from decimal import Decimal
 
-from collector.answers import Notional, book_notional
-from collector.models import DepthUpdate, Level, OrderBook
+from collector.answers import book_notional
+from collector.records import DepthUpdate, Level, Notional, OrderBook
 
 GAP = "gap"  # an event does not continue the book: events were missed
 THIN = "thin"  # a bounded side has fewer than ``levels`` known levels left

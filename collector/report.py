@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
-from collector import __version__
+from collector import __version__, wiring
 from collector.answers import plain
 from collector.config import (
     EXIT_OK,
@@ -45,17 +46,15 @@ from collector.config import (
     add_upstream_flags,
     check_weight_budget,
     env,
-    make_refresher,
-    make_settings,
     non_negative_int,
     one_of,
     parse_args,
     positive_float,
-    setup_logging,
+    settings_from,
 )
-from collector.cache import Outcome
 from collector.errors import BinanceError
-from collector.refresh import Refresher, Snapshot, Spreads
+from collector.records import STREAM, Outcome, Snapshot, Spreads
+from collector.source import Source
 
 log = logging.getLogger("collector.report")
 
@@ -186,7 +185,7 @@ def _values(snapshot: Snapshot) -> tuple[Any, Mapping[str, Any], Spreads]:
 
 
 def run(  # pylint: disable=too-many-arguments
-    market: Refresher,
+    source: Source,
     *,
     fmt: str,
     count: int | None,
@@ -203,50 +202,21 @@ def run(  # pylint: disable=too-many-arguments
     an outage goes to stderr once, until a tick succeeds again.
     """
     sleep = sleep or time.sleep
-    snapshot = first_snapshot(market, sleep, clock)
+    settings = source.settings
+    snapshot = source.settled_snapshot(sleep, clock)
     if fmt == "json":  # symbols may be any Unicode: printed as they are
         print(json.dumps(answers_json(snapshot), ensure_ascii=False), file=out, flush=True)
     else:
-        print(answers_text(snapshot, market.settings.rank_by, market.settings.depth_levels),
+        print(answers_text(snapshot, settings.rank_by, settings.depth_levels),
               file=out, flush=True)
         if count != 0:
-            extremes = "; min/max over the interval" if market.streaming else ""
+            extremes = "; min/max over the interval" if settings.source == STREAM else ""
             print(f"\nQ5  Spreads every {interval:g} s; delta = |spread - previous spread|"
                   f"{extremes}", file=out, flush=True)
     q5 = Q5Log(fmt, out)
-    printed, slot = 0, 0
-    started = clock()
-    outcome: Outcome[Spreads] = snapshot.spreads
-    while count is None or printed < count:
-        if market.streaming:  # every tick is one of Q5's own clock: exact multiples
-            outcome = market.refresh_spreads()
-        elif printed:  # the first tick reuses Q4's observation; later ones ask again
-            slot = _next_slot(slot, (clock() - started) / interval)
-            sleep(max(0.0, started + slot * interval - clock()))
-            outcome = market.refresh_spreads()
-        printed += 1
+    for outcome in itertools.islice(source.q5_ticks(snapshot, interval, sleep, clock), count):
         q5.write(outcome, wall())
     return q5.all_ok
-
-
-def first_snapshot(market: Refresher, sleep: Callable[[float], None],
-                   clock: Callable[[], float], patience: float = 30.0) -> Snapshot:
-    """The first snapshot; in stream mode, once every book is synced and every best bid/ask
-    known, or ``patience`` seconds on (then its errors say what is missing)."""
-    snapshot = market.snapshot()
-    give_up = clock() + patience
-    while market.streaming and snapshot.errors() and clock() < give_up \
-            and snapshot.rankings.ok:
-        sleep(0.1)
-        snapshot = market.snapshot()
-    return snapshot
-
-
-def _next_slot(slot: int, elapsed: float) -> int:
-    """The next tick on the interval's grid, ``elapsed`` intervals after the start: slots
-    already gone by (a slow tick, a suspended machine) are skipped, not caught up in a burst
-    of requests."""
-    return max(slot + 1, math.ceil(elapsed))
 
 
 class Q5Log:
@@ -344,19 +314,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parse_args(parser, argv)
     # Q1-Q3 are answered once; the Q5 ticks ask for nothing but the spreads
     settings = dataclasses.replace(
-        make_settings(args), ttl_spreads=args.interval, ttl_books=math.inf,
+        settings_from(args), ttl_spreads=args.interval, ttl_books=math.inf,
         ttl_rankings=math.inf, ttl_exchange=math.inf)
     ticks = settings if args.count != 0 else dataclasses.replace(settings, ttl_spreads=math.inf)
     check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top or --depth-levels")
-    setup_logging(args.log_level)
-    if args.log_level == "info":  # the streams' progress and Q5 log are on stdout already
-        for name in ("collector.live", "collector.stream"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    market = make_refresher(args, settings, sample_every=args.interval)
+    wiring.setup_logging(args.log_level)
+    if args.log_level == "info":  # the report is the progress; the streams' is detail
+        logging.getLogger("collector.stream").setLevel(logging.WARNING)
+    # the Q5 ticks are the report's output: not logged besides
+    source = wiring.source(args, settings, sample_every=args.interval, on_sample=None)
     try:
         with _sigterm_as_interrupt():
-            all_ok = run(market, fmt=args.format, count=args.count, interval=args.interval,
+            all_ok = run(source, fmt=args.format, count=args.count, interval=args.interval,
                          out=out)
         if not all_ok:
             return EXIT_FAILURE
@@ -373,5 +343,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
-        market.close()
+        source.close()
     return EXIT_OK

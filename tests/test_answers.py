@@ -8,15 +8,8 @@ from decimal import Decimal
 from conftest import load
 
 from collector import answers
-from collector.models import (
-    BookTop,
-    OrderBook,
-    SymbolInfo,
-    Ticker24h,
-    parse_exchange_info,
-    parse_order_book,
-    parse_tickers,
-)
+from collector.models import parse_exchange_info, parse_order_book, parse_tickers
+from collector.records import BookTop, OrderBook, SymbolInfo, Ticker24h
 
 INFOS = parse_exchange_info(load("exchange_info.json"))
 TICKERS = parse_tickers(load("ticker_24hr.json"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector import exporter_cli, report
+from collector import exporter_cli, report, wiring
 
 # (flag, environment variable, bad values): shared by both commands unless noted
 COMMON = [
@@ -41,12 +41,12 @@ CASES = [(prog, flag, var, value) for prog, (_, table) in COMMANDS.items()
 
 @pytest.fixture
 def nothing_started(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if a command gets as far as building its market or listening."""
+    """Fail the test if a command gets as far as building its source or listening."""
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("started despite bad input")
 
     monkeypatch.setattr(exporter_cli, "serve", refuse)
-    monkeypatch.setattr(report, "Refresher", refuse)
+    monkeypatch.setattr(wiring, "source", refuse)
 
 
 @pytest.mark.usefixtures("nothing_started")

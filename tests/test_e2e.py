@@ -220,7 +220,7 @@ def test_every_dashboard_panel_returns_data(chain: Chain) -> None:
 STREAM_SECONDS = 55  # observed once the first spreads are stored
 STREAM_SEED = 11
 STEP_SECONDS = 12  # see test_stream_deltas_are_exact_on_the_10_s_clock
-TICK_SECONDS = 10  # the exporter's Q5 clock (collector.live.SAMPLE_SECONDS)
+TICK_SECONDS = 10  # the exporter's Q5 clock (collector.q5.SAMPLE_SECONDS)
 NEAR = 1.5  # seconds either side of a step or a tick within which events and samples may race
 SCRAPE_TIMEOUT = 1  # running_prometheus: a stored sample was rendered within 1 s of its time
 DEPTH_LEVELS = 200  # the exporter's default --depth-levels

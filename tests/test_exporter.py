@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.refresh import Refresher, Settings
+from collector.rest_source import RestSource
+from collector.records import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 BOOK_TICKER = f"{BASE}/api/v3/ticker/bookTicker"
@@ -27,14 +28,14 @@ Q2 = ["FLOKIUSDT", "WLDUSDT", "BTCUSDT", "SHIBUSDT", "PEPEUSDT"]
 
 
 class Exporter:
-    """A registry holding one collector over a market on a fake clock."""
+    """A registry holding one collector over a source on a fake clock."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
-        self.market = Refresher(client, Settings(), clock=clock, wall=clock.wall)
+        self.source = RestSource(client, Settings(), clock=clock, wall=clock.wall)
         self.registry = CollectorRegistry()
-        self.registry.register(BinanceCollector(self.market, clock=clock))
+        self.registry.register(BinanceCollector(self.source, clock=clock))
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
@@ -59,7 +60,7 @@ class Exporter:
 def exporter(clock: FakeClock) -> Iterator[Exporter]:
     e = Exporter(clock)
     yield e
-    e.market.close()
+    e.source.close()
 
 
 def test_exposition_matches_the_golden_file(market_mock: responses.RequestsMock,
@@ -104,10 +105,10 @@ def test_registering_and_describing_make_no_upstream_call(clock: FakeClock) -> N
     """Lazy means lazy: only a scrape fetches. Any request here would fail the mock."""
     with responses.RequestsMock() as mock:
         e = Exporter(clock)
-        names = [m.name for m in BinanceCollector(e.market).describe()]
+        names = [m.name for m in BinanceCollector(e.source).describe()]
         assert "binance_price_spread" in names and "binance_up" in names
         assert len(mock.calls) == 0
-        e.market.close()
+        e.source.close()
 
 
 def test_twenty_concurrent_scrapes_cause_one_request_per_group(
@@ -206,7 +207,7 @@ def test_an_empty_side_drops_that_symbols_spread_until_both_sides_return(
         assert "FLOKIUSDT" not in exporter.series("binance_price_spread")
         assert "FLOKIUSDT" not in exporter.series("binance_price_spread_delta")
         assert "FLOKIUSDT" not in exporter.series("binance_best_bid_price")
-        assert exporter.value("binance_up") == 1  # a market state, not an error
+        assert exporter.value("binance_up") == 1  # a source state, not an error
         tops[0]["bidPrice"] = "0.00024376"
         mock.replace(responses.GET, BOOK_TICKER, json=tops)
         clock.advance(10)
@@ -218,7 +219,8 @@ def test_each_refresh_is_logged_once_not_each_scrape(
     market_mock: responses.RequestsMock, exporter: Exporter, clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="collector.exporter"):
+    with caplog.at_level(logging.INFO, logger="collector.exporter"), \
+            caplog.at_level(logging.INFO, logger="collector.q5"):
         exporter.text()
         exporter.text()
         market_mock.replace(responses.GET, BOOK_TICKER, status=500)

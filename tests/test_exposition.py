@@ -22,7 +22,8 @@ from collector import exporter, exposition, models
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition, Request
-from collector.refresh import Refresher, Settings
+from collector.rest_source import RestSource
+from collector.records import Settings
 
 BOOK_TICKER = "https://api.binance.com/api/v3/ticker/bookTicker"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -35,8 +36,8 @@ class Rig:
 
     def __init__(self, clock: FakeClock) -> None:
         client = BinanceClient(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
-        self.market = Refresher(client, Settings(), clock=clock, wall=clock.wall)
-        self.collector = BinanceCollector(self.market, clock=clock)
+        self.source = RestSource(client, Settings(), clock=clock, wall=clock.wall)
+        self.collector = BinanceCollector(self.source, clock=clock)
         self.exposition = Exposition(self.collector)
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
@@ -49,7 +50,7 @@ class Rig:
 def rig(clock: FakeClock) -> Iterator[Rig]:
     r = Rig(clock)
     yield r
-    r.market.close()
+    r.source.close()
 
 
 @pytest.mark.parametrize("accept, library", [("", generate_latest),
@@ -230,20 +231,20 @@ def test_stored_blocks_carry_any_length() -> None:
 def test_the_per_scrape_families_are_the_collectors() -> None:
     """A family missing from PER_SCRAPE would be compressed on every scrape, not once; with
     the data families too, when it splits them from the stored ones (stream mode's age)."""
-    live: Callable[[], Any] = exporter._Live  # pylint: disable=protected-access
+    per_scrape: Callable[[], Any] = exporter._PerScrape  # pylint: disable=protected-access
     age: Callable[[], Any] = exporter._message_age  # pylint: disable=protected-access
-    assert {f.name for f in live().all()} | {age().name} == exposition.PER_SCRAPE
+    assert {f.name for f in per_scrape().all()} | {age().name} == exposition.PER_SCRAPE
 
 
 def test_a_family_built_on_every_scrape_costs_no_compression_of_the_others(
         compressions: list[int]) -> None:
     """Stream mode's collector hands back the same data families and, after the three of
-    _Live, a fresh message-age family each scrape: nothing is compressed after the first."""
+    _PerScrape, a fresh message-age family each scrape: nothing is compressed after the first."""
     data = [GaugeMetricFamily(f"binance_data_{n}", "Data.", value=n) for n in range(20)]
 
     class StreamLike:
         def collect_cached(self) -> list[Any]:
-            return [*data, *exporter._Live().all(),  # pylint: disable=protected-access
+            return [*data, *exporter._PerScrape().all(),  # pylint: disable=protected-access
                     exporter._message_age()]  # pylint: disable=protected-access
 
     scrapes = Exposition(StreamLike())  # type: ignore[arg-type]
@@ -330,8 +331,8 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
     health figures, while scrape T refreshes the ticker: T has sent its request but not
     yet stored the answer. Whatever A keeps, the scrapes after T must show T's refresh."""
     client = _PausingClient(clock, pause_at)
-    market = Refresher(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
-    shown = Exposition(BinanceCollector(market, clock=clock))
+    source = RestSource(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
+    shown = Exposition(BinanceCollector(source, clock=clock))
     try:
         shown.fresh(Request())
         clock.advance(4)
@@ -347,7 +348,7 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
         a.join(5)
         client.stored.set()
         t.join(5)
-        assert market.snapshot().health.last_refresh["rankings"] == clock.wall()  # T's refresh
+        assert source.snapshot().health.last_refresh["rankings"] == clock.wall()  # T's refresh
         for _ in range(2):
             body = shown.cached(Request())
             assert body is not None
@@ -358,4 +359,4 @@ def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
     finally:
         client.a_go.set()
         client.stored.set()
-        market.close()
+        source.close()

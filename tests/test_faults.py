@@ -31,7 +31,8 @@ from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.exposition import Exposition
 from collector.server import MetricsServer
-from collector.refresh import Refresher, Settings
+from collector.rest_source import RestSource
+from collector.records import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +50,13 @@ SERIES = {
                 "binance_best_bid_price", "binance_best_ask_price"},
 }
 SCRAPE_TIMEOUT = 10.0
-TOP_BTC = "ETHBTC"  # Q1's first symbol in the recorded market
+TOP_BTC = "ETHBTC"  # Q1's first symbol in the recorded source
 TOP_USDT = "FLOKIUSDT"  # Q2's first
 
 
 @dataclass(frozen=True)
 class Expect:
-    """What a fault does to a group: fail (with kind and code), or a documented market state."""
+    """What a fault does to a group: fail (with kind and code), or a documented source state."""
 
     kind: str | None = None  # error kind when the refresh fails
     code: str | None = None  # the HTTP code counted for the failed request
@@ -140,14 +141,14 @@ class Scraper:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=0.5, retries=1, backoff=0.05,
                                clock=self.clock, wall=self.clock.wall)
-        self.market = Refresher(client, Settings(refresh_budget=8), clock=self.clock,
+        self.source = RestSource(client, Settings(refresh_budget=8), clock=self.clock,
                              wall=self.clock.wall)
         self.server = MetricsServer("127.0.0.1", 0,
-                                    Exposition(BinanceCollector(self.market))).start()
+                                    Exposition(BinanceCollector(self.source))).start()
 
     def close(self) -> None:
         self.server.stop()
-        self.market.close()
+        self.source.close()
 
     def scrape(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         """GET /metrics: must be 200 within the scrape timeout; {name: {labels: value}}."""
@@ -271,12 +272,12 @@ def test_connection_refused_fails_every_group_and_recovers(sim: SimulatorProcess
     clock = FakeClock()
     client = BinanceClient(["http://127.0.0.1:9"], timeout=0.5, retries=1, backoff=0.05,
                            clock=clock, wall=clock.wall)
-    market = Refresher(client, clock=clock, wall=clock.wall)
+    source = RestSource(client, clock=clock, wall=clock.wall)
     registry = CollectorRegistry()
-    registry.register(BinanceCollector(market))
+    registry.register(BinanceCollector(source))
     text = "".join(f"{m.name} {s.value}\n" for m in registry.collect() for s in m.samples
                    if m.name in ("binance_up",))
-    market.close()
+    source.close()
     assert text == "binance_up 0\n"
     counts = client.request_counts()
     assert counts[("/api/v3/exchangeInfo", "error")] == 2

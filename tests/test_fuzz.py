@@ -30,11 +30,6 @@ from collector.models import (
     DEPTH,
     EXCHANGE_INFO,
     TICKER_24H,
-    BookTop,
-    DepthUpdate,
-    OrderBook,
-    SymbolInfo,
-    Ticker24h,
     parse_book_ticker_event,
     parse_book_tickers,
     parse_depth_update,
@@ -42,6 +37,7 @@ from collector.models import (
     parse_order_book,
     parse_tickers,
 )
+from collector.records import BookTop, DepthUpdate, OrderBook, SymbolInfo, Ticker24h
 
 FUZZ = settings(
     max_examples=120,
@@ -468,11 +464,11 @@ def test_valid_book_tickers_round_trip_exactly(payload: Any) -> None:
 
 # --- Q1/Q2 rankings -----------------------------------------------------------------
 
-Refresher = tuple[list[Ticker24h], Mapping[str, SymbolInfo]]
+Market = tuple[list[Ticker24h], Mapping[str, SymbolInfo]]
 
 
 @st.composite
-def markets(draw: Any) -> Refresher:
+def markets(draw: Any) -> Market:
     """Tickers plus exchangeInfo: some symbols unknown, not TRADING, or quoted in another
     asset than their spelling suggests (``WBTCETH``); volumes and counts often tied.
     """
@@ -523,7 +519,7 @@ ALL_RANKINGS = pytest.mark.parametrize("ranking", list(RANKINGS))
 @FUZZ
 @given(market=markets(), quote=QUOTE_CHOICES, n=st.integers(0, 7))
 def test_rankings_are_the_top_n_eligible_symbols_in_order(
-    ranking: str, market: Refresher, quote: str, n: int
+    ranking: str, market: Market, quote: str, n: int
 ) -> None:
     """Q1/Q2 are "the top N": sorted by the key descending then symbol ascending, only
     TRADING symbols quoted in the asset exchangeInfo names, never more than N, and the
@@ -556,7 +552,7 @@ def test_rankings_are_the_top_n_eligible_symbols_in_order(
 @FUZZ
 @given(data=st.data(), market=markets(), quote=QUOTE_CHOICES, n=st.integers(0, 7))
 def test_rankings_ignore_listing_order(
-    ranking: str, data: Any, market: Refresher, quote: str, n: int
+    ranking: str, data: Any, market: Market, quote: str, n: int
 ) -> None:
     """Binance's listing order is arbitrary: the same market must give the same answer."""
     rank, _ = RANKINGS[ranking]

@@ -30,7 +30,7 @@ from collector.config import parse_args
 from collector.exporter import BinanceCollector
 from collector.exposition import Body, Exposition, Request
 from collector.server import LANDING, MetricsServer
-from collector.refresh import Refresher
+from collector.rest_source import RestSource
 
 EXPORTER = Path(sys.executable).with_name("binance-exporter")
 TEXT = "text/plain; charset=utf-8"
@@ -61,14 +61,14 @@ needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopba
 @contextmanager
 def serving(clock: FakeClock, exposition: type[Exposition] = Exposition,
             address: str = "127.0.0.1") -> Iterator[MetricsServer]:
-    """A started server over a market on ``clock``; stopped (again) and closed on exit."""
-    market = Refresher(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
-    srv = MetricsServer(address, 0, exposition(BinanceCollector(market))).start()
+    """A started server over a source on ``clock``; stopped (again) and closed on exit."""
+    source = RestSource(BinanceClient(clock=clock, wall=clock.wall), clock=clock, wall=clock.wall)
+    srv = MetricsServer(address, 0, exposition(BinanceCollector(source))).start()
     try:
         yield srv
     finally:
         srv.stop()
-        market.close()
+        source.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The simulator runs in this process on a fake clock (``serving_in_process``): a test
 moves the market one step at a time and ``step()`` returns once every connection has
 sent that step's events, so which events exist is exact. The exporter's side runs as
-in production: a :class:`LiveMarket` on its own thread and event loop, connected over
+in production: a :class:`StreamSource` on its own thread and event loop, connected over
 loopback, with the connection policy's figures shortened (real time). What it has
 applied is awaited with :func:`eventually`, a deadline, never a fixed sleep.
 """
@@ -36,10 +36,11 @@ from collector import answers, report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.errors import NotAttempted, NotSynced, StreamUnavailable
-from collector.live import LiveMarket, LiveView, SpreadWindow
 from collector.models import parse_book_tickers, parse_order_book
-from collector.refresh import Rankings, Refresher, Settings, Snapshot
+from collector.records import STREAM, Rankings, Settings, Snapshot
 from collector.stream_client import FeedTiming
+from collector.stream_source import StreamSource
+from collector.stream_state import SpreadWindow, StreamView
 
 T = TypeVar("T")
 DEADLINE = 20.0  # generous: what is due arrives in milliseconds, but CI machines are noisy
@@ -65,16 +66,16 @@ def happened(counts: Mapping[Any, int]) -> dict[Any, int]:
 
 
 class StreamRig:
-    """A Refresher in stream mode against an in-process simulator, and ways to watch it."""
+    """A StreamSource against an in-process simulator, and ways to watch it."""
 
-    def __init__(self, sim: InProcessSimulator, market: Refresher, live: LiveMarket) -> None:
-        self.sim, self.market, self.live = sim, market, live
+    def __init__(self, sim: InProcessSimulator, source: StreamSource) -> None:
+        self.sim, self.source = sim, source
 
     def snapshot(self) -> Snapshot:
-        return self.market.snapshot()
+        return self.source.snapshot()
 
-    def view(self) -> LiveView:
-        return self.live.view()
+    def view(self) -> StreamView:
+        return self.source.view()
 
     def step(self, steps: int = 1) -> Snapshot:
         """Move the market ``steps`` steps; wait until every book equals the REST book of the
@@ -119,15 +120,13 @@ def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = 
               urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[StreamRig]:
     with serving_in_process(settings) as sim:
         client = BinanceClient([sim.url], timeout=5, retries=0)
-        config = Settings(stream=True)
-        live = LiveMarket(client, config, [*urls_before, sim.stream_url], timing,
-                          resync_interval=options.pop("resync_interval", 0.0),
-                          sample_every=options.pop("sample_every", None), **options)
-        market = Refresher(client, config, live=live.start())
+        source = StreamSource(client, Settings(source=STREAM), [*urls_before, sim.stream_url],
+                              timing, resync_interval=options.pop("resync_interval", 0.0),
+                              sample_every=options.pop("sample_every", None), **options)
         try:
-            yield StreamRig(sim, market, live)
+            yield StreamRig(sim, source.start())
         finally:
-            market.close()
+            source.close()
 
 
 @pytest.fixture(name="stream")
@@ -316,15 +315,15 @@ def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream
     # and never over Binance's 5 incoming messages a second (the simulator would close it)
     moved = Rankings(first.by_trades[:2], first.by_volume[:2])  # new books, new tickers
     for _ in range(5):
-        stream.live.follow(moved)
-        stream.live.follow(first)
-    stream.live.follow(moved)
+        stream.source.follow(moved)
+        stream.source.follow(first)
+    stream.source.follow(moved)
     wanted = {t.symbol.lower() + "@depth@100ms" for t in moved.by_volume} | \
         {t.symbol.lower() + "@bookTicker" for t in moved.by_trades}
     eventually(lambda: set(stats()["streams"]["subscriptions"]) == wanted, "the new set")
     stream.sim.step(1)  # the new books sync from their first events
 
-    def moved_synced() -> LiveView | None:
+    def moved_synced() -> StreamView | None:
         view = stream.view()
         return view if view.books.ok and view.spreads.ok else None
     view = eventually(moved_synced, "the new books synced, the new best bid/asks known")
@@ -351,16 +350,16 @@ def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() 
 
 def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
         stream: StreamRig, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="collector.live")
+    caplog.set_level(logging.INFO, logger="collector.q5")
     stream.synced()
     symbol = symbol_of(stream, "trades")
-    stream.live.sample(1000.0)
-    first = stream.live.view().spreads.value
+    stream.source.sample(1000.0)
+    first = stream.source.view().spreads.value
     assert first is not None and first.deltas[symbol] is None  # one sample: no delta yet
     before = first.spreads[symbol]
     for _ in range(3):  # the spread moves between the ticks: only the samples count
         stream.step()
-    stream.live.sample(1010.0)
+    stream.source.sample(1010.0)
     after = stream.view().spreads.value
     assert after is not None and before is not None
     assert after.deltas[symbol] == abs(after.spreads[symbol] - before)
@@ -368,7 +367,7 @@ def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("spreads: ")]
     assert f"{symbol}={answers.plain(after.spreads[symbol])} " \
         f"(delta {answers.plain(after.deltas[symbol])})" in logged[-1]  # the Q5 log
-    stream.live.sample(1030.0)  # a tick was missed: no delta across it
+    stream.source.sample(1030.0)  # a tick was missed: no delta across it
     missed = stream.view().spreads.value
     assert missed is not None and missed.deltas[symbol] is None
 
@@ -381,7 +380,7 @@ def test_min_and_max_forget_a_spread_10_s_after_it_stopped_being_current() -> No
     with streaming(clock=clock) as stream:
         stream.synced()
         symbol = symbol_of(stream, "trades")
-        collector = BinanceCollector(stream.market)
+        collector = BinanceCollector(stream.source)
 
         def bounds() -> tuple[float, ...]:
             families = {f.name: f for f in collector.collect()}
@@ -406,7 +405,7 @@ def test_stream_mode_metrics_and_promtool(stream: StreamRig) -> None:
     health with every counter label present from the start, and a clean promtool check."""
     stream.synced()
     registry = CollectorRegistry()
-    registry.register(BinanceCollector(stream.market))
+    registry.register(BinanceCollector(stream.source))
     text = generate_latest(registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["binance_up"].samples[0].value == 1
@@ -489,7 +488,7 @@ def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: StreamRig) -> N
 def test_q5_ticks_on_its_own_clock_at_exact_multiples() -> None:
     with streaming(sample_every=0.5) as stream:
         stream.synced()
-        ticks = [stream.market.refresh_spreads() for _ in range(3)]
+        ticks = [stream.source.next_tick() for _ in range(3)]
     times = [tick.value.at for tick in ticks if tick.value is not None]
     assert len(times) == 3 and all(t % 0.5 == 0 for t in times)
     assert [b - a for a, b in zip(times, times[1:])] == [0.5, 0.5]
@@ -499,12 +498,12 @@ def test_q5_ticks_on_its_own_clock_at_exact_multiples() -> None:
 
 def test_nothing_before_a_ranking_says_what_to_follow() -> None:
     client = BinanceClient(["http://127.0.0.1:9"], timeout=1, retries=0)
-    live = LiveMarket(client, Settings(stream=True), ["ws://127.0.0.1:9"])
-    view = live.view()
+    source = StreamSource(client, Settings(source=STREAM), ["ws://127.0.0.1:9"])
+    view = source.view()
     assert isinstance(view.spreads.error, NotAttempted) and view.spreads.value is None
     assert isinstance(view.books.error, NotAttempted) and view.books.value is None
     assert not view.health.connected and view.health.last_message_age is None
-    live.close()
+    source.close()
 
 
 def test_the_report_gives_up_on_streams_it_cannot_reach() -> None:
@@ -514,15 +513,15 @@ def test_the_report_gives_up_on_streams_it_cannot_reach() -> None:
         dead = gone.stream_url
     with serving_in_process() as sim:
         client = BinanceClient([sim.url], timeout=5, retries=0)
-        live = LiveMarket(client, Settings(stream=True), [dead], FAST, sample_every=None)
-        market = Refresher(client, Settings(stream=True), live=live.start())
+        source = StreamSource(client, Settings(source=STREAM), [dead], FAST,
+                              sample_every=None).start()
         clock = FakeClock()
         try:
             with pytest.raises(StreamUnavailable) as raised:
-                report.run(market, fmt="text", count=0, interval=10, out=io.StringIO(),
+                report.run(source, fmt="text", count=0, interval=10, out=io.StringIO(),
                            sleep=clock.sleep, clock=clock)
         finally:
-            market.close()
+            source.close()
     assert raised.value.hint is not None and "--stream-url" in raised.value.hint
     assert clock() - 1000 >= 30  # it waited its patience out
 
@@ -577,8 +576,8 @@ def test_a_bad_event_withdraws_only_its_stream_s_values() -> None:
         ranked = snapshot.rankings.value
         assert ranked is not None
         ticker, book = ranked.by_trades[0].symbol, ranked.by_volume[0].symbol
-        stream.live.on_message(ticker.lower() + "@bookTicker", {"u": 1, "s": ticker})
-        stream.live.on_message(book.lower() + "@depth@100ms", {"e": "depthUpdate"})
+        stream.source.on_message(ticker.lower() + "@bookTicker", {"u": 1, "s": ticker})
+        stream.source.on_message(book.lower() + "@depth@100ms", {"e": "depthUpdate"})
         view = stream.view()
         assert view.spreads.value is not None
         assert set(view.spreads.value.tops) == {t.symbol for t in ranked.by_trades} - {ticker}

@@ -10,8 +10,6 @@ from conftest import load
 
 from collector.errors import BadResponse
 from collector.models import (
-    BookTop,
-    DepthUpdate,
     parse_book_ticker_event,
     parse_book_tickers,
     parse_depth_update,
@@ -19,6 +17,7 @@ from collector.models import (
     parse_order_book,
     parse_tickers,
 )
+from collector.records import BookTop, DepthUpdate
 
 
 def test_exchange_info_keeps_status_and_assets() -> None:

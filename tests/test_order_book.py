@@ -17,17 +17,15 @@ from hypothesis import strategies as st
 from binance_simulator.market import SimulatedMarket
 from binance_simulator.streams import EventFeed
 from binance_simulator.testkit import FakeClock
-from collector.answers import Notional, book_notional
+from collector.answers import book_notional
 from collector.models import (
-    DepthUpdate,
-    Level,
-    OrderBook,
     parse_book_ticker_event,
     parse_book_tickers,
     parse_depth_update,
     parse_order_book,
 )
 from collector.order_book import GAP, STALE, THIN, LocalBook
+from collector.records import DepthUpdate, Level, Notional, OrderBook
 
 SYMBOL = "XBTC"
 

@@ -23,7 +23,8 @@ from binance_simulator.testkit import SimulatorProcess, popen, running_simulator
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.refresh import Refresher, Settings
+from collector.rest_source import RestSource
+from collector.records import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -45,10 +46,10 @@ class CollectorOnSimulator:
         self.clock = FakeClock()
         client = BinanceClient([sim.url], timeout=2, retries=0, clock=self.clock,
                                wall=self.clock.wall)
-        self.market = Refresher(client, dataclasses.replace(settings, refresh_budget=8),
+        self.source = RestSource(client, dataclasses.replace(settings, refresh_budget=8),
                                 clock=self.clock, wall=self.clock.wall)
         self.registry = CollectorRegistry()
-        self.registry.register(BinanceCollector(self.market))
+        self.registry.register(BinanceCollector(self.source))
 
     def scrape(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -68,7 +69,7 @@ def exporter(sim: SimulatorProcess) -> Iterator[CollectorOnSimulator]:
     sim.reset_stats()
     e = CollectorOnSimulator(sim)
     yield e
-    e.market.close()
+    e.source.close()
     sim.clear_faults()
 
 
@@ -129,7 +130,7 @@ def test_after_a_cool_down_the_first_scrape_recovers_every_group(
     refreshed = samples["binance_last_refresh_timestamp_seconds"]
     assert {dict(k)["group"] for k, v in refreshed.items() if v == exporter.clock.wall()} == {
         "exchange", "rankings", "books", "spreads"}
-    exporter.market.close()
+    exporter.source.close()
 
 
 def test_a_unicode_symbol_goes_from_request_to_label_unchanged(

@@ -13,14 +13,16 @@ from conftest import FakeClock, calls_to, depth_callback, load, register_market
 
 from collector.binance import BinanceClient, depth_weight
 from collector.errors import UpstreamUnavailable
-from collector.refresh import Refresher, Settings, peak_weight_per_minute
+from collector.rest_source import RestSource
+from collector.costs import peak_weight_per_minute
+from collector.records import Settings
 from binance_simulator.weights import request_weight as simulated_weight
 
 
 @pytest.fixture
-def market(clock: FakeClock) -> Iterator[Refresher]:
+def source(clock: FakeClock) -> Iterator[RestSource]:
     client = BinanceClient(clock=clock, sleep=clock.sleep, retries=0)
-    m = Refresher(client, Settings(), clock=clock, wall=clock.wall)
+    m = RestSource(client, Settings(), clock=clock, wall=clock.wall)
     yield m
     m.close()
 
@@ -32,9 +34,9 @@ def bump(book_ticker: list[dict[str, str]], symbol: str, ask: str) -> None:
 
 
 def test_first_snapshot_answers_q1_to_q4(
-    market_mock: responses.RequestsMock, market: Refresher
+    market_mock: responses.RequestsMock, source: RestSource
 ) -> None:
-    snap = market.snapshot()
+    snap = source.snapshot()
     assert snap.errors() == []
     assert snap.rankings.value is not None
     assert [t.symbol for t in snap.rankings.value.by_volume] == [
@@ -58,34 +60,34 @@ def test_first_snapshot_answers_q1_to_q4(
     assert calls_to(market_mock, "/bookTicker") == 1
 
 
-def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, market: Refresher,
+def test_groups_refresh_on_their_own_ttls(market_mock: responses.RequestsMock, source: RestSource,
                                            clock: FakeClock) -> None:
-    market.snapshot()
+    source.snapshot()
     clock.advance(10)
-    market.snapshot()
+    source.snapshot()
     assert calls_to(market_mock, "/bookTicker") == 2
     assert calls_to(market_mock, "/depth") == 5
     clock.advance(20)
-    market.snapshot()
+    source.snapshot()
     assert calls_to(market_mock, "/depth") == 10
     assert calls_to(market_mock, "/ticker/24hr") == 1
     clock.advance(270)
-    market.snapshot()
+    source.snapshot()
     assert calls_to(market_mock, "/ticker/24hr") == 2
     assert calls_to(market_mock, "/exchangeInfo") == 1
 
 
-def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Refresher) -> None:
+def test_delta_is_against_the_previous_refresh(clock: FakeClock, source: RestSource) -> None:
     book_ticker = load("book_ticker.json")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, book_ticker=book_ticker)
-        market.snapshot()
+        source.snapshot()
         bump(book_ticker, "BTCUSDT", "69010.05000000")   # spread 0.01 -> 0.05
         bump(book_ticker, "WLDUSDT", "0.00000000")       # ask side emptied
         mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/bookTicker",
                      json=book_ticker)
         clock.advance(10)
-        spreads = market.snapshot().spreads.value
+        spreads = source.snapshot().spreads.value
         assert spreads is not None
         assert spreads.deltas["BTCUSDT"] == Decimal("0.04")
         assert spreads.deltas["FLOKIUSDT"] == Decimal(0)
@@ -94,7 +96,7 @@ def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Refresh
         mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/bookTicker",
                      json=book_ticker)
         clock.advance(10)
-        spreads = market.snapshot().spreads.value
+        spreads = source.snapshot().spreads.value
         assert spreads is not None
         # both sides are back: a spread again, but no delta until its second observation
         assert spreads.spreads["WLDUSDT"] == Decimal("0.002")
@@ -103,12 +105,12 @@ def test_delta_is_against_the_previous_refresh(clock: FakeClock, market: Refresh
 
 
 def test_failed_rankings_keep_books_and_spreads_on_the_last_symbols(
-    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
+    market_mock: responses.RequestsMock, source: RestSource, clock: FakeClock
 ) -> None:
-    market.snapshot()
+    source.snapshot()
     market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", status=500)
     clock.advance(300)
-    snap = market.snapshot()
+    snap = source.snapshot()
     assert isinstance(snap.rankings.error, UpstreamUnavailable)
     assert snap.rankings.value is None  # never the old ranking as if current
     assert snap.spreads.ok and snap.books.ok
@@ -116,12 +118,12 @@ def test_failed_rankings_keep_books_and_spreads_on_the_last_symbols(
 
 
 def test_without_any_ranking_books_and_spreads_fail_without_calls(
-    market: Refresher, clock: FakeClock
+    source: RestSource, clock: FakeClock
 ) -> None:
     with responses.RequestsMock() as mock:
         mock.get("https://api.binance.com/api/v3/exchangeInfo", json=load("exchange_info.json"))
         mock.get("https://api.binance.com/api/v3/ticker/24hr", status=503)
-        snap = market.snapshot()
+        snap = source.snapshot()
         assert snap.exchange.ok and not snap.rankings.ok
         assert "no ranking yet" in str(snap.books.error)
         assert "no ranking yet" in str(snap.spreads.error)
@@ -146,7 +148,7 @@ def test_every_call_of_a_scrape_shares_the_refresh_budget(
 ) -> None:
     """So that a scrape, retries included, ends inside Prometheus' scrape timeout."""
     client = SpyClient(clock)
-    m = Refresher(client, Settings(refresh_budget=8), clock=clock, wall=clock.wall)
+    m = RestSource(client, Settings(refresh_budget=8), clock=clock, wall=clock.wall)
     m.snapshot()
     m.close()
     assert client.deadlines == [clock.now + 8] * 8  # exchangeInfo, ticker, 5 books, bookTicker
@@ -154,36 +156,36 @@ def test_every_call_of_a_scrape_shares_the_refresh_budget(
 
 
 def test_a_new_ranking_does_not_refresh_spreads_inside_their_ttl(
-    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
+    market_mock: responses.RequestsMock, source: RestSource, clock: FakeClock
 ) -> None:
     """Binance is asked for spreads at most every 10 s, whatever the ranking does."""
-    market.snapshot()
+    source.snapshot()
     clock.advance(295)
-    market.snapshot()  # spreads refreshed at t=295
+    source.snapshot()  # spreads refreshed at t=295
     tickers = load("ticker_24hr.json")
     for ticker in tickers:
         if ticker["symbol"] == "PEPEUSDT":
             ticker["count"] = 9_000_000  # reorders Q2
     market_mock.replace(responses.GET, "https://api.binance.com/api/v3/ticker/24hr", json=tickers)
     clock.advance(5)
-    snap = market.snapshot()  # rankings refresh at t=300
+    snap = source.snapshot()  # rankings refresh at t=300
     assert snap.rankings.value is not None
     assert snap.rankings.value.by_trades[0].symbol == "PEPEUSDT"
     assert calls_to(market_mock, "/bookTicker") == 2  # t=0 and t=295, not again at t=300
     assert calls_to(market_mock, "/depth") == 5 * 2  # t=0 and t=295, not again at t=300
     clock.advance(5)
-    spreads = market.snapshot().spreads.value
+    spreads = source.snapshot().spreads.value
     assert spreads is not None and list(spreads.spreads)[0] == "PEPEUSDT"
 
 
 def test_a_failed_exchange_info_refresh_keeps_rankings_on_the_last_good_one(
-    market_mock: responses.RequestsMock, market: Refresher, clock: FakeClock
+    market_mock: responses.RequestsMock, source: RestSource, clock: FakeClock
 ) -> None:
     """exchangeInfo only says which quote asset and status a symbol has: metadata, not data."""
-    market.snapshot()
+    source.snapshot()
     market_mock.replace(responses.GET, "https://api.binance.com/api/v3/exchangeInfo", status=503)
     clock.advance(3600)
-    snap = market.snapshot()
+    snap = source.snapshot()
     assert isinstance(snap.exchange.error, UpstreamUnavailable)
     assert snap.rankings.ok and snap.rankings.value is not None  # ticker refreshed at t=3600
     assert snap.rankings.value.by_trades[0].symbol == "FLOKIUSDT"
@@ -210,7 +212,7 @@ def test_the_clients_depth_weights_agree_with_the_simulators() -> None:
                                                        {"limit": [str(limit)]}), limit
 
 
-def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(market: Refresher) -> None:
+def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(source: RestSource) -> None:
     """One depth call failing fast must not end the refresh while the other four are still
     in flight: their requests would then be sent and counted behind the scrape's back (a
     rate-limit test once saw a request 'during' a cool-down that way)."""
@@ -226,6 +228,6 @@ def test_a_failed_books_refresh_ends_only_when_all_its_requests_have(market: Ref
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, depth=depth)
-        snap = market.snapshot()
+        snap = source.snapshot()
     assert isinstance(snap.books.error, UpstreamUnavailable)
     assert sorted(done) == ["DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]

@@ -21,8 +21,8 @@ from binance_simulator.testkit import popen
 
 from collector import report
 from collector.binance import BinanceClient
-from collector.cache import Outcome
-from collector.refresh import Refresher, Settings, Spreads
+from collector.records import Outcome, Settings, Spreads
+from collector.rest_source import RestSource
 
 GOLDEN = Path(__file__).parent / "golden"
 BOOKS = ["ETHBTC", "DOGEBTC", "FETBTC", "SOLBTC", "WLDBTC"]
@@ -59,16 +59,16 @@ EXPECTED: dict[str, Any] = {
 
 
 @pytest.fixture
-def market(clock: FakeClock) -> Iterator[Refresher]:
-    m = Refresher(BinanceClient(clock=clock, sleep=clock.sleep), Settings(ttl_spreads=1),
+def source(clock: FakeClock) -> Iterator[RestSource]:
+    m = RestSource(BinanceClient(clock=clock, sleep=clock.sleep), Settings(ttl_spreads=1),
                clock=clock, wall=clock.wall)
     yield m
     m.close()
 
 
-def run(market: Refresher, clock: FakeClock, fmt: str, count: int) -> list[str]:
+def run(source: RestSource, clock: FakeClock, fmt: str, count: int) -> list[str]:
     out = io.StringIO()
-    report.run(market, fmt=fmt, count=count, interval=10, out=out, sleep=clock.sleep, clock=clock)
+    report.run(source, fmt=fmt, count=count, interval=10, out=out, sleep=clock.sleep, clock=clock)
     return out.getvalue().splitlines()
 
 
@@ -81,17 +81,17 @@ def test_plain_never_prints_exponents_or_float_noise() -> None:
     assert report.plain(None) is None
 
 
-def test_json_answers_are_exact(market_mock: responses.RequestsMock, market: Refresher,
+def test_json_answers_are_exact(market_mock: responses.RequestsMock, source: RestSource,
                                 clock: FakeClock) -> None:
-    lines = run(market, clock, "json", 0)
+    lines = run(source, clock, "json", 0)
     assert len(lines) == 1
     assert json.loads(lines[0]) == EXPECTED
     del market_mock
 
 
 def test_json_ticks_have_time_spreads_and_deltas(market_mock: responses.RequestsMock,
-                                                 market: Refresher, clock: FakeClock) -> None:
-    lines = run(market, clock, "json", 3)
+                                                 source: RestSource, clock: FakeClock) -> None:
+    lines = run(source, clock, "json", 3)
     ticks = [json.loads(line) for line in lines[1:]]
     assert [t["time"] for t in ticks] == [
         "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"]
@@ -103,9 +103,9 @@ def test_json_ticks_have_time_spreads_and_deltas(market_mock: responses.Requests
 
 
 def test_text_report_matches_the_golden_file(market_mock: responses.RequestsMock,
-                                             market: Refresher, clock: FakeClock) -> None:
+                                             source: RestSource, clock: FakeClock) -> None:
     """Regenerate with: BINANCE_REGENERATE=1 pytest tests/test_report.py (then review the diff)."""
-    text = "\n".join(run(market, clock, "text", 2)) + "\n"
+    text = "\n".join(run(source, clock, "text", 2)) + "\n"
     golden = GOLDEN / "report.txt"
     if __import__("os").environ.get("BINANCE_REGENERATE"):
         golden.write_text(text)  # pragma: no cover
@@ -113,12 +113,12 @@ def test_text_report_matches_the_golden_file(market_mock: responses.RequestsMock
     del market_mock
 
 
-def test_text_marks_an_unavailable_spread(market: Refresher, clock: FakeClock) -> None:
+def test_text_marks_an_unavailable_spread(source: RestSource, clock: FakeClock) -> None:
     tops = load("book_ticker.json")
     tops[1]["askPrice"] = "0.00000000"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, book_ticker=tops)
-        lines = run(market, clock, "text", 1)
+        lines = run(source, clock, "text", 1)
     assert re.search(r"WLDUSDT +10\.838 +- +unavailable", "\n".join(lines))
     assert any(re.search(r"WLDUSDT +spread +unavailable +delta +-", line) for line in lines)
 
@@ -310,24 +310,26 @@ def test_columns_line_up_with_wide_unicode_symbols() -> None:
 
 
 def test_ticks_that_went_by_are_skipped_not_caught_up(market_mock: responses.RequestsMock,
-                                                      market: Refresher,
+                                                      source: RestSource,
                                                       clock: FakeClock) -> None:
     """A tick slower than the interval (or a suspended machine) must not make the next ones
     go out back to back: the log keeps to the grid, skipping the slots that went by."""
     stamps: list[float] = []
-    real_refresh = market.refresh_spreads
+    tops = load("book_ticker.json")
 
-    def slow_refresh() -> Any:
+    def slow_book_ticker(_: Any) -> tuple[int, dict[str, str], str]:
         stamps.append(clock())
-        clock.advance(25 if len(stamps) == 1 else 0)  # the first refresh takes 2.5 intervals
-        return real_refresh()
+        clock.advance(25 if len(stamps) == 2 else 0)  # the first tick takes 2.5 intervals
+        return 200, {}, json.dumps(tops)
 
-    market.refresh_spreads = slow_refresh  # type: ignore[method-assign]
+    url = f"{BASE}/api/v3/ticker/bookTicker"
+    market_mock.remove(responses.GET, url)
+    market_mock.add_callback(responses.GET, url, callback=slow_book_ticker)
     started = clock()
-    report.run(market, fmt="json", count=4, interval=10, out=io.StringIO(), sleep=clock.sleep,
+    report.run(source, fmt="json", count=4, interval=10, out=io.StringIO(), sleep=clock.sleep,
                clock=clock)
-    assert [stamp - started for stamp in stamps] == [10, 40, 50]  # 20 and 30 went by
-    del market_mock
+    # Q4's call, then the ticks' (the first tick is Q4's observation)
+    assert [stamp - started for stamp in stamps] == [0, 10, 40, 50]  # 20 and 30 went by
 
 
 def test_the_q5_text_log_keeps_its_columns_from_tick_to_tick() -> None:

@@ -1,0 +1,302 @@
+"""Stream mode's source: spreads and books kept live from Binance's WebSocket streams.
+
+:class:`StreamSource` runs, on an event loop of its own thread, a
+:class:`~collector.stream_client.StreamFeed` whose events it applies to a
+:class:`~collector.stream_state.StreamState`, the REST snapshots the local books need
+(:class:`BookSnapshots`), and Q5's clock: at every multiple of ``sample_every`` (10 s)
+of Unix time the current spreads are a :class:`~collector.q5.Q5Sampler` sample. Which
+symbols to follow comes from the REST rankings (:class:`~collector.upstream.Upstream`),
+as in REST mode. :meth:`StreamSource.snapshot` never waits on the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence
+
+from collector.binance import BinanceClient
+from collector.costs import RESYNC_INTERVAL, snapshot_limit
+from collector.errors import BadResponse, BinanceError, RateLimited
+from collector.order_book import LocalBook
+from collector.q5 import SAMPLE_SECONDS, Listener, Q5Sampler, log_sample
+from collector.records import Outcome, Rankings, Settings, Snapshot, Spreads
+from collector.stream_client import ERROR, FeedTiming, StreamFeed
+from collector.stream_state import StreamState, StreamView
+from collector.upstream import Upstream
+
+log = logging.getLogger("collector.stream.source")
+
+
+class BookSnapshots:  # pylint: disable=too-many-instance-attributes
+    """The REST snapshots local books start from: at most one in flight per book, and
+    no sooner than ``resync_interval`` after the book's last one (each costs weight)."""
+
+    def __init__(self, client: BinanceClient, state: StreamState, limit: int,
+                 resync_interval: float, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._state = state
+        self._limit = limit
+        self._resync_interval = resync_interval
+        self._clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # loop thread only
+        self._next: dict[str, float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot")
+
+    def want(self, book: LocalBook) -> None:
+        """``book`` waits for a snapshot: fetch one, unless one is on its way."""
+        if book.symbol not in self._tasks:
+            self._tasks[book.symbol] = asyncio.create_task(self._fetch(book))
+
+    def keep_only(self, symbols: Sequence[str]) -> None:
+        """Cancel the snapshots of books no longer followed."""
+        for gone in set(self._tasks) - set(symbols):
+            self._tasks.pop(gone).cancel()
+
+    def cancel_all(self) -> None:
+        """Drop every snapshot in flight: their books start over from new events."""
+        for task in self._tasks.values():
+            task.cancel()
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self.cancel_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _fetch(self, book: LocalBook) -> None:
+        symbol = book.symbol
+        try:
+            wait = self._next.get(symbol, -math.inf) - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next[symbol] = self._clock() + self._resync_interval
+            loop = asyncio.get_running_loop()
+            try:
+                snapshot = await loop.run_in_executor(
+                    self._pool, self._client.order_book, symbol, self._limit, None)
+            except BinanceError as error:
+                if isinstance(error, RateLimited):
+                    self._next[symbol] = self._clock() + error.retry_after
+                log.warning("order book %s: snapshot failed: %s", symbol, error)
+                return
+            self._state.snapshot_arrived(book, snapshot)
+        finally:
+            if self._tasks.get(symbol) is asyncio.current_task():
+                del self._tasks[symbol]
+
+
+class StreamSource:  # pylint: disable=too-many-instance-attributes
+    """The streams' thread and loop, wired to the state, the snapshots and Q5's clock;
+    the :class:`~collector.stream_client.StreamHandler` of its feed."""
+
+    def __init__(self, client: BinanceClient, settings: Settings,  # pylint: disable=too-many-arguments
+                 urls: Sequence[str], timing: FeedTiming = FeedTiming(), *,
+                 resync_interval: float = RESYNC_INTERVAL,
+                 sample_every: float | None = SAMPLE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 on_sample: Listener | None = log_sample) -> None:
+        self.settings = settings
+        self._upstream = Upstream(client, settings, clock=clock, wall=wall)
+        self._clock = clock
+        self._wall = wall
+        self._sample_every = sample_every  # None: no clock of its own (tests call sample())
+        every = sample_every or SAMPLE_SECONDS
+        limit = snapshot_limit(settings.depth_levels)
+        self.state = StreamState(settings.depth_levels, limit, window=every,
+                                 clock=clock, wall=wall)
+        self._q5 = Q5Sampler(max_gap=1.5 * every, on_sample=on_sample)
+        self._snapshots = BookSnapshots(client, self.state, limit, resync_interval, clock)
+        self._feed = StreamFeed(urls, self, timing, clock=clock)
+        self._follow_lock = threading.Lock()
+        self._following: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._ticked = threading.Condition()  # a Q5 tick was sampled
+        self._tick: tuple[int, Outcome[Spreads]] = (0, Outcome(None))  # (count, last tick)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="streams", daemon=True)
+        self._ready = threading.Event()
+
+    # -- life cycle (any thread) ---------------------------------------------------------
+
+    def start(self) -> "StreamSource":
+        """Run the feed and Q5's clock on a thread of their own."""
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def close(self) -> None:
+        """Close the connection and stop the threads."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            self._thread.join(5)
+        self._snapshots.close()
+        self._upstream.close()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main(loop))
+        finally:
+            loop.close()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._stop = loop, asyncio.Event()
+        self._ready.set()
+        tasks = [asyncio.create_task(self._supervise())]
+        if self._sample_every is not None:
+            tasks.append(asyncio.create_task(self._ticks(self._sample_every)))
+        try:
+            await self._stop.wait()
+        finally:
+            self._snapshots.cancel_all()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self) -> None:
+        """The feed, started again after a bug (never by design): an exporter never dies
+        of its upstream."""
+        while True:
+            try:
+                await self._feed.run()
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("the streams feed failed; starting it again in a minute")
+                if self.state.is_connected:
+                    self.on_disconnected(ERROR)
+                await asyncio.sleep(60)
+
+    # -- what to follow (any thread) -------------------------------------------------------
+
+    def follow(self, rankings: Rankings) -> None:
+        """Follow the books of Q1's symbols and the best bid/ask of Q2's."""
+        wanted = (tuple(t.symbol for t in rankings.by_volume),
+                  tuple(t.symbol for t in rankings.by_trades))
+        with self._follow_lock:
+            if wanted == self._following:
+                return
+            self._following = wanted
+            self.state.ranked()
+            if self._loop is not None:  # in the lock: the loop gets the sets in this order
+                self._loop.call_soon_threadsafe(self._set_symbols, *wanted)
+
+    def _set_symbols(self, books: tuple[str, ...], tickers: tuple[str, ...]) -> None:
+        by_stream = self.state.follow(books, tickers)
+        self._snapshots.keep_only(books)
+        log.info("following books of %s and best bid/ask of %s",
+                 " ".join(books) or "-", " ".join(tickers) or "-")
+        self._feed.want(by_stream)
+
+    # -- the feed's reports (loop thread) ----------------------------------------------------
+
+    def on_connected(self) -> None:
+        """Values arrive from now on."""
+        self.state.connected()
+
+    def on_disconnected(self, reason: str) -> None:
+        """Everything pushed so far is dropped: it would be stale."""
+        self.state.disconnected()
+        self._snapshots.cancel_all()
+        log.info("streams down (%s): live values withdrawn", reason)
+
+    def on_reconnect(self, reason: str) -> None:
+        """Count the attempt."""
+        self.state.reconnecting(reason)
+
+    def on_bad_message(self, error: BadResponse) -> None:
+        """A message that could not be read: every value is in doubt."""
+        self.state.bad_message(error)
+
+    def on_message(self, stream: str, data: Any) -> None:
+        """One event: applied to memory; a book it left unsynced gets a snapshot."""
+        book = self.state.message(stream, data)
+        if book is not None:
+            self._snapshots.want(book)
+
+    # -- Q5's clock -----------------------------------------------------------------------
+
+    async def _ticks(self, every: float) -> None:
+        last = -math.inf
+        while True:
+            now = self._wall()
+            tick = max((math.floor(now / every) + 1) * every, last + every)  # clock steps back
+            await asyncio.sleep(tick - now)
+            last = tick
+            try:
+                self.sample(tick)
+            except Exception:  # pylint: disable=broad-exception-caught
+                log.exception("sampling Q5 failed")  # a bug: the next tick tries again
+
+    def sample(self, at: float) -> None:
+        """Q5 at the tick ``at`` (Unix time): the spreads now, and their change since the
+        sample of the tick before (none if it was missed)."""
+        current = self.state.current_spreads()
+        deltas = self._q5.sample(current, at)
+        record = self.state.tick(current, deltas, at)
+        with self._ticked:
+            self._tick = (self._tick[0] + 1, record)
+            self._ticked.notify_all()
+
+    def next_tick(self) -> Outcome[Spreads]:
+        """Wait for the next Q5 tick: its spreads, deltas and minimum/maximum."""
+        with self._ticked:
+            seen = self._tick[0]
+            self._ticked.wait_for(lambda: self._tick[0] > seen)
+            return self._tick[1]
+
+    # -- the Source interface (any thread) ---------------------------------------------------
+
+    def view(self) -> StreamView:
+        """What the streams say now, with Q5's last deltas."""
+        return self.state.view(self._q5.deltas)
+
+    def snapshot(self) -> Snapshot:
+        """The rankings from REST (refreshed when due) pick what the streams follow; the
+        spreads and books are the streams' view."""
+        before = self._generation()
+        exchange, rankings = self._upstream.rankings(self._upstream.deadline())
+        return self._snapshot(before, rankings, exchange.result())
+
+    def cached_snapshot(self) -> Snapshot | None:
+        """As :meth:`snapshot`, unless the rankings are due: then None, without waiting."""
+        before = self._generation()
+        ranked = self._upstream.cached_rankings()
+        if ranked is None:
+            return None
+        exchange, rankings = ranked
+        return self._snapshot(before, rankings, exchange)
+
+    def settled_snapshot(self, sleep: Callable[[float], None], clock: Callable[[], float],
+                         patience: float = 30.0) -> Snapshot:
+        """A snapshot once every book is synced and every best bid/ask known, or
+        ``patience`` seconds on (then its errors say what is missing)."""
+        snapshot = self.snapshot()
+        give_up = clock() + patience
+        while snapshot.errors() and clock() < give_up and snapshot.rankings.ok:
+            sleep(0.1)
+            snapshot = self.snapshot()
+        return snapshot
+
+    def q5_ticks(self, first: Snapshot, interval: float, sleep: Callable[[float], None],
+                 clock: Callable[[], float]) -> Iterator[Outcome[Spreads]]:
+        """Every tick of Q5's own clock (exact multiples of its interval), from the next."""
+        del first, interval, sleep, clock  # the clock is the source's own
+        while True:
+            yield self.next_tick()
+
+    def _generation(self) -> tuple[int, ...]:
+        return self._upstream.generation(self.state.version)
+
+    def _snapshot(self, before: tuple[int, ...], rankings: Outcome[Rankings],
+                  exchange: Outcome[Any]) -> Snapshot:
+        ranked = rankings.value or self._upstream.last_ranking()
+        if ranked is not None:
+            self.follow(ranked)
+        view = self.view()
+        return self._upstream.snapshot(before, rankings, view.books, view.spreads, exchange,
+                                       self.state.version, stream=view.health)
