@@ -71,10 +71,6 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
         self._failures: Counter[str] = Counter()  # by error kind
         self.last_good: T | None = None
         self.last_success: float | None = None  # Unix time, for the freshness metric
-        # bumped after every refresh has changed the state above (success or failure),
-        # never before: a reader that sees the old number may be shown older state
-        # only together with that old number
-        self.generation = 0
 
     def get(self, load: Callable[[], T], *, now: bool = False) -> Outcome[T]:
         """The cached value if still fresh, else ``load()`` it once for everyone.
@@ -95,13 +91,11 @@ class TtlGroup(Generic[T]):  # pylint: disable=too-many-instance-attributes
                 value = load()
             except BinanceError as exc:
                 self._remember_failure(exc)
-                self.generation += 1
                 return Outcome(None, exc, refreshed=True)
             self._values[_VALUE] = value
             self._failure, self._consecutive_failures = None, 0
             self.last_good = value
             self.last_success = self._wall()
-            self.generation += 1
             return Outcome(value, refreshed=True)
 
     def peek(self) -> Outcome[T] | None:

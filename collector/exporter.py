@@ -21,6 +21,7 @@ Sample output (abridged)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -44,49 +45,62 @@ log = logging.getLogger("collector.exporter")
 SYMBOL = ["symbol", "quote_asset"]
 
 
+Group = tuple[Metric, ...]  # families built, kept and rendered together
+
+
 class BinanceCollector(Collector):
     """A custom collector: registering it calls nothing; each scrape takes a fresh snapshot.
 
-    The families built from a snapshot are kept and returned again, the same
-    objects, while nothing they show has changed (see :meth:`_data_families`),
-    so that an exposition can render each of them once per refresh rather than
-    once per scrape. The per-scrape families (scrape duration, used weight,
-    cool-down) are built on every call.
+    The families are built in groups, each from one part of a snapshot (the spreads, the
+    books, the rankings, the health figures, the streams' health), and a group is kept
+    and returned again, the same objects, while its part is unchanged (see
+    :class:`_Kept`): a best bid/ask pushed by a stream rebuilds the spread families, not
+    the books', so that an exposition renders and compresses only what changed. The
+    per-scrape families (scrape duration, used weight, cool-down) are built on every call.
     """
 
     def __init__(self, source: Source, clock: Callable[[], float] = time.perf_counter) -> None:
         self.source = source
         self._streams = source.settings.source == STREAM  # stream mode has families of its own
         self._clock = clock
-        self._memo_lock = threading.Lock()
-        self._memo: tuple[tuple[int, ...], object, list[Metric]] | None = None
+        self._kept = _Kept()
         self._hinted = False  # the hint of an outage is logged once, until Binance answers
 
     def describe(self) -> Iterable[Metric]:
         """The families, empty: lets a registry check names without an upstream call."""
-        families = [*_Families(self.source.settings.ttl_spreads, self._streams).all(),
-                    *_PerScrape().all()]
+        ttl = self.source.settings.ttl_spreads
+        groups: list[Iterable[Metric]] = [
+            _SpreadFamilies(ttl, self._streams).all(), _BookFamilies().all(),
+            _RankingFamilies().all(), _HealthFamilies().all()]
         if self._streams:
-            families.extend([*_StreamFamilies().all(), _message_age()])
-        return families
+            groups += [_ExtremeFamilies().all(), _StreamFamilies().all()]
+        groups.append(_PerScrape().all())
+        if self._streams:
+            groups.append([_message_age()])
+        return [family for group in groups for family in group]
 
     def collect(self) -> Iterable[Metric]:
         """One snapshot → every family, refreshing what is due. Never raises for an upstream
         problem."""
+        return [family for group in self.collect_groups() for family in group]
+
+    def collect_groups(self) -> list[Group]:
+        """:meth:`collect`'s families in their groups, kept ones first, per-scrape ones last."""
         started = self._clock()
         return self._collect(self.source.snapshot(), started)
 
-    def collect_cached(self) -> list[Metric] | None:
-        """What ``collect()`` would return if nothing is due, without waiting; else None."""
+    def collect_cached(self) -> list[Group] | None:
+        """What ``collect_groups()`` would return if nothing is due, without waiting; else
+        None."""
         started = self._clock()
         snapshot = self.source.cached_snapshot()
         if snapshot is None:
             return None
         return self._collect(snapshot, started)
 
-    def _collect(self, snapshot: Snapshot, started: float) -> list[Metric]:
+    def _collect(self, snapshot: Snapshot, started: float) -> list[Group]:
         self._log(snapshot)
-        families = self._data_families(snapshot)
+        groups = self._data_groups(snapshot)
         per_scrape = _PerScrape()
         if snapshot.health.used_weight is not None:
             per_scrape.used_weight.add_metric([], snapshot.health.used_weight)
@@ -95,44 +109,42 @@ class BinanceCollector(Collector):
         per_scrape.scrape_duration.add_metric([], self._clock() - started)
         stream = snapshot.health.stream
         if stream is None:
-            return [*families, *per_scrape.all()]
+            return [*groups, tuple(per_scrape.all())]
         age = _message_age()
         if stream.last_message_age is not None:
             age.add_metric([], stream.last_message_age)
-        return [*families, *per_scrape.all(), age]
+        return [*groups, tuple(per_scrape.all()), (age,)]
 
-    def _data_families(self, snapshot: Snapshot) -> list[Metric]:
-        """The families that change only with a refresh, rebuilt only after one.
+    def _data_groups(self, snapshot: Snapshot) -> list[Group]:
+        """The groups that change only with their part of the snapshot, rebuilt only when it
+        changed (the symbols' metadata gives every group its quote_asset labels)."""
+        kept, symbols = self._kept, snapshot.symbols
+        spreads, health = snapshot.spreads.value, snapshot.health
+        groups = [
+            kept.get("spreads", (spreads, symbols), lambda: self._spread_families(snapshot)),
+            kept.get("books", (snapshot.books.value, symbols),
+                     lambda: self._book_families(snapshot)),
+            kept.get("rankings", (snapshot.rankings.value, symbols),
+                     lambda: self._ranking_families(snapshot)),
+            kept.get("health", (not snapshot.errors(), health.last_refresh, health.failures,
+                                health.requests, health.weight_limit),
+                     lambda: self._health_families(snapshot)),
+        ]
+        stream = health.stream
+        if self._streams and stream is not None:
+            groups += [
+                kept.get("extremes", (spreads, symbols),
+                         lambda: self._extreme_families(snapshot)),
+                kept.get("stream", (dataclasses.replace(stream, last_message_age=None), symbols),
+                         lambda: self._stream_families(snapshot)),
+            ]
+        return groups
 
-        Families built from a snapshot are labelled with the generation read before
-        its answers (they can only be newer: a refresh meanwhile costs one rebuild);
-        they are reused while the generation read after a snapshot's refreshes is
-        still that label, i.e. nothing has been refreshed since, and the spreads'
-        minimum and maximum (stream mode) are still those shown: they change with time
-        alone, as values leave their 10 s window.
-        """
-        with self._memo_lock:
-            memo = self._memo
-        spreads = snapshot.spreads.value
-        bounds = None if spreads is None else (dict(spreads.minimum), dict(spreads.maximum))
-        if memo is not None and memo[0] == snapshot.health.generation and memo[1] == bounds:
-            return memo[2]
-        f = _Families(self.source.settings.ttl_spreads, self._streams)
-        self._add_spreads(f, snapshot)
-        self._add_books(f, snapshot)
-        self._add_rankings(f, snapshot)
-        self._add_health(f, snapshot)
-        families = list(f.all())
-        if self._streams:
-            families.extend(self._stream_families(snapshot))
-        with self._memo_lock:
-            self._memo = (snapshot.health.before, bounds, families)
-        return families
-
-    def _add_spreads(self, f: "_Families", snapshot: Snapshot) -> None:
+    def _spread_families(self, snapshot: Snapshot) -> Group:
+        f = _SpreadFamilies(self.source.settings.ttl_spreads, self._streams)
         spreads = snapshot.spreads.value
         if spreads is None:  # failed: left out, never the previous values
-            return
+            return tuple(f.all())
         for symbol, value in spreads.spreads.items():
             if value is None:  # an empty side or a crossed book: no series at all
                 continue
@@ -147,8 +159,11 @@ class BinanceCollector(Collector):
             delta = spreads.deltas.get(symbol)
             if delta is not None:
                 f.spread_delta.add_metric(labels, float(delta))
+        return tuple(f.all())
 
-    def _add_books(self, f: "_Families", snapshot: Snapshot) -> None:
+    @staticmethod
+    def _book_families(snapshot: Snapshot) -> Group:
+        f = _BookFamilies()
         for symbol, notional in (snapshot.books.value or {}).items():
             quote = snapshot.quote_asset(symbol)
             for side, total, levels in (
@@ -157,11 +172,14 @@ class BinanceCollector(Collector):
             ):
                 f.notional.add_metric([symbol, quote, side], float(total))
                 f.levels.add_metric([symbol, quote, side], levels)
+        return tuple(f.all())
 
-    def _add_rankings(self, f: "_Families", snapshot: Snapshot) -> None:
+    @staticmethod
+    def _ranking_families(snapshot: Snapshot) -> Group:
+        f = _RankingFamilies()
         ranked = snapshot.rankings.value
         if ranked is None:
-            return
+            return tuple(f.all())
         for ranking, tickers in (("volume", ranked.by_volume), ("trades", ranked.by_trades)):
             for position, ticker in enumerate(tickers, 1):
                 labels = [ticker.symbol, snapshot.quote_asset(ticker.symbol)]
@@ -169,9 +187,11 @@ class BinanceCollector(Collector):
                 f.quote_volume.add_metric(labels, float(ticker.quote_volume))
                 f.base_volume.add_metric(labels, float(ticker.volume))
                 f.trades.add_metric(labels, ticker.trades)
+        return tuple(f.all())
 
     @staticmethod
-    def _add_health(f: "_Families", snapshot: Snapshot) -> None:
+    def _health_families(snapshot: Snapshot) -> Group:
+        f = _HealthFamilies()
         health = snapshot.health
         f.up.add_metric([], 0 if snapshot.errors() else 1)
         for name, unix in health.last_refresh.items():
@@ -182,18 +202,24 @@ class BinanceCollector(Collector):
             f.requests.add_metric([endpoint, code], count)
         f.weight_limit.add_metric([], health.weight_limit)
         f.build.add_metric([], {"version": __version__})
+        return tuple(f.all())
 
     @staticmethod
-    def _stream_families(snapshot: Snapshot) -> list[Metric]:
-        stream = snapshot.health.stream
-        assert stream is not None
-        f = _StreamFamilies()
+    def _extreme_families(snapshot: Snapshot) -> Group:
+        f = _ExtremeFamilies()
         spreads = snapshot.spreads.value
         if spreads is not None:
             for symbol, low in spreads.minimum.items():
                 labels = [symbol, snapshot.quote_asset(symbol)]
                 f.spread_min.add_metric(labels, float(low))
                 f.spread_max.add_metric(labels, float(spreads.maximum[symbol]))
+        return tuple(f.all())
+
+    @staticmethod
+    def _stream_families(snapshot: Snapshot) -> Group:
+        stream = snapshot.health.stream
+        assert stream is not None
+        f = _StreamFamilies()
         f.connected.add_metric([], 1 if stream.connected else 0)
         for reason, count in sorted(stream.reconnects.items()):
             f.reconnects.add_metric([reason], count)
@@ -205,7 +231,7 @@ class BinanceCollector(Collector):
             f.resyncs.add_metric([symbol, snapshot.quote_asset(symbol), reason], count)
         for symbol, count in stream.updates.items():
             f.updates.add_metric([symbol, snapshot.quote_asset(symbol)], count)
-        return list(f.all())
+        return tuple(f.all())
 
     def _log(self, snapshot: Snapshot) -> None:
         """Log each failed refresh once (only the scrape that did it); Q5's log line is the
@@ -229,8 +255,37 @@ class BinanceCollector(Collector):
             self._hinted = False
 
 
-class _Families:  # pylint: disable=too-many-instance-attributes
-    """The metric families that change only with a refresh (memoised by the collector)."""
+class _Kept:
+    """Groups of families kept with the inputs they were built from, and returned again
+    while the inputs are the same objects or equal: a group is rebuilt only when what it
+    shows changed. The inputs are held, so an id can never be mistaken for a new one's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: dict[str, tuple[tuple[object, ...], Group]] = {}
+
+    def get(self, name: str, inputs: tuple[object, ...], build: Callable[[], Group]) -> Group:
+        """The kept group ``name`` if built from these inputs, else ``build()`` (kept)."""
+        with self._lock:
+            kept = self._groups.get(name)
+        if kept is not None and all(a is b or a == b for a, b in zip(kept[0], inputs)):
+            return kept[1]
+        group = build()
+        with self._lock:
+            self._groups[name] = (inputs, group)
+        return group
+
+
+class _Group:
+    """Families built together; ``all()`` in a stable order."""
+
+    def all(self) -> Iterator[Metric]:
+        """Every family, in a stable order."""
+        yield from vars(self).values()
+
+
+class _SpreadFamilies(_Group):
+    """Q4 and Q5: changed by a spreads refresh, or a best bid/ask pushed."""
 
     def __init__(self, ttl_spreads: float, streaming: bool = False) -> None:
         cached = f"Cached: refreshed from Binance at most every {ttl_spreads:g} s."
@@ -257,6 +312,12 @@ class _Families:  # pylint: disable=too-many-instance-attributes
         self.best_ask = GaugeMetricFamily(
             "binance_best_ask_price", "Best ask price, in the quote asset. " + cached,
             labels=SYMBOL)
+
+
+class _BookFamilies(_Group):
+    """Q3: changed by a books refresh, or a depth event."""
+
+    def __init__(self) -> None:
         self.notional = GaugeMetricFamily(
             "binance_order_book_notional",
             "Sum of price times quantity over the top levels of each side of the book of each "
@@ -266,6 +327,12 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "binance_order_book_levels",
             "Levels summed into binance_order_book_notional (fewer than asked on a thin book). "
             "Cached.", labels=[*SYMBOL, "side"])
+
+
+class _RankingFamilies(_Group):
+    """Q1 and Q2: changed by a rankings refresh."""
+
+    def __init__(self) -> None:
         self.rank = GaugeMetricFamily(
             "binance_symbol_rank",
             "Position (1 = first) of the symbol in the ranking by 24 h volume or trades. Cached.",
@@ -282,6 +349,12 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "binance_symbol_trades_24h",
             "Number of trades in the rolling 24 h window of each ranked symbol. Cached.",
             labels=SYMBOL)
+
+
+class _HealthFamilies(_Group):
+    """How talking to Binance has gone: changed by every request."""
+
+    def __init__(self) -> None:
         self.up = GaugeMetricFamily(
             "binance_up", "1 if the last refresh of every data group succeeded, else 0.")
         self.last_refresh = GaugeMetricFamily(
@@ -300,12 +373,8 @@ class _Families:  # pylint: disable=too-many-instance-attributes
             "last exchangeInfo (6000 until one is seen).")
         self.build = InfoMetricFamily("binance_exporter_build", "Version of this exporter.")
 
-    def all(self) -> Iterator[Metric]:
-        """Every family, in a stable order."""
-        yield from vars(self).values()
 
-
-class _PerScrape:
+class _PerScrape(_Group):
     """The metric families that may change on every scrape, built fresh each time."""
 
     def __init__(self) -> None:
@@ -319,13 +388,9 @@ class _PerScrape:
         self.scrape_duration = GaugeMetricFamily(
             "binance_scrape_duration_seconds", "Time this collection took, refreshes included.")
 
-    def all(self) -> Iterator[Metric]:
-        """Every family, in a stable order."""
-        yield from vars(self).values()
 
-
-class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
-    """Stream mode's own families: min/max and the streams' health (absent in REST mode)."""
+class _ExtremeFamilies(_Group):
+    """Stream mode's lowest and highest spread of the last 10 s: changed with the spreads."""
 
     def __init__(self) -> None:
         self.spread_min = GaugeMetricFamily(
@@ -336,6 +401,12 @@ class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
             "binance_price_spread_max",
             "Highest binance_price_spread of the last 10 s, the current one included.",
             labels=SYMBOL)
+
+
+class _StreamFamilies(_Group):
+    """Stream mode's health of the streams (absent in REST mode): changed by every event."""
+
+    def __init__(self) -> None:
         self.connected = GaugeMetricFamily(
             "binance_stream_connected",
             "1 while a WebSocket connection to the streams is open (one silent for 30 s is "
@@ -357,10 +428,6 @@ class _StreamFamilies:  # pylint: disable=too-many-instance-attributes
         self.updates = CounterMetricFamily(
             "binance_book_ticker_updates",
             "Best bid/ask updates applied from the bookTicker stream.", labels=SYMBOL)
-
-    def all(self) -> Iterator[Metric]:
-        """Every family, in a stable order."""
-        yield from vars(self).values()
 
 
 def _message_age() -> GaugeMetricFamily:

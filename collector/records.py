@@ -188,13 +188,6 @@ class StreamHealth:  # pylint: disable=too-many-instance-attributes
 class Health:  # pylint: disable=too-many-instance-attributes
     """How talking to Binance has gone, as of one snapshot: what the health metrics show."""
 
-    # a generation: one number per group that grows after each refresh of it, then the
-    # requests sent (and, in stream mode, the streams' version); equal generations mean
-    # that nothing changed in between. ``before`` is read before the snapshot's answers:
-    # what it shows is at least that new. ``generation`` is read after its refreshes,
-    # like every figure below.
-    before: tuple[int, ...]
-    generation: tuple[int, ...]
     requests: Mapping[tuple[str, str], int]  # (endpoint, HTTP status or "error") → count
     failures: Mapping[tuple[str, str], int]  # (group, error kind) → failed refreshes
     last_refresh: Mapping[str, float]  # group → Unix time of its last successful refresh

@@ -64,14 +64,12 @@ class RestSource:
 
     def snapshot(self) -> Snapshot:
         """Current answers, refreshing only the groups whose TTL ran out."""
-        before = self._upstream.generation()
         deadline = self._upstream.deadline()
         exchange, rankings = self._upstream.rankings(deadline)
         spreads = self._upstream.beside(self._spreads,
                                         lambda: self._refresh_spreads(rankings, deadline))
         books = self._refresh_books(rankings, deadline)
-        return self._upstream.snapshot(before, rankings, books, spreads.result(),
-                                       exchange.result())
+        return self._upstream.snapshot(rankings, books, spreads.result(), exchange.result())
 
     def cached_snapshot(self) -> Snapshot | None:
         """The snapshot ``snapshot()`` would give if it refreshed nothing, else None.
@@ -80,13 +78,12 @@ class RestSource:
         so an event loop can answer a scrape from cache without a thread and
         hand only the scrapes that must refresh to one.
         """
-        before = self._upstream.generation()
         ranked = self._upstream.cached_rankings()
         books, spreads = self._books.peek(), self._spreads.peek()
         if ranked is None or books is None or spreads is None:
             return None
         exchange, rankings = ranked
-        return self._upstream.snapshot(before, rankings, books, spreads, exchange)
+        return self._upstream.snapshot(rankings, books, spreads, exchange)
 
     def settled_snapshot(self, sleep: Callable[[float], None], clock: Callable[[], float],
                          patience: float = 30.0) -> Snapshot:

@@ -258,18 +258,16 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
     def snapshot(self) -> Snapshot:
         """The rankings from REST (refreshed when due) pick what the streams follow; the
         spreads and books are the streams' view."""
-        before = self._generation()
         exchange, rankings = self._upstream.rankings(self._upstream.deadline())
-        return self._snapshot(before, rankings, exchange.result())
+        return self._snapshot(rankings, exchange.result())
 
     def cached_snapshot(self) -> Snapshot | None:
         """As :meth:`snapshot`, unless the rankings are due: then None, without waiting."""
-        before = self._generation()
         ranked = self._upstream.cached_rankings()
         if ranked is None:
             return None
         exchange, rankings = ranked
-        return self._snapshot(before, rankings, exchange)
+        return self._snapshot(rankings, exchange)
 
     def settled_snapshot(self, sleep: Callable[[float], None], clock: Callable[[], float],
                          patience: float = 30.0) -> Snapshot:
@@ -289,14 +287,10 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         while True:
             yield self.next_tick()
 
-    def _generation(self) -> tuple[int, ...]:
-        return self._upstream.generation(self.state.version)
-
-    def _snapshot(self, before: tuple[int, ...], rankings: Outcome[Rankings],
-                  exchange: Outcome[Any]) -> Snapshot:
+    def _snapshot(self, rankings: Outcome[Rankings], exchange: Outcome[Any]) -> Snapshot:
         ranked = rankings.value or self._upstream.last_ranking()
         if ranked is not None:
             self.follow(ranked)
         view = self.view()
-        return self._upstream.snapshot(before, rankings, view.books, view.spreads, exchange,
-                                       self.state.version, stream=view.health)
+        return self._upstream.snapshot(rankings, view.books, view.spreads, exchange,
+                                       stream=view.health)

@@ -135,13 +135,11 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         # every label of a counter exists from the start, at 0: Prometheus' increase() does
         # not count a series' first sample, so a counter born at 1 would hide its first event
         self._reconnects: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
-        self._version = 0
         self._bad_logged = False
-
-    @property
-    def version(self) -> int:
-        """Grows with every change a view could show."""
-        return self._version
+        # the books' record, kept until a book or the connection changes: summing hundreds of
+        # levels is the dearest part of a view, and bookTicker events do not change it
+        self._books_changed = 0
+        self._books_record: tuple[int, Outcome[Mapping[str, Notional]]] | None = None
 
     # -- what to follow ------------------------------------------------------------------
 
@@ -149,7 +147,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         """A ranking has said what to follow (it is followed once :meth:`follow` runs)."""
         with self._lock:
             self._ranked = True
-            self._version += 1
+            self._books_changed += 1
 
     def follow(self, books: Sequence[str], tickers: Sequence[str]) -> dict[str, str]:
         """Follow the books of ``books`` and the best bid/ask of ``tickers``; the streams
@@ -169,7 +167,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             self._updates = Counter({s: self._updates[s] for s in tickers})
             self._resyncs = Counter({(s, r): self._resyncs[s, r]
                                      for s in books for r in RESYNC_REASONS})
-            self._version += 1
+            self._books_changed += 1
         return by_stream
 
     # -- the connection ------------------------------------------------------------------
@@ -179,7 +177,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         with self._lock:
             self._connected = True
             self._bad_logged = False
-            self._version += 1
+            self._books_changed += 1
 
     @property
     def is_connected(self) -> bool:
@@ -196,7 +194,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
                 if book.synced:
                     self._resyncs[symbol, DISCONNECT] += 1
                 book.reset()
-            self._version += 1
+            self._books_changed += 1
 
     def reconnecting(self, reason: str) -> None:
         """Count a connection attempt."""
@@ -222,7 +220,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             for symbol in tops:
                 self._tops.pop(symbol, None)
                 self._windows.pop(symbol, None)
-            self._version += 1
+            self._books_changed += 1
         if first:  # once per connection: a flood must not flood the log
             log.warning("unreadable stream message, its values withdrawn: %s", error)
 
@@ -246,7 +244,6 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
                 if symbol is not None:
                     self._messages[stream] += 1
                 self._last_message = now
-                self._version += 1
         return None
 
     def _book_ticker(self, stream: str, symbol: str, data: Any, now: float) -> None:
@@ -276,6 +273,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             book = self._books.get(symbol)
             if book is None:
                 return None
+            self._books_changed += 1
             reason = book.on_event(event)
             if reason is not None:
                 self._resyncs[symbol, reason] += 1
@@ -294,7 +292,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             reason = book.on_snapshot(snapshot)
             if reason is not None:
                 self._resyncs[symbol, reason] += 1
-            self._version += 1
+            self._books_changed += 1
         if reason is None and book.synced:
             log.info("order book %s synced at update %d", symbol, snapshot.last_update_id)
         elif reason is not None:
@@ -327,10 +325,8 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             return StreamView(self._spreads(now, deltas), self._book_notionals(), health)
 
     def tick(self, spreads: SpreadMap, deltas: SpreadMap, at: float) -> Outcome[Spreads]:
-        """The record of Q5's sample ``spreads`` taken at ``at`` (Unix time): a change
-        every view shows (its deltas)."""
+        """The record of Q5's sample ``spreads`` taken at ``at`` (Unix time)."""
         with self._lock:
-            self._version += 1
             return self._spreads(self._clock(), deltas, spreads, at)
 
     def _spreads(self, now: float, deltas: SpreadMap, spreads: SpreadMap | None = None,
@@ -361,6 +357,13 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         return Outcome(record, error)
 
     def _book_notionals(self) -> Outcome[Mapping[str, Notional]]:
+        """The books' record: the one kept while nothing it shows changed."""
+        kept = self._books_record
+        if kept is None or kept[0] != self._books_changed:
+            kept = self._books_record = (self._books_changed, self._notionals())
+        return kept[1]
+
+    def _notionals(self) -> Outcome[Mapping[str, Notional]]:
         if not self._ranked:
             return Outcome(None, NotAttempted("stream", "no ranking yet to pick symbols from"))
         if not self._connected:

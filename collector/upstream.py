@@ -164,23 +164,13 @@ class Upstream:  # pylint: disable=too-many-instance-attributes
 
     # -- health and snapshots -----------------------------------------------------------
 
-    def generation(self, *more: int) -> tuple[int, ...]:
-        """Read before a snapshot's answers (see Health.generation); ``more``: the
-        source's own version numbers."""
-        return (*(group.generation for group in self._groups.values()),
-                sum(self.client.request_counts().values()), *more)
-
-    def snapshot(self, before: tuple[int, ...],  # pylint: disable=too-many-arguments
-                 rankings: Outcome[Rankings],
-                 books: Outcome[Mapping[str, Notional]], spreads: Outcome[Spreads],
-                 exchange: Outcome[Exchange], *more: int,
+    def snapshot(self, rankings: Outcome[Rankings], books: Outcome[Mapping[str, Notional]],
+                 spreads: Outcome[Spreads], exchange: Outcome[Exchange],
                  stream: StreamHealth | None = None) -> Snapshot:
         """The record front ends read, with the health figures as of now."""
         if exchange.refreshed and exchange.ok:
             self._check_weight_limit()
         health = Health(
-            before=before,
-            generation=self.generation(*more),
             requests=self.client.request_counts(),
             failures={(name, kind): count for name, group in self._groups.items()
                       for kind, count in sorted(group.failure_counts().items())},

@@ -80,12 +80,11 @@ def test_unchanged_data_is_not_rebuilt_and_a_refresh_is_never_hidden(
     tops = load("book_ticker.json")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         register_market(mock, book_ticker=tops)
-        rig.collector.collect()  # the refresh: its key was read before it, so the next
-        first = rig.collector.collect_cached()  # call rebuilds once...
+        first = rig.collector.collect_groups()  # the refresh...
         again = rig.collector.collect_cached()  # ...and from then on nothing is rebuilt
-        assert first is not None and again is not None
-        by_name = {f.name: f for f in again}
-        for family in first:  # the data families are the very same objects...
+        assert again is not None
+        by_name = {f.name: f for group in again for f in group}
+        for family in (f for group in first for f in group):  # the very same objects...
             if family.name not in PER_SCRAPE:
                 assert by_name[family.name] is family
             else:  # ...the per-scrape ones are new each time
@@ -164,6 +163,9 @@ def unpacked(body: bytes) -> bytes:
     return data
 
 
+DATA_GROUPS = 4  # REST mode's: spreads, books, rankings, health
+
+
 @pytest.fixture
 def compressions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts zlib compressors made from now on; gzip.compress and zlib.compress fail."""
@@ -188,23 +190,47 @@ def test_a_gzip_scrape_served_from_cache_compresses_nothing(
     market_mock: responses.RequestsMock, rig: Rig, clock: FakeClock, accept: str,
     compressions: list[int]
 ) -> None:
-    """Compression happens once per refresh; a scrape from cache only joins kept bytes."""
+    """Compression happens once per group of families a refresh changes; a scrape from cache
+    only joins kept bytes."""
     zipped = Request(accept, accept_encoding="gzip")
-    body = rig.exposition.fresh(zipped)  # the refresh: the data families are compressed
-    assert body.gzipped and len(compressions) == 1
+    body = rig.exposition.fresh(zipped)  # the refresh: the data groups are compressed
+    assert body.gzipped and len(compressions) == DATA_GROUPS
     for _ in range(3):  # the first rebuilds the families (same bytes), then the same objects
         cached, plain = rig.exposition.cached(zipped), rig.exposition.cached(Request(accept))
         assert cached is not None and plain is not None and cached.gzipped
         assert unpacked(cached.data) == plain.data
-    assert len(compressions) == 1
+    assert len(compressions) == DATA_GROUPS
     assert len(cached.data) < len(unpacked(cached.data)) / 3  # really compressed
 
     market_mock.replace(responses.GET, BOOK_TICKER, status=503)  # the next refresh changes data
     clock.advance(10)
     assert unpacked(rig.exposition.fresh(zipped).data) == rig.text(accept).encode()
-    assert len(compressions) == 2
+    # the spreads (gone) and the health figures (failed, one more request); not the books
+    # or the rankings, whose bytes are unchanged
+    assert len(compressions) == DATA_GROUPS + 2
     rig.exposition.cached(zipped)
-    assert len(compressions) == 2
+    assert len(compressions) == DATA_GROUPS + 2
+
+
+def test_a_change_renders_and_compresses_only_the_families_it_changes(
+    market_mock: responses.RequestsMock, rig: Rig, clock: FakeClock, compressions: list[int]
+) -> None:
+    """A spreads refresh (in stream mode: a best bid/ask pushed, many times a second) must
+    not re-render the books or the rankings: their families stay the very objects rendered
+    before, and only the changed groups are compressed again."""
+    zipped = Request(accept_encoding="gzip")
+    rig.exposition.fresh(zipped)
+    before = rig.collector.collect_groups()
+    clock.advance(10)  # the spreads' TTL: they (and the request counts) change, nothing else
+    after = rig.collector.collect_groups()
+    names = [group[0].name for group in before]
+    assert names[:4] == ["binance_price_spread", "binance_order_book_notional",
+                         "binance_symbol_rank", "binance_up"]
+    same = [a is b for a, b in zip(before, after)]
+    assert same[:4] == [False, True, True, False]
+    assert unpacked(rig.exposition.fresh(zipped).data) == rig.text().encode()
+    assert len(compressions) == DATA_GROUPS + 2
+    del market_mock
 
 
 def test_filtered_gzip_scrapes_are_compressed_each_time_and_leave_the_kept_bytes(
@@ -215,9 +241,9 @@ def test_filtered_gzip_scrapes_are_compressed_each_time_and_leave_the_kept_bytes
         only = Request(accept_encoding="gzip", names=names)
         assert unpacked(rig.exposition.fresh(only).data) == rig.exposition.fresh(
             Request(names=names)).data
-    assert len(compressions) == 3
+    assert len(compressions) == DATA_GROUPS + 2
     assert rig.exposition.fresh(Request(accept_encoding="gzip")).data == full
-    assert len(compressions) == 3
+    assert len(compressions) == DATA_GROUPS + 2
     del market_mock
 
 
@@ -244,8 +270,8 @@ def test_a_family_built_on_every_scrape_costs_no_compression_of_the_others(
 
     class StreamLike:
         def collect_cached(self) -> list[Any]:
-            return [*data, *exporter._PerScrape().all(),  # pylint: disable=protected-access
-                    exporter._message_age()]  # pylint: disable=protected-access
+            return [tuple(data), tuple(exporter._PerScrape().all()),  # pylint: disable=W0212
+                    (exporter._message_age(),)]  # pylint: disable=protected-access
 
     scrapes = Exposition(StreamLike())  # type: ignore[arg-type]
     first = scrapes.cached(Request(accept_encoding="gzip"))
@@ -284,13 +310,12 @@ def test_made_up_accept_versions_cannot_grow_memory(
 class _PausingClient(BinanceClient):
     """Answers from the fixtures without a network; the ticker request is counted, then waits
     on ``stored`` before its answer is parsed and stored; the scraper thread named A stops at
-    its N-th look at the request counts. Lets a test put one scrape exactly inside another's
-    refresh."""
+    its look at one of the health figures (``pause_in``). Lets a test put one scrape exactly
+    inside another's refresh."""
 
-    def __init__(self, clock: FakeClock, pause_at: int) -> None:
+    def __init__(self, clock: FakeClock, pause_in: str) -> None:
         super().__init__(clock=clock, wall=clock.wall, sleep=clock.sleep, retries=0)
-        self.pause_at = pause_at
-        self.looks = 0
+        self.pause_in = pause_in
         self.slow = False
         self.counted, self.stored = threading.Event(), threading.Event()
         self.a_paused, self.a_go = threading.Event(), threading.Event()
@@ -314,23 +339,32 @@ class _PausingClient(BinanceClient):
             self.stored.wait(5)
         return models.parse_tickers(load("ticker_24hr.json"))
 
+    def _look(self, figure: str) -> None:
+        if threading.current_thread().name == "A" and figure == self.pause_in:
+            self.a_paused.set()
+            self.a_go.wait(5)
+
     def request_counts(self) -> dict[tuple[str, str], int]:
-        if threading.current_thread().name == "A":
-            self.looks += 1
-            if self.looks == self.pause_at:
-                self.a_paused.set()
-                self.a_go.wait(5)
+        self._look("requests")
         return super().request_counts()
 
+    def used_weight_this_minute(self) -> int | None:
+        self._look("used weight")
+        return super().used_weight_this_minute()
 
-@pytest.mark.parametrize("pause_at", [1, 2, 3])
+    def cool_down_remaining(self) -> float:
+        self._look("cool-down")
+        return super().cool_down_remaining()
+
+
+@pytest.mark.parametrize("pause_in", ["requests", "used weight", "cool-down"])
 def test_a_scrape_inside_another_scrapes_refresh_never_pins_old_figures(
-    clock: FakeClock, pause_at: int
+    clock: FakeClock, pause_in: str
 ) -> None:
-    """Scrape A stops (1) before its snapshot, (2) after its answers or (3) after its
-    health figures, while scrape T refreshes the ticker: T has sent its request but not
-    yet stored the answer. Whatever A keeps, the scrapes after T must show T's refresh."""
-    client = _PausingClient(clock, pause_at)
+    """Scrape A stops after its answers, at one of its health figures, while scrape T
+    refreshes the ticker: T has sent its request but not yet stored the answer. Whatever A
+    keeps, the scrapes after T must show T's refresh."""
+    client = _PausingClient(clock, pause_in)
     source = RestSource(client, Settings(ttl_rankings=5.0), clock=clock, wall=clock.wall)
     shown = Exposition(BinanceCollector(source, clock=clock))
     try:
