@@ -32,7 +32,8 @@ from . import mutations
 from .api import Api, ErrorAnswer, DataFaults
 from .faults import Fault, FaultSet, faults_from_body
 from .market import SimulatedMarket
-from .streams import StreamSettings, StreamStats
+from .stream_stats import StreamStats
+from .streams import StreamSettings
 from .weights import ENDPOINTS, Admission, WeightLimiter, request_weight
 
 JSON_TYPE = "application/json;charset=UTF-8"

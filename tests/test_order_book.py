@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binance_simulator.market import SimulatedMarket
-from binance_simulator.streams import EventFeed
+from binance_simulator.events import EventFeed
 from binance_simulator.testkit import FakeClock
 from collector.answers import Notional, book_notional
 from collector.models import (
