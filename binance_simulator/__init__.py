@@ -14,7 +14,9 @@ test is shared.
 Modules, from the bottom up:
 
 * ``data``      -- loads the bundled recordings.
-* ``market``    -- deterministic order books and tickers (injectable clock).
+* ``symbols``   -- what the recording tells about a symbol: units, sizes, how busy.
+* ``books``     -- how each symbol's order book moves, step by step (deterministic).
+* ``market``    -- the market at the clock's time: books and tickers (injectable clock).
 * ``weights``   -- Binance's request weights and the per-minute weight limiter.
 * ``stream_names`` -- stream names: parsing, and matching fault targets.
 * ``faults``    -- fault specifications, validation and per-request selection.

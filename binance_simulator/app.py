@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from . import mutations
 from .api import Api, ErrorAnswer, DataFaults
 from .faults import Fault, FaultSet, faults_from_body
-from .market import SimulatedMarket
+from .market import STEP_SECONDS, SimulatedMarket
 from .stream_stats import StreamStats
 from .streams import StreamSettings
 from .weights import ENDPOINTS, Admission, WeightLimiter, request_weight
@@ -86,7 +86,7 @@ class SimulatorConfig:
     seed: int = 1
     latency_ms: int = 0
     weight_limit: int = 6000
-    step_seconds: float = 1.0
+    step_seconds: float = STEP_SECONDS
     faults: tuple[Fault, ...] = ()
     verbose: bool = False
     streams: StreamSettings = StreamSettings()

@@ -24,6 +24,7 @@ from typing import NoReturn, TypeVar
 
 from .app import Simulator, SimulatorConfig
 from .faults import FAULT_NAMES, Fault, FaultError
+from .market import STEP_SECONDS
 from .server import POLL_INTERVAL, SimulatorServer
 from .stream_server import StreamServer
 from .streams import StreamSettings
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=1, help="seed of prices, books and fault draws (default 1)")
     add("--latency-ms", type=_bounded(int, 0), default=0, help="delay added to every API answer")
     add("--weight-limit", type=_bounded(int, 1), default=6000, help="weight/minute (default 6000)")
-    add("--step-seconds", type=_bounded(float, 0.001), default=1.0, help="price step (default 1 s)")
+    add("--step-seconds", type=_bounded(float, 0.001), default=STEP_SECONDS,
+        help="market step: books change once a step, a @depth@100ms event each (default 0.1 s, "
+             "Binance's pace; more slows the market down)")
     add(
         "--fault",
         type=_fault,

@@ -7,16 +7,17 @@ and asked what is due at the clock's time; it answers with plain actions
 
 Stream names are parsed in ``stream_names``, event payloads computed in ``events``,
 requests parsed in ``stream_requests``.  The session sends each subscribed stream
-its events as the market's steps come (``@depth``, Binance's 1000 ms variant, is
-served the same way: the simulated market moves once a step whatever the speed):
+its events as the market's steps come (a step is Binance's 100 ms at the default
+``--step-seconds``):
 
 * ``@bookTicker``: at each step whose best bid or ask (price or quantity) differs
   from the last one sent;
-* ``@depth@100ms``: the difference between the book the connection last saw and
-  the book now, so that a client that follows Binance's "How to manage a local
-  order book correctly" from a REST snapshot holds the REST book of the current
-  step.  A step without a change sends nothing; a connection that missed steps (a
-  stall, a late loop) gets one event spanning them.
+* ``@depth@100ms``: the levels that changed since the connection's last event, so
+  that a client that follows Binance's "How to manage a local order book
+  correctly" from a REST snapshot holds the REST book of the current step.  A step
+  without a change sends nothing; a connection that missed steps (a stall, a late
+  loop) gets one event spanning them.  ``@depth``, Binance's 1000 ms variant, sends
+  the same every ten steps.
 
 Requests (``SUBSCRIBE``, ``UNSUBSCRIBE``, ``LIST_SUBSCRIPTIONS``,
 ``SET_PROPERTY``/``GET_PROPERTY`` ``combined``) are answered as Binance does.  More
@@ -37,7 +38,7 @@ from typing import Any
 
 from .events import EventFeed, dumps
 from .faults import FaultSet
-from .stream_names import BOOK_TICKER, Stream
+from .stream_names import BOOK_TICKER, DEPTH_100MS, DEPTH_1S, Stream
 from .stream_requests import (GET_PROPERTY, LIST_SUBSCRIPTIONS, SUBSCRIBE, UNSUBSCRIBE, Request,
                               RequestError, parse_request)
 from .stream_stats import StreamStats
@@ -48,6 +49,7 @@ PONG_TIMEOUT_PINGS = 3
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 ROUND_FAULTS = frozenset({"ws_close", "ws_shutdown", "ws_stall", "ws_malformed"})
+DEPTH_EVERY = {DEPTH_100MS: 1, DEPTH_1S: 10}  # steps per depth event: 100 ms and 1 s
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,8 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
                 continue
             cursor = Cursor(stream, step)
             if stream.kind == BOOK_TICKER and stream.symbol is not None:
-                cursor.last = self.feed.book_ticker(stream.symbol, step)[1]
+                cursor.last = self.feed.book_ticker(stream.symbol,
+                                                   step * self.feed.market.substeps)[1]
             self.cursors[stream.name] = cursor
             added.append(stream.name)
         self.stats.subscribed(added, +1)
@@ -344,7 +347,7 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         for name, cursor in cursors:
             symbol = cursor.stream.symbol
             if symbol is not None and cursor.stream.kind == BOOK_TICKER:
-                text, best = self.feed.book_ticker(symbol, step)
+                text, best = self.feed.book_ticker(symbol, step * self.feed.market.substeps)
                 if best != cursor.last:
                     cursor.last = best
                     yield self._event(name, text, "bookTicker")
@@ -352,11 +355,13 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
             symbol = cursor.stream.symbol
             if symbol is None or cursor.stream.kind == BOOK_TICKER:
                 continue
-            update = self.feed.depth_update(symbol, cursor.since, step)
+            until = step - step % DEPTH_EVERY[cursor.stream.kind]
+            update = self.feed.depth_update(symbol, cursor.since, until) \
+                if until > cursor.since else None
             if update is None:
                 continue
             skip = not cursor.gapped and bool(self.faults.draw_streams({"ws_gap"}, [name]))
-            cursor.since, cursor.gapped = step, skip
+            cursor.since, cursor.gapped = until, skip
             if not skip:
                 yield self._event(name, update, "depthUpdate")
 
