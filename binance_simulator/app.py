@@ -196,7 +196,8 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.api = Api(SimulatedMarket(config.seed, config.step_seconds, now))
+        self.api = Api(SimulatedMarket(config.seed, config.step_seconds, now,
+                                       config.streams.book_ticker_rate))
         self.limiter = WeightLimiter(config.weight_limit, now)
         self.faults = FaultSet(config.faults, seed=config.seed)
         self.stats = Stats(now)

@@ -24,7 +24,7 @@ from typing import NoReturn, TypeVar
 
 from .app import Simulator, SimulatorConfig
 from .faults import FAULT_NAMES, Fault, FaultError
-from .market import STEP_SECONDS
+from .market import BOOK_TICKER_RATE, STEP_SECONDS
 from .server import POLL_INTERVAL, SimulatorServer
 from .stream_server import StreamServer
 from .streams import StreamSettings
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="streams: ping interval; a ping unanswered for 3 intervals closes (default 20)")
     add("--ws-max-age", type=_bounded(float, 0.01), default=86400.0,
         help="streams: seconds before a connection is closed (default 86400, Binance's 24 h)")
+    add("--ws-book-ticker-rate", type=_bounded(int, 10, 1000), default=BOOK_TICKER_RATE,
+        help="streams: bookTicker events a second of the busiest symbols at a 0.1 s step, "
+             f"in whole tens (default {BOOK_TICKER_RATE}; Binance: 50-500 for BTCUSDT)")
     add("--exit-with-parent", action="store_true", help="exit when the parent process goes away")
     add("--verbose", action="store_true", help="log every request to stderr")
     return parser
@@ -108,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         step_seconds=args.step_seconds,
         faults=tuple(args.fault),
         verbose=args.verbose,
-        streams=StreamSettings(args.ws_ping_seconds, args.ws_max_age),
+        streams=StreamSettings(args.ws_ping_seconds, args.ws_max_age, args.ws_book_ticker_rate),
     )
 
 

@@ -34,7 +34,7 @@ from .books import BookModel
 from .symbols import BLOCK_STEPS, Level, SymbolSpec, format_units, symbol_specs
 
 DAY_MS = 86_400_000
-BOOK_TICKER_RATE = 10  # the busiest symbols' bookTicker events a second, at 10 steps a second
+BOOK_TICKER_RATE = 50  # the busiest symbols' bookTicker events a second, at 10 steps a second
 STEP_SECONDS = 0.1  # Binance's 100 ms
 
 

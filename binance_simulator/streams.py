@@ -8,10 +8,12 @@ and asked what is due at the clock's time; it answers with plain actions
 Stream names are parsed in ``stream_names``, event payloads computed in ``events``,
 requests parsed in ``stream_requests``.  The session sends each subscribed stream
 its events as the market's steps come (a step is Binance's 100 ms at the default
-``--step-seconds``):
+``--step-seconds``, cut into moments: ``--ws-book-ticker-rate`` / 10 of them):
 
-* ``@bookTicker``: at each step whose best bid or ask (price or quantity) differs
-  from the last one sent;
+* ``@bookTicker``: at each moment whose best bid or ask (price or quantity) differs
+  from the last one sent: every moment for the busiest symbols (50 a second by
+  default), a step's first moment for the others.  When the clock has passed
+  several moments at once (a fake clock, a late loop), the latest only;
 * ``@depth@100ms``: the levels that changed since the connection's last event, so
   that a client that follows Binance's "How to manage a local order book
   correctly" from a REST snapshot holds the REST book of the current step.  A step
@@ -38,6 +40,7 @@ from typing import Any
 
 from .events import EventFeed, dumps
 from .faults import FaultSet
+from .market import BOOK_TICKER_RATE
 from .stream_names import BOOK_TICKER, DEPTH_100MS, DEPTH_1S, Stream
 from .stream_requests import (GET_PROPERTY, LIST_SUBSCRIPTIONS, SUBSCRIBE, UNSUBSCRIBE, Request,
                               RequestError, parse_request)
@@ -54,10 +57,14 @@ DEPTH_EVERY = {DEPTH_100MS: 1, DEPTH_1S: 10}  # steps per depth event: 100 ms an
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """Per-connection timing: ``--ws-ping-seconds`` and ``--ws-max-age``."""
+    """Per-connection timing (``--ws-ping-seconds``, ``--ws-max-age``), and how many
+    bookTicker events a second the busiest symbols send at Binance's pace of ten steps
+    a second (``--ws-book-ticker-rate``; Binance: 50 to 500 for BTCUSDT), in whole
+    tens: that many moments a step at which the market's best levels may change."""
 
     ping_seconds: float = 20.0
     max_age: float = 86_400.0
+    book_ticker_rate: int = BOOK_TICKER_RATE
 
     @property
     def pong_timeout(self) -> float:
@@ -180,7 +187,7 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         self.combined = combined
         now = self.feed.market.now()
         self.connected_at = now
-        self._round = self.feed.market.step()
+        self._moment = self.feed.market.moment()
         self._heartbeat = Heartbeat(self.settings, now)
         self._incoming = IncomingRate()
         self._stalled = False
@@ -249,15 +256,14 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         return None
 
     def _subscribe(self, streams: Iterable[Stream]) -> None:
-        step = self.feed.market.step()
+        moment = self.feed.market.moment()
         added = []
         for stream in streams:
             if stream.name in self.cursors:
                 continue
-            cursor = Cursor(stream, step)
+            cursor = Cursor(stream, moment // self.feed.market.substeps)
             if stream.kind == BOOK_TICKER and stream.symbol is not None:
-                cursor.last = self.feed.book_ticker(stream.symbol,
-                                                   step * self.feed.market.substeps)[1]
+                cursor.last = self.feed.book_ticker(stream.symbol, moment)[1]
             self.cursors[stream.name] = cursor
             added.append(stream.name)
         self.stats.subscribed(added, +1)
@@ -270,10 +276,10 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
     # -- what is due -------------------------------------------------------
 
     def due(self, now: float) -> Iterator[Action]:
-        """Everything to send at ``now``: a close, or the events of a new step and a ping.
+        """Everything to send at ``now``: a close, or the events of a new moment and a ping.
 
         Lazy: the caller sends each action as it comes, so a step's bookTicker events go
-        out before its depth diffs (tens of milliseconds for a deep book) are computed.
+        out before its depth events are computed.
         """
         if self.closing:
             return
@@ -286,10 +292,14 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
             if deadline is not None and now >= deadline:
                 yield from self._close(label, code, reason)
                 return
-        step = self.feed.market.step()
-        if step > self._round:
-            self._round = step
-            yield from self._new_step(step, now)
+        moment, substeps = self.feed.market.moment(), self.feed.market.substeps
+        if moment > self._moment:
+            new_step = moment // substeps > self._moment // substeps
+            self._moment = moment
+            if new_step:
+                yield from self._new_step(moment, now)
+            elif not self._stalled:
+                yield from self._book_tickers(moment)
         if not self._stalled and not self.closing:
             ping = self._heartbeat.ping(now)
             if ping is not None:
@@ -297,7 +307,7 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
 
     def next_deadline(self) -> float:
         """When something may next be due, by the clock (the caller also wakes on demand)."""
-        deadlines = [(self._round + 1) * self.feed.market.step_seconds,
+        deadlines = [self.feed.market.moment_seconds(self._moment + 1),
                      self.connected_at + self.settings.max_age]
         if not self._stalled:
             deadlines.append(self._heartbeat.next_ping)
@@ -318,8 +328,8 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         self.closing = True
         return [Close(label, code, reason, abrupt)]
 
-    def _new_step(self, step: int, now: float) -> Iterator[Action]:
-        """The step's faults, then its events (unless stalled)."""
+    def _new_step(self, moment: int, now: float) -> Iterator[Action]:
+        """The step's faults, then its events at ``moment`` (unless stalled)."""
         fired = {fault.name: fault
                  for fault in self.faults.draw_streams(ROUND_FAULTS, list(self.cursors))}
         if "ws_close" in fired:
@@ -335,23 +345,17 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
         if self._stalled:
             return
         malformed = fired.get("ws_malformed")
-        for event in self._events(step):
+        for event in self._events(moment):
             if malformed is not None and malformed.applies_to_streams([event.stream]):
                 yield Send(event.text[: len(event.text) // 2], "malformed", event.stream)
                 malformed = None
             yield event
 
-    def _events(self, step: int) -> Iterator[Send]:
+    def _events(self, moment: int) -> Iterator[Send]:
         """bookTicker events first: they are cheap, and what latency is measured on."""
-        cursors = list(self.cursors.items())  # a request may change them between sends
-        for name, cursor in cursors:
-            symbol = cursor.stream.symbol
-            if symbol is not None and cursor.stream.kind == BOOK_TICKER:
-                text, best = self.feed.book_ticker(symbol, step * self.feed.market.substeps)
-                if best != cursor.last:
-                    cursor.last = best
-                    yield self._event(name, text, "bookTicker")
-        for name, cursor in cursors:
+        yield from self._book_tickers(moment)
+        step = moment // self.feed.market.substeps
+        for name, cursor in list(self.cursors.items()):  # a request may change them
             symbol = cursor.stream.symbol
             if symbol is None or cursor.stream.kind == BOOK_TICKER:
                 continue
@@ -364,6 +368,17 @@ class StreamSession:  # pylint: disable=too-many-instance-attributes
             cursor.since, cursor.gapped = until, skip
             if not skip:
                 yield self._event(name, update, "depthUpdate")
+
+    def _book_tickers(self, moment: int) -> Iterator[Send]:
+        """The best bid/asks that changed since last sent: the latest, when the clock
+        passed several moments at once."""
+        for name, cursor in list(self.cursors.items()):  # a request may change them
+            symbol = cursor.stream.symbol
+            if symbol is not None and cursor.stream.kind == BOOK_TICKER:
+                text, best = self.feed.book_ticker(symbol, moment)
+                if best != cursor.last:
+                    cursor.last = best
+                    yield self._event(name, text, "bookTicker")
 
     def _event(self, name: str, text: str, kind: str) -> Send:
         if self.combined:

@@ -184,15 +184,27 @@ def test_prices_move_by_ticks_around_the_recording(market: SimulatedMarket) -> N
 
 
 def test_step_follows_the_clock() -> None:
-    """Prices change only when the clock enters a new step."""
+    """Prices and levels change only when the clock enters a new step; within one, the
+    busiest symbols' best quantities change at each of its moments (five a step: their
+    bookTicker events), one side at a time, the update id with them."""
     clock = FakeClock(T0)
     market = SimulatedMarket(seed=1, step_seconds=5, now=clock)
-    first = market.book("BTCUSDT", 3)
-    clock.advance(4.9)
-    assert market.step() == T0 // 5 and market.book("BTCUSDT", 3) == first
+    quiet, moments = market.book("ETHBTC", 3), [market.book("BTCUSDT", 3)]
+    for _ in range(4):
+        clock.advance(1)
+        moments.append(market.book("BTCUSDT", 3))
+    clock.advance(0.9)
+    assert market.step() == T0 // 5 and market.book("BTCUSDT", 3) == moments[-1]
+    assert market.book("ETHBTC", 3) == quiet
+    for before, after in zip(moments, moments[1:]):
+        assert after.last_update_id > before.last_update_id
+        assert [price for price, _ in after.bids + after.asks] == [
+            price for price, _ in before.bids + before.asks]
+        assert (after.bids[0] != before.bids[0]) + (after.asks[0] != before.asks[0]) == 1
+        assert after.bids[1:] == before.bids[1:] and after.asks[1:] == before.asks[1:]
     clock.advance(0.1)
     assert market.step() == T0 // 5 + 1
-    assert market.book("BTCUSDT", 3).last_update_id > first.last_update_id
+    assert market.book("BTCUSDT", 3).last_update_id > moments[-1].last_update_id
 
 
 def test_depth_levels_are_sorted_whole_ticks(market: SimulatedMarket) -> None:

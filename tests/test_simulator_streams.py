@@ -52,6 +52,19 @@ class Sim(InProcessSimulator):
         self.clock.advance(seconds)
         await asyncio.wrap_future(self.streams.wake())
 
+    async def advance_to(self, moment: int) -> None:
+        """Move the clock to the start of ``moment`` (set, not added up: a thousand small
+        steps added to a Unix time would drift off the moments' edges)."""
+        market = self.market
+        self.clock.now = market.moment_seconds(moment)
+        assert market.moment() == moment
+        await asyncio.wrap_future(self.streams.wake())
+
+    def sent(self) -> int:
+        """How many messages the streams have sent so far (their ``/_sim/stats``, read in
+        process)."""
+        return sum(self.rest.simulator.stats.streams.snapshot()["messages_sent"].values())
+
     @asynccontextmanager
     async def connect(self, target: str = "/stream", autoping: bool = True
                       ) -> AsyncIterator[Client]:
@@ -62,9 +75,9 @@ class Sim(InProcessSimulator):
 
 
 @contextmanager
-def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0
-            ) -> Iterator[Sim]:
-    with serving_in_process(settings, step_seconds, T0) as sim:
+def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0,
+            weight_limit: int = 6000) -> Iterator[Sim]:
+    with serving_in_process(settings, step_seconds, T0, weight_limit) as sim:
         yield Sim(sim.rest, sim.streams, sim.clock)
 
 
@@ -567,11 +580,37 @@ def test_stream_faults_are_validated_and_kept_apart_from_rest_faults() -> None:
 
 def test_stream_flags_map_onto_the_config() -> None:
     args = cli.build_parser().parse_args(
-        "--ws-port 9443 --ws-ping-seconds 2.5 --ws-max-age 60".split())
+        "--ws-port 9443 --ws-ping-seconds 2.5 --ws-max-age 60 --ws-book-ticker-rate 200".split())
     assert args.ws_port == 9443
-    assert cli.config_from_args(args).streams == StreamSettings(2.5, 60)
+    assert cli.config_from_args(args).streams == StreamSettings(2.5, 60, 200)
     assert cli.config_from_args(cli.build_parser().parse_args([])).streams == StreamSettings(
-        20, 86400)
+        20, 86400, 50)
+
+
+def test_the_book_ticker_rate_sets_the_moments_of_a_step() -> None:
+    """--ws-book-ticker-rate 200: the busiest symbols' best levels move 20 times a step,
+    each time a bookTicker event. Their ``u`` come from the book's update ids, which the
+    depth events share: the ``u`` of a step's moments lie within the U..u of the depth
+    event that ends the step, as on Binance."""
+    async def scenario(sim: Sim) -> None:
+        market = sim.market
+        assert market.substeps == 20
+        async with sim.connect(stream_query("btcusdt@bookTicker")) as ws:
+            step = market.step()
+            for moment in range(step * 20 + 1, step * 20 + 41):
+                await sim.advance_to(moment)
+                event = (await ws.receive_json(timeout=TIMEOUT))["data"]
+                assert event == rest_book_ticker_event(sim, "BTCUSDT")
+                ids.append(event["u"])
+            assert sim.sent() == 40
+        diff = market.diff("BTCUSDT", step, step + 1)
+        assert diff is not None
+        assert diff.first_update_id <= min(ids[:19]) and max(ids[:19]) < diff.last_update_id
+        assert ids[19] == diff.last_update_id  # the next step's first moment ends the event
+
+    ids: list[int] = []
+    with serving(StreamSettings(book_ticker_rate=200), step_seconds=0.1) as sim:
+        run(lambda: scenario(sim))
 
 
 def test_the_console_script_serves_streams_at_the_url_it_prints() -> None:
