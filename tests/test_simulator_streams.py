@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import statistics
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
@@ -293,6 +294,122 @@ def test_removed_levels_carry_quantity_zero_in_the_symbols_width(sim: Sim) -> No
                 (float(price) for price, _ in event["b"]), reverse=True)
 
     run(scenario)
+
+
+BUSY, QUIET = "BTCUSDT", "ETHBTC"  # 7th and 258th of 2,520 symbols by recorded trades
+TICKS = {BUSY: Decimal("0.01"), QUIET: Decimal("0.00001")}
+RATE_SECONDS, DEPTH_SECONDS, CHECK_SECONDS = 2, 20, 4  # at Binance's pace: 0.1 s a step
+
+
+class Follower:
+    """A client of the depth and bookTicker streams of some symbols: a local book of each
+    (from a REST snapshot), the events as they came, the latest best bid/ask."""
+
+    def __init__(self, sim: Sim, symbols: tuple[str, ...]) -> None:
+        self.sim = sim
+        self.books = {symbol: ModelBook(sim.get(f"/api/v3/depth?symbol={symbol}&limit=5000"))
+                      for symbol in symbols}
+        self.best = {symbol: rest_book_ticker_event(sim, symbol) for symbol in symbols}
+        self.depths: dict[str, list[Json]] = {symbol: [] for symbol in symbols}
+        self.tickers: dict[str, list[tuple[int, Json]]] = {symbol: [] for symbol in symbols}
+
+    def on_message(self, message: Json, moment: int, checked: bool) -> None:
+        """A message at ``moment``; ``checked``: compare a bookTicker event with REST."""
+        event, symbol = message["data"], message["data"]["s"]
+        if message["stream"].endswith("@bookTicker"):
+            self.best[symbol] = event  # sent before the step's depth events
+            if checked:
+                assert event == rest_book_ticker_event(self.sim, symbol)
+                self.tickers[symbol].append((moment, event))
+            return
+        book = self.books[symbol]
+        assert event["U"] == book.update_id + 1
+        book.apply(event)
+        self.depths[symbol].append({**event, "near": near_best(self.best[symbol], event)})
+
+    def check_books(self) -> None:
+        """Every local book is the REST book, whole."""
+        for symbol, book in self.books.items():
+            full = self.sim.get(f"/api/v3/depth?symbol={symbol}&limit=5000")
+            assert book.update_id == full["lastUpdateId"]
+            assert (book.levels("b"), book.levels("a")) == (full["bids"], full["asks"])
+
+
+def test_a_busy_and_a_quiet_symbol_at_binances_sizes_and_rates() -> None:
+    """Recorded Binance Spot streams: BTCUSDT sends ~10 depth events a second of a median
+    10-15 levels (mean ~20, p99 ~100), a third of them removals, clustered near the best,
+    ~0.75 KB; and 50 to 500 bookTicker events a second. Mid-caps send 3-10 depth events a
+    second of 2-8 levels. The exporter must be tested against that load, not another (the
+    simulator once sent 15,000 levels, 480 KB, once a second). So: 20 s of the market at
+    Binance's pace on the fake clock, the first 2 moment by moment (5 a step), the rest step
+    by step. Every depth event continues the last one, and a local book from a REST
+    snapshot plus the events is the REST book (checked every 4 s); every bookTicker event
+    is the REST best bid/ask of its moment, its ``u`` REST's lastUpdateId then. How many
+    messages each move of the clock brings is read from the simulator's own count: nothing
+    waits on time."""
+    names = [f"{symbol.lower()}@{kind}" for symbol in (BUSY, QUIET)
+             for kind in ("depth@100ms", "bookTicker")]
+
+    async def scenario(sim: Sim) -> Follower:
+        market = sim.market
+        start, substeps = market.moment(), market.substeps
+        assert substeps == 5  # 50 bookTicker events a second, by default
+        rated = start + RATE_SECONDS * 10 * substeps
+        async with sim.connect(stream_query(*names)) as ws:
+            follower, sent = Follower(sim, (BUSY, QUIET)), sim.sent()
+            for moment in [*range(start + 1, rated + 1),
+                           *range(rated + substeps, start + DEPTH_SECONDS * 10 * substeps + 1,
+                                  substeps)]:
+                await sim.advance_to(moment)
+                before, sent = sent, sim.sent()
+                for _ in range(sent - before):
+                    follower.on_message(await ws.receive_json(timeout=TIMEOUT), moment,
+                                        checked=moment <= rated)
+                if (moment - start) % (CHECK_SECONDS * 10 * substeps) == 0:
+                    follower.check_books()
+        return follower
+
+    with serving(step_seconds=0.1, weight_limit=1_000_000) as sim:
+        follower = asyncio.run(scenario(sim))
+    busy, quiet = (depth_figures(follower.depths[symbol]) for symbol in (BUSY, QUIET))
+    assert busy["per_second"] == 10  # every step
+    assert 10 <= busy["median"] <= 15
+    assert 15 <= busy["mean"] <= 25
+    assert 60 <= busy["p99"] <= 120 and busy["max"] <= 140
+    assert 0.25 <= busy["removed"] <= 0.4 and busy["near"] >= 0.75
+    assert 0.5 <= busy["kb"] <= 1.0
+    assert 3 <= quiet["per_second"] <= 10
+    assert 2 <= quiet["median"] <= 8
+    assert 2 <= quiet["mean"] <= 8
+    tickers = follower.tickers
+    for events in tickers.values():
+        assert [event["u"] for _, event in events] == sorted(
+            {event["u"] for _, event in events})  # increasing
+    assert len(tickers[BUSY]) / RATE_SECONDS == 50  # every moment: one best level moved
+    assert 3 <= len(tickers[QUIET]) / RATE_SECONDS <= 10
+    assert all(moment % 5 == 0 for moment, _ in tickers[QUIET])  # its steps' first moments
+
+
+def near_best(best: Json, event: Json) -> int:
+    """How many of a depth ``event``'s levels lie within 100 ticks (about 50 levels) of
+    the best price of their side, as the bookTicker event ``best`` gives it."""
+    tick = TICKS[event["s"]]
+    return sum(abs(Decimal(price) - Decimal(best[side])) <= 100 * tick
+               for side in "ba" for price, _ in event[side])
+
+
+def depth_figures(events: list[Json]) -> dict[str, float]:
+    """Events a second, levels an event (median, mean, p99, max), the share of removals and
+    of levels near the best, and the mean size in KB."""
+    sizes = [len(event["b"]) + len(event["a"]) for event in events]
+    levels = [level for event in events for level in event["b"] + event["a"]]
+    encoded = [len(json.dumps({k: v for k, v in event.items() if k != "near"},
+                              separators=(",", ":")).encode()) for event in events]
+    return {"per_second": len(events) / DEPTH_SECONDS, "median": statistics.median(sizes),
+            "mean": statistics.mean(sizes), "p99": statistics.quantiles(sizes, n=100)[98],
+            "max": max(sizes), "removed": sum(Decimal(qty) == 0 for _, qty in levels)
+            / len(levels), "near": sum(event["near"] for event in events) / len(levels),
+            "kb": statistics.mean(encoded) / 1000}
 
 
 # -- requests -----------------------------------------------------------------------------
