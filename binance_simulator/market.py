@@ -7,12 +7,12 @@ the books move is ``books``; what the recording tells about a symbol, ``symbols`
 
 The clock is cut into steps of ``step_seconds`` (``--step-seconds``, 0.1 s: Binance's
 100 ms) and each step into ``substeps`` moments, one per bookTicker event of the
-busiest symbols (``--ws-book-ticker-rate``: 50 a second, 5 a step).  ``book()`` shows a
-step's first moment unless told another.
+busiest symbols (``--ws-book-ticker-rate``: 50 a second, 5 a step).  ``book()`` shows
+the clock's moment, or a given step's first; ``book_at()`` any moment.
 
 * Each symbol starts from its recorded ``bidPrice``/``askPrice``.  Its tick is
   10^-d, where d is the number of decimals those two prices need.
-* Books hold up to 5000 levels per side, fewer for symbols that traded
+* Books hold up to 4,900 levels per side, fewer for symbols that traded
   little (one level per recorded trade, at least 20) and for bids that would
   reach zero; deep and shallow books share their best levels, so ``depth``
   and ``bookTicker`` agree.
