@@ -26,6 +26,7 @@ from yarl import URL
 
 from binance_simulator import cli
 from binance_simulator.faults import Fault, FaultError, FaultSet
+from binance_simulator.market import SimulatedMarket
 from binance_simulator.streams import StreamSettings
 from binance_simulator.testkit import (T0, InProcessSimulator, SimulatorProcess,
                                        running_simulator, serving_in_process)
@@ -410,6 +411,30 @@ def depth_figures(events: list[Json]) -> dict[str, float]:
             "max": max(sizes), "removed": sum(Decimal(qty) == 0 for _, qty in levels)
             / len(levels), "near": sum(event["near"] for event in events) / len(levels),
             "kb": statistics.mean(encoded) / 1000}
+
+
+@pytest.mark.parametrize(("symbol", "steps"), [(BUSY, 3), (QUIET, 30), (BUSY, 700)])
+def test_a_diff_turns_a_book_into_a_later_one(symbol: str, steps: int) -> None:
+    """What a depth event carries: applied to the book of one step, the book of a later
+    one, its update ids continuing the first book's. Over more than a minute of steps at
+    Binance's pace (a connection that fell far behind), the difference of the two books."""
+    market = SimulatedMarket(now=lambda: T0)
+    start = market.step()
+    book = market.book(symbol, 5000, start)
+    diff = market.diff(symbol, start, start + steps)
+    assert diff is not None and diff.first_update_id == book.last_update_id + 1
+    sides = [dict(book.bids), dict(book.asks)]
+    for levels, changes in zip(sides, (diff.bids, diff.asks)):
+        for price, qty in changes:
+            if qty:
+                levels[price] = qty
+            else:
+                levels.pop(price, None)
+    later = market.book(symbol, 5000, start + steps)
+    assert diff.last_update_id == later.last_update_id
+    assert sorted(sides[0].items(), reverse=True) == later.bids
+    assert sorted(sides[1].items()) == later.asks
+    assert market.diff(symbol, start + steps, start + steps) is None
 
 
 # -- requests -----------------------------------------------------------------------------
