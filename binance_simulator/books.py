@@ -141,11 +141,12 @@ class BestLevels:
         moments = [(qtys[0], qtys[1], draws[4] % UID_STRIDE)]
         for substep in range(1, self.substeps):
             jitter, which, high, low = draws[4 + 4 * substep: 8 + 4 * substep]
-            side = spec.side(is_bid=bool(which & 1))
+            slot = 0 if which & 1 else 1  # the bid's quantity, or the ask's
+            side = spec.side(is_bid=slot == 0)
             qty = side.qty(high << 8 | low)
-            if qty == qtys[which & 1 ^ 1]:
+            if qty == qtys[slot]:
                 qty = side.qty_step * (1 + qty // side.qty_step % side.qty_span)
-            qtys[which & 1 ^ 1] = qty
+            qtys[slot] = qty
             moments.append((qtys[0], qtys[1], jitter % UID_STRIDE))
         return tuple(moments)
 
