@@ -16,10 +16,10 @@ its events as the market's steps come (a step is Binance's 100 ms at the default
   several moments at once (a fake clock, a late loop), the latest only;
 * ``@depth@100ms``: the levels that changed since the connection's last event, so
   that a client that follows Binance's "How to manage a local order book
-  correctly" from a REST snapshot holds the REST book of the current step.  A step
-  without a change sends nothing; a connection that missed steps (a stall, a late
-  loop) gets one event spanning them.  ``@depth``, Binance's 1000 ms variant, sends
-  the same every ten steps.
+  correctly" from a REST snapshot holds the REST book of the step's first moment.
+  A step without a change sends nothing; a connection that missed steps (a stall, a
+  late loop) gets one event spanning them.  ``@depth``, Binance's 1000 ms variant,
+  sends the same every ten steps.
 
 Requests (``SUBSCRIBE``, ``UNSUBSCRIBE``, ``LIST_SUBSCRIPTIONS``,
 ``SET_PROPERTY``/``GET_PROPERTY`` ``combined``) are answered as Binance does.  More
