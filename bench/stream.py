@@ -32,7 +32,8 @@ alone, and a real ``binance-exporter`` against each, at default TTLs.
   above at default TTLs (every scrape counted, refreshing ones included, streams
   flowing); and a stream exporter whose stream URL is :mod:`bench.blaster` at 1,000
   bookTicker events a second (REST side: the stream simulator), for a rate of events
-  between the simulator's (5 bookTicker and 5 full-book depth events a second) and the
+  between the simulator's (at ``--step-seconds 1``, ten times slower than Binance: 25
+  bookTicker and about 4 depth events of a few levels a second) and the
   absorption target, without depth events (its books never sync). A closed loop of
   thousands of scrapes a second dilutes the rare refreshing scrape, so each window's
   maximum is shown beside its p99, and the p99 of every scrape of the 10 scrapers of

@@ -14,13 +14,18 @@ test is shared.
 Modules, from the bottom up:
 
 * ``data``      -- loads the bundled recordings.
-* ``market``    -- deterministic order books and tickers (injectable clock).
+* ``symbols``   -- what the recording tells about a symbol: units, sizes, how busy.
+* ``books``     -- how each symbol's order book moves, step by step (deterministic).
+* ``market``    -- the market at the clock's time: books and tickers (injectable clock).
 * ``weights``   -- Binance's request weights and the per-minute weight limiter.
 * ``stream_names`` -- stream names: parsing, and matching fault targets.
 * ``faults``    -- fault specifications, validation and per-request selection.
 * ``mutations`` -- the pure functions that corrupt books and payloads.
 * ``api``       -- parameter validation and the endpoint handlers.
-* ``streams``   -- events and per-connection sessions (no sockets).
+* ``events``    -- the stream events the market's steps produce, computed once.
+* ``stream_requests`` -- the requests a stream connection may send, parsed and checked.
+* ``stream_stats`` -- the streams' figures for ``/_sim/stats``.
+* ``streams``   -- one connection's session: what to send and when (no sockets).
 * ``app``       -- ties the above together into replies; control API; stats.
 * ``server``    -- the HTTP plumbing (``ThreadingHTTPServer``).
 * ``stream_server`` -- the streams' listener (aiohttp's WebSocket server).

@@ -192,9 +192,9 @@ class Api:
                 raise invalid_symbol()
         return symbol, symbols
 
-    def _books(self, symbols: Iterable[str], faults: DataFaults, step: int) -> list[Book]:
+    def _books(self, symbols: Iterable[str], faults: DataFaults, moment: int) -> list[Book]:
         return [
-            faults.apply(self.market.book(symbol, 1, step))
+            faults.apply(self.market.book_at(symbol, 1, moment))
             for symbol in symbols
             if symbol not in faults.dropped_symbols
         ]
@@ -219,7 +219,7 @@ class Api:
         if status is not None and symbol is not None and self.market.status(symbol) != status:
             raise ErrorAnswer(
                 -1220, "The symbol's status does not match the requested symbolStatus.")
-        step = self.market.step()
+        moment = self.market.moment()
 
         def view(book: Book) -> dict[str, Any]:
             ticker = self.market.ticker(book)
@@ -229,11 +229,11 @@ class Api:
             return ticker
 
         if symbol is not None:
-            return view(faults.apply(self.market.book(symbol, 1, step)))
+            return view(faults.apply(self.market.book_at(symbol, 1, moment)))
         chosen = symbols if symbols is not None else self.market.symbols
         if status is not None:
             chosen = [name for name in chosen if self.market.status(name) == status]
-        return [view(book) for book in self._books(chosen, faults, step)]
+        return [view(book) for book in self._books(chosen, faults, moment)]
 
     def depth(self, params: Params, faults: DataFaults) -> Any:
         """``GET /api/v3/depth`` -- ``symbol`` required, ``limit`` 1..5000 (more is capped)."""
@@ -255,8 +255,8 @@ class Api:
     def book_ticker(self, params: Params, faults: DataFaults) -> Any:
         """``GET /api/v3/ticker/bookTicker`` -- one symbol (object), a list or all (list)."""
         symbol, symbols = self._selection(params, self.market.has_symbol, faults)
-        step = self.market.step()
+        moment = self.market.moment()
         if symbol is not None:
-            return faults.apply(self.market.book(symbol, 1, step)).book_ticker_payload()
+            return faults.apply(self.market.book_at(symbol, 1, moment)).book_ticker_payload()
         chosen = symbols if symbols is not None else self.market.symbols
-        return [book.book_ticker_payload() for book in self._books(chosen, faults, step)]
+        return [book.book_ticker_payload() for book in self._books(chosen, faults, moment)]

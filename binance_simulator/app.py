@@ -31,8 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 from . import mutations
 from .api import Api, ErrorAnswer, DataFaults
 from .faults import Fault, FaultSet, faults_from_body
-from .market import SimulatedMarket
-from .streams import StreamSettings, StreamStats
+from .market import STEP_SECONDS, SimulatedMarket
+from .stream_stats import StreamStats
+from .streams import StreamSettings
 from .weights import ENDPOINTS, Admission, WeightLimiter, request_weight
 
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -85,7 +86,7 @@ class SimulatorConfig:
     seed: int = 1
     latency_ms: int = 0
     weight_limit: int = 6000
-    step_seconds: float = 1.0
+    step_seconds: float = STEP_SECONDS
     faults: tuple[Fault, ...] = ()
     verbose: bool = False
     streams: StreamSettings = StreamSettings()
@@ -195,7 +196,8 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.api = Api(SimulatedMarket(config.seed, config.step_seconds, now))
+        self.api = Api(SimulatedMarket(config.seed, config.step_seconds, now,
+                                       config.streams.book_ticker_rate))
         self.limiter = WeightLimiter(config.weight_limit, now)
         self.faults = FaultSet(config.faults, seed=config.seed)
         self.stats = Stats(now)

@@ -24,6 +24,7 @@ from typing import NoReturn, TypeVar
 
 from .app import Simulator, SimulatorConfig
 from .faults import FAULT_NAMES, Fault, FaultError
+from .market import BOOK_TICKER_RATE, STEP_SECONDS
 from .server import POLL_INTERVAL, SimulatorServer
 from .stream_server import StreamServer
 from .streams import StreamSettings
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=1, help="seed of prices, books and fault draws (default 1)")
     add("--latency-ms", type=_bounded(int, 0), default=0, help="delay added to every API answer")
     add("--weight-limit", type=_bounded(int, 1), default=6000, help="weight/minute (default 6000)")
-    add("--step-seconds", type=_bounded(float, 0.001), default=1.0, help="price step (default 1 s)")
+    add("--step-seconds", type=_bounded(float, 0.001), default=STEP_SECONDS,
+        help="market step: books change once a step, a @depth@100ms event each (default 0.1 s, "
+             "Binance's pace; more slows the market down)")
     add(
         "--fault",
         type=_fault,
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="streams: ping interval; a ping unanswered for 3 intervals closes (default 20)")
     add("--ws-max-age", type=_bounded(float, 0.01), default=86400.0,
         help="streams: seconds before a connection is closed (default 86400, Binance's 24 h)")
+    add("--ws-book-ticker-rate", type=_bounded(int, 10, 1000), default=BOOK_TICKER_RATE,
+        help="streams: bookTicker events a second of the busiest symbols at a 0.1 s step, "
+             f"in whole tens (default {BOOK_TICKER_RATE}; Binance: 50-500 for BTCUSDT)")
     add("--exit-with-parent", action="store_true", help="exit when the parent process goes away")
     add("--verbose", action="store_true", help="log every request to stderr")
     return parser
@@ -105,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         step_seconds=args.step_seconds,
         faults=tuple(args.fault),
         verbose=args.verbose,
-        streams=StreamSettings(args.ws_ping_seconds, args.ws_max_age),
+        streams=StreamSettings(args.ws_ping_seconds, args.ws_max_age, args.ws_book_ticker_rate),
     )
 
 

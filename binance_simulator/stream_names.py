@@ -14,7 +14,8 @@ from functools import lru_cache
 from . import data
 
 BOOK_TICKER = "bookTicker"
-DEPTH_KINDS = ("depth@100ms", "depth")
+DEPTH_100MS, DEPTH_1S = "depth@100ms", "depth"
+DEPTH_KINDS = (DEPTH_100MS, DEPTH_1S)
 KINDS = (BOOK_TICKER, *DEPTH_KINDS)
 
 

@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from aiohttp import WSMsgType, web
 
 from .app import Simulator
+from .events import EventFeed
 from .stream_names import StreamNameError, parse_stream
-from .streams import (MAX_STREAMS, Action, Close, EventFeed, Ping, Pong, Send, StreamContext,
-                      StreamSession)
+from .streams import MAX_STREAMS, Action, Close, Ping, Pong, Send, StreamContext, StreamSession
 
 CLOSE_TIMEOUT = 5.0  # seconds a close or a stop waits for the other side
 MIN_WAIT = 0.001  # a writer never spins: it waits at least this long between passes

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .app import SimulatorConfig
+from .market import SimulatedMarket
 from .server import SimulatorServer, serve_in_thread
 from .stream_server import StreamServer
 from .streams import StreamSettings
@@ -248,6 +249,11 @@ class InProcessSimulator:
         """Its ``/_sim`` control API."""
         return SimulatorControl(self.rest.url)
 
+    @property
+    def market(self) -> SimulatedMarket:
+        """The market it serves: what a step will bring is known beforehand."""
+        return self.rest.simulator.api.market
+
     def get(self, target: str) -> Any:
         """GET a REST or control path; its decoded JSON."""
         with urllib.request.urlopen(self.rest.url + target, timeout=HTTP_TIMEOUT) as answer:
@@ -261,10 +267,13 @@ class InProcessSimulator:
 
 @contextmanager
 def serving_in_process(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0,
-                       start: float = T0) -> Iterator[InProcessSimulator]:
-    """REST and streams served from one simulator on a :class:`FakeClock` at ``start``."""
+                       start: float = T0, weight_limit: int = 6000
+                       ) -> Iterator[InProcessSimulator]:
+    """REST and streams served from one simulator on a :class:`FakeClock` at ``start``
+    (its weight limit, too, counts minutes of that clock)."""
     clock = FakeClock(start)
-    config = SimulatorConfig(step_seconds=step_seconds, streams=settings)
+    config = SimulatorConfig(step_seconds=step_seconds, streams=settings,
+                             weight_limit=weight_limit)
     with serve_in_thread(config, clock) as rest:
         streams = StreamServer(rest.simulator).start()
         try:

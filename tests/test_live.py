@@ -115,10 +115,16 @@ class StreamRig:
         return answers.spread(tops[symbol])
 
 
+# The rig reads REST depth (25 weight a book) to check every step, and a step is a second
+# of the simulator's clock: a minute of weight can pass in a second. The exporter's own
+# requests are a few snapshots; the test's checks must not use its budget up.
+CHECKING_WEIGHT_LIMIT = 1_000_000
+
+
 @contextmanager
 def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = FAST,
               urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[StreamRig]:
-    with serving_in_process(settings) as sim:
+    with serving_in_process(settings, weight_limit=CHECKING_WEIGHT_LIMIT) as sim:
         client = BinanceClient([sim.url], timeout=5, retries=0)
         source = StreamSource(client, Settings(source=STREAM), [*urls_before, sim.stream_url],
                               timing, resync_interval=options.pop("resync_interval", 0.0),
@@ -165,16 +171,37 @@ def symbol_of(stream: StreamRig, ranking: str = "volume") -> str:
     return (ranked.by_volume if ranking == "volume" else ranked.by_trades)[0].symbol
 
 
+def step_to_a_change(stream: StreamRig, symbol: str) -> None:
+    """Step the market until its next step changes ``symbol``'s book, so that the step
+    brings an event: a quieter symbol's book changes on most steps, not all."""
+    market = stream.sim.market
+    while market.diff(symbol, market.step(), market.step() + 1) is None:
+        stream.sim.step(1)
+
+
+def step_until_each_changed(stream: StreamRig, symbols: list[str]) -> None:
+    """Step the market until each of ``symbols``' books has changed, so that each has had
+    an event: new books sync from their first events, and a bookTicker stream sends
+    changes only."""
+    market = stream.sim.market
+    since = market.step()
+    stream.sim.step(1)
+    while any(market.diff(symbol, since, market.step()) is None for symbol in symbols):
+        stream.sim.step(1)
+
+
 def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: StreamRig) -> None:
     stream.synced()
     symbol = symbol_of(stream)
     depth = symbol.lower() + "@depth@100ms"
+    step_to_a_change(stream, symbol)
     stream.sim.control.set_faults([{"name": "ws_gap", "rate": 1, "streams": [depth]},
                                    {"name": "error_5xx", "status": 503, "rate": 1,
                                     "endpoints": ["/api/v3/depth"]}])
     stream.sim.step(1)  # this step's event for the symbol is never sent
     stream.sim.control.set_faults([{"name": "error_5xx", "status": 503, "rate": 1,
                                     "endpoints": ["/api/v3/depth"]}])
+    step_to_a_change(stream, symbol)
     stream.sim.step(1)  # the next one does not continue the book: a gap
     eventually(lambda: stream.view().health.resyncs.get((symbol, "gap")), "the gap")
     withdrawn = stream.snapshot()  # no snapshot can be had (503): the book stays out
@@ -321,7 +348,7 @@ def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream
     wanted = {t.symbol.lower() + "@depth@100ms" for t in moved.by_volume} | \
         {t.symbol.lower() + "@bookTicker" for t in moved.by_trades}
     eventually(lambda: set(stats()["streams"]["subscriptions"]) == wanted, "the new set")
-    stream.sim.step(1)  # the new books sync from their first events
+    step_until_each_changed(stream, [t.symbol for t in (*moved.by_volume, *moved.by_trades)])
 
     def moved_synced() -> StreamView | None:
         view = stream.view()
@@ -378,7 +405,8 @@ def test_min_and_max_forget_a_spread_10_s_after_it_stopped_being_current() -> No
     bounds of the scrape before it."""
     clock = FakeClock()  # the exporter's monotonic clock: the window's time
     with streaming(clock=clock) as stream:
-        stream.synced()
+        stream.synced()  # a step or more: quieter books may wait a step for their first event
+        clock.advance(10)  # the spreads seen while syncing leave the window, but the latest
         symbol = symbol_of(stream, "trades")
         collector = BinanceCollector(stream.source)
 
@@ -558,9 +586,11 @@ def test_books_resync_at_most_once_per_resync_interval() -> None:
         def snapshots() -> int:
             return sum(stats()["requests"]["/api/v3/depth"].values())
         before = snapshots()
+        step_to_a_change(stream, symbol)
         stream.sim.control.set_faults([{"name": "ws_gap", "rate": 1, "streams": [depth]}])
         stream.sim.step(1)
         stream.sim.control.clear_faults()
+        step_to_a_change(stream, symbol)
         stream.sim.step(1)
         eventually(lambda: stream.view().health.resyncs[symbol, "gap"] == 1, "the gap")
         stream.sim.step(1)  # events keep coming: the book wants a snapshot, and waits

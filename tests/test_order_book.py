@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binance_simulator.market import SimulatedMarket
-from binance_simulator.streams import EventFeed
+from binance_simulator.events import EventFeed
 from binance_simulator.testkit import FakeClock
 from collector.answers import book_notional
 from collector.models import (
@@ -415,12 +415,17 @@ def test_the_simulators_snapshot_and_events_give_its_rest_notional(
 
 
 def test_the_simulators_book_ticker_events_parse_to_its_rest_book_ticker() -> None:
+    """At a step's first moment, and at a later one, where only the busiest symbols' best
+    quantities have moved."""
     clock = FakeClock(T0)
     market = SimulatedMarket(now=clock)
     feed = EventFeed(market)
-    for symbol in ("BTCUSDT", "ETHBTC", "币安人生USDT"):
-        book = market.book(symbol, 1)
-        text, _ = feed.book_ticker(symbol, market.step())
-        update_id, top = parse_book_ticker_event(json.loads(text), symbol.lower() + "@bookTicker")
-        assert update_id == book.last_update_id
-        assert top == parse_book_tickers([book.book_ticker_payload()])[symbol]
+    for _ in range(2):
+        for symbol in ("BTCUSDT", "ETHBTC", "币安人生USDT"):
+            book = market.book_at(symbol, 1, market.moment())
+            text, _ = feed.book_ticker(symbol, market.moment())
+            update_id, top = parse_book_ticker_event(json.loads(text),
+                                                     symbol.lower() + "@bookTicker")
+            assert update_id == book.last_update_id
+            assert top == parse_book_tickers([book.book_ticker_payload()])[symbol]
+        clock.advance(market.step_seconds * 3 / market.substeps)

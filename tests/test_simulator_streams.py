@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import statistics
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
@@ -25,6 +26,7 @@ from yarl import URL
 
 from binance_simulator import cli
 from binance_simulator.faults import Fault, FaultError, FaultSet
+from binance_simulator.market import SimulatedMarket
 from binance_simulator.streams import StreamSettings
 from binance_simulator.testkit import (T0, InProcessSimulator, SimulatorProcess,
                                        running_simulator, serving_in_process)
@@ -52,6 +54,19 @@ class Sim(InProcessSimulator):
         self.clock.advance(seconds)
         await asyncio.wrap_future(self.streams.wake())
 
+    async def advance_to(self, moment: int) -> None:
+        """Move the clock to the start of ``moment`` (set, not added up: a thousand small
+        steps added to a Unix time would drift off the moments' edges)."""
+        market = self.market
+        self.clock.now = market.moment_seconds(moment)
+        assert market.moment() == moment
+        await asyncio.wrap_future(self.streams.wake())
+
+    def sent(self) -> int:
+        """How many messages the streams have sent so far (their ``/_sim/stats``, read in
+        process)."""
+        return sum(self.rest.simulator.stats.streams.snapshot()["messages_sent"].values())
+
     @asynccontextmanager
     async def connect(self, target: str = "/stream", autoping: bool = True
                       ) -> AsyncIterator[Client]:
@@ -62,9 +77,9 @@ class Sim(InProcessSimulator):
 
 
 @contextmanager
-def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0
-            ) -> Iterator[Sim]:
-    with serving_in_process(settings, step_seconds, T0) as sim:
+def serving(settings: StreamSettings = StreamSettings(), step_seconds: float = 1.0,
+            weight_limit: int = 6000) -> Iterator[Sim]:
+    with serving_in_process(settings, step_seconds, T0, weight_limit) as sim:
         yield Sim(sim.rest, sim.streams, sim.clock)
 
 
@@ -160,13 +175,14 @@ def test_combined_stream_wraps_events_and_takes_url_encoded_unicode_names(sim: S
 
 
 def test_book_ticker_events_equal_the_rest_book_ticker_step_after_step(sim: Sim) -> None:
+    """BTCUSDT, one of the busiest symbols, changes on every step."""
     async def scenario() -> None:
-        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws:
+        async with sim.connect(stream_query("btcusdt@bookTicker")) as ws:
             for _ in range(4):
                 await sim.advance(1)
                 event = await ws.receive_json(timeout=TIMEOUT)
-                assert event == {"stream": "ethbtc@bookTicker",
-                                 "data": rest_book_ticker_event(sim, "ETHBTC")}
+                assert event == {"stream": "btcusdt@bookTicker",
+                                 "data": rest_book_ticker_event(sim, "BTCUSDT")}
             stats = sim.get("/_sim/stats")["streams"]
             assert (stats["connections_open"], stats["messages_sent"]) == (1, {"bookTicker": 4})
 
@@ -206,15 +222,21 @@ def test_bad_stream_names_are_refused_before_the_upgrade(sim: Sim) -> None:
                                              ("BNBBTC", 100)])
 def test_a_local_book_from_a_snapshot_and_the_events_is_the_rest_book(
         sim: Sim, symbol: str, limit: int) -> None:
-    """The key property: events are diffs between the books of successive steps, with U/u
-    continuing the snapshot's lastUpdateId, so a client following Binance's procedure holds
-    the REST book step after step -- also when one event spans several steps. The snapshot
-    is taken after some events were buffered (they are dropped: u <= lastUpdateId); the
-    first kept event starts at lastUpdateId + 1. As Binance warns, a level deeper than the
-    snapshot that never changes stays unknown: so every level held is REST's, the top of
-    the book (well inside the snapshot's depth) is REST's, and a full snapshot gives the
-    full book."""
+    """The key property: events carry the levels that changed since the last event, with
+    U/u continuing the snapshot's lastUpdateId, so a client following Binance's procedure
+    holds the REST book step after step -- also when one event spans several steps. The
+    snapshot is taken after some events were buffered (they are dropped: u <=
+    lastUpdateId); the first kept event starts at lastUpdateId + 1. As Binance warns, a
+    level deeper than the snapshot that never changes stays unknown: so every level held is
+    REST's, the top of the book (well inside the snapshot's depth) is REST's, and a full
+    snapshot gives the full book. BNBBTC, a quieter symbol, changes on 9 steps of 10: on a
+    step without a change its lastUpdateId stays, and no event comes."""
     name = symbol.lower() + "@depth@100ms"
+
+    def moved(update_id: int) -> bool:
+        """Whether the book's lastUpdateId is past ``update_id``: an event is due."""
+        return bool(sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=1")["lastUpdateId"]
+                    > update_id)
 
     def check(book: ModelBook) -> None:
         full = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=5000")
@@ -229,40 +251,190 @@ def test_a_local_book_from_a_snapshot_and_the_events_is_the_rest_book(
 
     async def scenario() -> None:
         async with sim.connect(stream_query(name)) as ws:
-            buffered = []
-            for _ in range(2):
+            buffered: list[Json] = []
+            while len(buffered) < 2:
+                last = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit=1")
                 await sim.advance(1)
-                buffered.append((await ws.receive_json(timeout=TIMEOUT))["data"])
+                if moved(last["lastUpdateId"]):
+                    buffered.append((await ws.receive_json(timeout=TIMEOUT))["data"])
             snapshot = sim.get(f"/api/v3/depth?symbol={quote(symbol)}&limit={limit}")
             assert all(event["u"] <= snapshot["lastUpdateId"] for event in buffered)
             book = ModelBook(snapshot)
             for event in buffered:
                 book.apply(event)
-            for seconds in (1, 1, 3, 1):
+            expected = 0
+            for seconds in (1, 1, 3, 1, 1, 1):
                 await sim.advance(seconds)
+                if not moved(book.update_id):
+                    check(book)
+                    continue
                 event = (await ws.receive_json(timeout=TIMEOUT))["data"]
                 assert event["U"] == book.update_id + 1 and event["s"] == symbol
                 assert event["e"] == "depthUpdate" and event["E"] == int(sim.clock() * 1000)
                 book.apply(event)
+                expected += 1
                 check(book)
-            assert book.applied == 4
+            assert book.applied == expected >= 4
 
     run(scenario)
 
 
 def test_removed_levels_carry_quantity_zero_in_the_symbols_width(sim: Sim) -> None:
+    """``@depth`` is Binance's 1000 ms stream: one event every ten steps."""
     async def scenario() -> None:
-        async with sim.connect(stream_query("ethbtc@depth")) as ws:
-            before = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+        async with sim.connect(stream_query("btcusdt@depth")) as ws:
+            before = sim.get("/api/v3/depth?symbol=BTCUSDT&limit=5000")
+            await sim.advance(9)
             await sim.advance(1)
             event = (await ws.receive_json(timeout=TIMEOUT))["data"]
-            after = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+            assert event["E"] == int(sim.clock() * 1000) == (T0 + 10) * 1000
+            after = sim.get("/api/v3/depth?symbol=BTCUSDT&limit=5000")
             removed = {price for price, _ in before["bids"]} - {p for p, _ in after["bids"]}
             assert removed and all([price, "0.00000000"] in event["b"] for price in removed)
             assert [float(price) for price, _ in event["b"]] == sorted(
                 (float(price) for price, _ in event["b"]), reverse=True)
 
     run(scenario)
+
+
+BUSY, QUIET = "BTCUSDT", "ETHBTC"  # 7th and 258th of 2,520 symbols by recorded trades
+TICKS = {BUSY: Decimal("0.01"), QUIET: Decimal("0.00001")}
+RATE_SECONDS, DEPTH_SECONDS, CHECK_SECONDS = 2, 20, 4  # at Binance's pace: 0.1 s a step
+
+
+class Follower:
+    """A client of the depth and bookTicker streams of some symbols: a local book of each
+    (from a REST snapshot), the events as they came, the latest best bid/ask."""
+
+    def __init__(self, sim: Sim, symbols: tuple[str, ...]) -> None:
+        self.sim = sim
+        self.books = {symbol: ModelBook(sim.get(f"/api/v3/depth?symbol={symbol}&limit=5000"))
+                      for symbol in symbols}
+        self.best = {symbol: rest_book_ticker_event(sim, symbol) for symbol in symbols}
+        self.depths: dict[str, list[Json]] = {symbol: [] for symbol in symbols}
+        self.tickers: dict[str, list[tuple[int, Json]]] = {symbol: [] for symbol in symbols}
+
+    def on_message(self, message: Json, moment: int, checked: bool) -> None:
+        """A message at ``moment``; ``checked``: compare a bookTicker event with REST."""
+        event, symbol = message["data"], message["data"]["s"]
+        if message["stream"].endswith("@bookTicker"):
+            self.best[symbol] = event  # sent before the step's depth events
+            if checked:
+                assert event == rest_book_ticker_event(self.sim, symbol)
+                self.tickers[symbol].append((moment, event))
+            return
+        book = self.books[symbol]
+        assert event["U"] == book.update_id + 1
+        book.apply(event)
+        self.depths[symbol].append({**event, "near": near_best(self.best[symbol], event)})
+
+    def check_books(self) -> None:
+        """Every local book is the REST book, whole."""
+        for symbol, book in self.books.items():
+            full = self.sim.get(f"/api/v3/depth?symbol={symbol}&limit=5000")
+            assert book.update_id == full["lastUpdateId"]
+            assert (book.levels("b"), book.levels("a")) == (full["bids"], full["asks"])
+
+
+def test_a_busy_and_a_quiet_symbol_at_binances_sizes_and_rates() -> None:
+    """Recorded Binance Spot streams: BTCUSDT sends ~10 depth events a second of a median
+    10-15 levels (mean ~20, p99 ~100), a third of them removals, clustered near the best,
+    ~0.75 KB; and 50 to 500 bookTicker events a second. Mid-caps send 3-10 depth events a
+    second of 2-8 levels. The exporter must be tested against that load, not another (the
+    simulator once sent 15,000 levels, 480 KB, once a second). So: 20 s of the market at
+    Binance's pace on the fake clock, the first 2 moment by moment (5 a step), the rest step
+    by step. Every depth event continues the last one, and a local book from a REST
+    snapshot plus the events is the REST book (checked every 4 s); every bookTicker event
+    is the REST best bid/ask of its moment, its ``u`` REST's lastUpdateId then. How many
+    messages each move of the clock brings is read from the simulator's own count: nothing
+    waits on time."""
+    names = [f"{symbol.lower()}@{kind}" for symbol in (BUSY, QUIET)
+             for kind in ("depth@100ms", "bookTicker")]
+
+    async def scenario(sim: Sim) -> Follower:
+        market = sim.market
+        start, substeps = market.moment(), market.substeps
+        assert substeps == 5  # 50 bookTicker events a second, by default
+        rated = start + RATE_SECONDS * 10 * substeps
+        async with sim.connect(stream_query(*names)) as ws:
+            follower, sent = Follower(sim, (BUSY, QUIET)), sim.sent()
+            for moment in [*range(start + 1, rated + 1),
+                           *range(rated + substeps, start + DEPTH_SECONDS * 10 * substeps + 1,
+                                  substeps)]:
+                await sim.advance_to(moment)
+                before, sent = sent, sim.sent()
+                for _ in range(sent - before):
+                    follower.on_message(await ws.receive_json(timeout=TIMEOUT), moment,
+                                        checked=moment <= rated)
+                if (moment - start) % (CHECK_SECONDS * 10 * substeps) == 0:
+                    follower.check_books()
+        return follower
+
+    with serving(step_seconds=0.1, weight_limit=1_000_000) as sim:
+        follower = asyncio.run(scenario(sim))
+    busy, quiet = (depth_figures(follower.depths[symbol]) for symbol in (BUSY, QUIET))
+    assert busy["per_second"] == 10  # every step
+    assert 10 <= busy["median"] <= 15
+    assert 15 <= busy["mean"] <= 25
+    assert 60 <= busy["p99"] <= 120 and busy["max"] <= 140
+    assert 0.25 <= busy["removed"] <= 0.4 and busy["near"] >= 0.75
+    assert 0.5 <= busy["kb"] <= 1.0
+    assert 3 <= quiet["per_second"] <= 10
+    assert 2 <= quiet["median"] <= 8
+    assert 2 <= quiet["mean"] <= 8
+    tickers = follower.tickers
+    for events in tickers.values():
+        assert [event["u"] for _, event in events] == sorted(
+            {event["u"] for _, event in events})  # increasing
+    assert len(tickers[BUSY]) / RATE_SECONDS == 50  # every moment: one best level moved
+    assert 3 <= len(tickers[QUIET]) / RATE_SECONDS <= 10
+    assert all(moment % 5 == 0 for moment, _ in tickers[QUIET])  # its steps' first moments
+
+
+def near_best(best: Json, event: Json) -> int:
+    """How many of a depth ``event``'s levels lie within 100 ticks (about 50 levels) of
+    the best price of their side, as the bookTicker event ``best`` gives it."""
+    tick = TICKS[event["s"]]
+    return sum(abs(Decimal(price) - Decimal(best[side])) <= 100 * tick
+               for side in "ba" for price, _ in event[side])
+
+
+def depth_figures(events: list[Json]) -> dict[str, float]:
+    """Events a second, levels an event (median, mean, p99, max), the share of removals and
+    of levels near the best, and the mean size in KB."""
+    sizes = [len(event["b"]) + len(event["a"]) for event in events]
+    levels = [level for event in events for level in event["b"] + event["a"]]
+    encoded = [len(json.dumps({k: v for k, v in event.items() if k != "near"},
+                              separators=(",", ":")).encode()) for event in events]
+    return {"per_second": len(events) / DEPTH_SECONDS, "median": statistics.median(sizes),
+            "mean": statistics.mean(sizes), "p99": statistics.quantiles(sizes, n=100)[98],
+            "max": max(sizes), "removed": sum(Decimal(qty) == 0 for _, qty in levels)
+            / len(levels), "near": sum(event["near"] for event in events) / len(levels),
+            "kb": statistics.mean(encoded) / 1000}
+
+
+@pytest.mark.parametrize(("symbol", "steps"), [(BUSY, 3), (QUIET, 30), (BUSY, 700)])
+def test_a_diff_turns_a_book_into_a_later_one(symbol: str, steps: int) -> None:
+    """What a depth event carries: applied to the book of one step, the book of a later
+    one, its update ids continuing the first book's. Over more than a minute of steps at
+    Binance's pace (a connection that fell far behind), the difference of the two books."""
+    market = SimulatedMarket(now=lambda: T0)
+    start = market.step()
+    book = market.book(symbol, 5000, start)
+    diff = market.diff(symbol, start, start + steps)
+    assert diff is not None and diff.first_update_id == book.last_update_id + 1
+    sides = [dict(book.bids), dict(book.asks)]
+    for levels, changes in zip(sides, (diff.bids, diff.asks)):
+        for price, qty in changes:
+            if qty:
+                levels[price] = qty
+            else:
+                levels.pop(price, None)
+    later = market.book(symbol, 5000, start + steps)
+    assert diff.last_update_id == later.last_update_id
+    assert sorted(sides[0].items(), reverse=True) == later.bids
+    assert sorted(sides[1].items()) == later.asks
+    assert market.diff(symbol, start + steps, start + steps) is None
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -396,27 +568,27 @@ def test_ws_gap_skips_one_depth_event(sim: Sim) -> None:
     """The event after a skipped one is always sent, so a client sees the gap: its U is
     not the previous u + 1. Its resync from REST then holds the REST book again."""
     async def scenario() -> None:
-        async with sim.connect(stream_query("ethbtc@depth@100ms", "ethbtc@bookTicker")) as ws:
+        async with sim.connect(stream_query("btcusdt@depth@100ms", "btcusdt@bookTicker")) as ws:
             await sim.advance(1)
             events = [json.loads(await text(ws)) for _ in range(2)]
             depth = next(event["data"] for event in events if "depth" in event["stream"])
-            book = ModelBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))
+            book = ModelBook(sim.get("/api/v3/depth?symbol=BTCUSDT&limit=1000"))
             sim.control.set_faults([{"name": "ws_gap", "streams": ["depth@100ms"]}])
             await sim.advance(1)  # this step's depth event is skipped, bookTicker still comes
-            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "ethbtc@bookTicker"
-            skipped_to = sim.get("/api/v3/depth?symbol=ETHBTC&limit=1")["lastUpdateId"]
+            assert (await ws.receive_json(timeout=TIMEOUT))["stream"] == "btcusdt@bookTicker"
+            skipped_to = sim.get("/api/v3/depth?symbol=BTCUSDT&limit=1")["lastUpdateId"]
             await sim.advance(1)
             after = [json.loads(await text(ws)) for _ in range(2)]
             gapped = next(event["data"] for event in after if "depth" in event["stream"])
             assert gapped["U"] == skipped_to + 1 > depth["u"] + 1
             with pytest.raises(Gap):
                 book.apply(gapped)
-            book = ModelBook(sim.get("/api/v3/depth?symbol=ETHBTC&limit=1000"))  # resync
+            book = ModelBook(sim.get("/api/v3/depth?symbol=BTCUSDT&limit=5000"))  # resync
             sim.control.clear_faults()
             await sim.advance(1)
             after = [json.loads(await text(ws)) for _ in range(2)]
             book.apply(next(event["data"] for event in after if "depth" in event["stream"]))
-            full = sim.get("/api/v3/depth?symbol=ETHBTC&limit=5000")
+            full = sim.get("/api/v3/depth?symbol=BTCUSDT&limit=5000")
             assert (book.levels("b"), book.levels("a")) == (full["bids"], full["asks"])
 
     run(scenario)
@@ -550,11 +722,37 @@ def test_stream_faults_are_validated_and_kept_apart_from_rest_faults() -> None:
 
 def test_stream_flags_map_onto_the_config() -> None:
     args = cli.build_parser().parse_args(
-        "--ws-port 9443 --ws-ping-seconds 2.5 --ws-max-age 60".split())
+        "--ws-port 9443 --ws-ping-seconds 2.5 --ws-max-age 60 --ws-book-ticker-rate 200".split())
     assert args.ws_port == 9443
-    assert cli.config_from_args(args).streams == StreamSettings(2.5, 60)
+    assert cli.config_from_args(args).streams == StreamSettings(2.5, 60, 200)
     assert cli.config_from_args(cli.build_parser().parse_args([])).streams == StreamSettings(
-        20, 86400)
+        20, 86400, 50)
+
+
+def test_the_book_ticker_rate_sets_the_moments_of_a_step() -> None:
+    """--ws-book-ticker-rate 200: the busiest symbols' best levels move 20 times a step,
+    each time a bookTicker event. Their ``u`` come from the book's update ids, which the
+    depth events share: the ``u`` of a step's moments lie within the U..u of the depth
+    event that ends the step, as on Binance."""
+    async def scenario(sim: Sim) -> None:
+        market = sim.market
+        assert market.substeps == 20
+        async with sim.connect(stream_query("btcusdt@bookTicker")) as ws:
+            step = market.step()
+            for moment in range(step * 20 + 1, step * 20 + 41):
+                await sim.advance_to(moment)
+                event = (await ws.receive_json(timeout=TIMEOUT))["data"]
+                assert event == rest_book_ticker_event(sim, "BTCUSDT")
+                ids.append(event["u"])
+            assert sim.sent() == 40
+        diff = market.diff("BTCUSDT", step, step + 1)
+        assert diff is not None
+        assert diff.first_update_id <= min(ids[:19]) and max(ids[:19]) < diff.last_update_id
+        assert ids[19] == diff.last_update_id  # the next step's first moment ends the event
+
+    ids: list[int] = []
+    with serving(StreamSettings(book_ticker_rate=200), step_seconds=0.1) as sim:
+        run(lambda: scenario(sim))
 
 
 def test_the_console_script_serves_streams_at_the_url_it_prints() -> None:
