@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
 	$(BIN)/pylint tools/soak.py bench
-	$(BIN)/mypy collector binance_simulator
+	$(BIN)/mypy collector binance_simulator bench
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/docker-compose config -q
 

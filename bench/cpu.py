@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from collector import answers, models
+from collector.records import SymbolInfo
 from binance_simulator.api import Api, DataFaults
 from binance_simulator.market import SimulatedMarket
 
@@ -90,7 +91,7 @@ def exchange_info_figures(runs: int) -> tuple[list[Figure], list[str]]:
     return figures, lines
 
 
-def one_run(raw: bytes, loads: Loads, infos: Mapping[str, models.SymbolInfo]) -> list[float]:
+def one_run(raw: bytes, loads: Loads, infos: Mapping[str, SymbolInfo]) -> list[float]:
     """Seconds to decode, validate and rank once."""
     started = time.perf_counter()
     payload = loads(raw)

@@ -1,8 +1,11 @@
 """Benchmark 6: stream mode (``--source stream``) beside REST mode, in one run.
 
-Two simulators with the same flags (``--seed 1 --step-seconds 1``, latency L on every REST
-answer; the streams add none), one per mode so that each one's weight is its exporter's
-alone, and a real ``binance-exporter`` against each, at default TTLs.
+Two simulators with the same flags (``--seed 1``, latency L on every REST answer; the
+streams add none), one per mode so that each one's weight is its exporter's alone, and a
+real ``binance-exporter`` against each, at default TTLs. The simulators run at their
+default pace, Binance's: a step every 100 ms, depth events of the levels that changed
+(about 10 a second of ~20 levels for the busiest symbols, fewer and smaller for the
+others) and 50 bookTicker events a second for the busiest.
 
 * **Weight.** For ``MINUTES`` minutes both exporters are scraped like cost scenario (b):
   10 scrapers every 1 s, staggered by 0.1 s, a new connection per scrape. The weight is
@@ -10,11 +13,11 @@ alone, and a real ``binance-exporter`` against each, at default TTLs.
   lasts 6 minutes so that the steady window spans one rankings TTL (300 s): the one
   ``ticker/24hr`` refresh after start-up (80) falls in minute 6. exchangeInfo's (20, TTL
   1 h) does not; it adds 0.3/min in the long run.
-* **Change → /metrics.** From minute 2 to the end a poller per exporter asks, every 5 ms
+* **Change → /metrics.** From minute 2 to the end a poller per exporter asks, every 1 ms
   on a kept-alive connection, ``/metrics?name[]=binance_best_bid_price&name[]=
   binance_best_ask_price`` and notes when the answer changes (the time it arrived). The
   simulated market is a function of (seed, symbol, step), and the steps start at
-  multiples of 1 s of Unix time, so the best bid/ask of every followed symbol at every
+  multiples of 100 ms of Unix time, so the best bid/ask of every followed symbol at every
   step is known here. An answer is dated to the latest step (not after its arrival, not
   before the answer before it) whose best bid/ask of *every* followed symbol it shows;
   an answer that matches no step (stream mode, between two symbols' events) is not
@@ -25,16 +28,16 @@ alone, and a real ``binance-exporter`` against each, at default TTLs.
   after it). The p99 is taken per minute; the figure is the median of those, and the
   p99 of all changes pooled is shown beside it. Each process's CPU time and its threads'
   time spent waiting for a core (``/proc/PID/task/*/schedstat``) are read at every minute
-  mark, with the load average: the machine may be shared.
+  mark, with the load average: the machine may be shared. The exporters' CPU is judged
+  in minute 1, before the pollers start: the events and 10 scrapers a second alone.
 * **Scrape latency.** Then ``wrk`` (1 thread, keep-alive, ``Accept-Encoding: gzip``), 1
   and 10 clients, windows interleaved over four exporters: a third REST exporter with
   every TTL at an hour (cached scrapes only, the baseline, as in section 3); the two
   above at default TTLs (every scrape counted, refreshing ones included, streams
   flowing); and a stream exporter whose stream URL is :mod:`bench.blaster` at 1,000
   bookTicker events a second (REST side: the stream simulator), for a rate of events
-  between the simulator's (at ``--step-seconds 1``, ten times slower than Binance: 25
-  bookTicker and about 4 depth events of a few levels a second) and the
-  absorption target, without depth events (its books never sync). A closed loop of
+  several times the simulator's and below the absorption target, without depth events
+  (its books never sync). A closed loop of
   thousands of scrapes a second dilutes the rare refreshing scrape, so each window's
   maximum is shown beside its p99, and the p99 of every scrape of the 10 scrapers of
   the weight run (refreshes included, one a minute or more) is shown too.
@@ -81,26 +84,28 @@ from bench.procs import NO_RATE_LIMIT, HTTP_TIMEOUT, exporter, simulator
 SECTION = "6"
 MODES = ("rest", "stream")
 SEED = 1
-STEP = 1.0  # seconds of a simulator step
+STEP = 0.1  # seconds of a simulator step: its default, Binance's pace
 MINUTES = 6
 SCRAPERS, INTERVAL = 10, 1.0  # cost scenario (b)
-POLL_EVERY = 0.005
+POLL_EVERY = 0.001
 POLL_PATH = "/metrics?name[]=binance_best_bid_price&name[]=binance_best_ask_price"
 HORIZON = 15.0  # steps this close to the end are left out (REST: TTL 10 s + slack)
-SEARCH = 17  # steps back an answer may date from (HORIZON / STEP + 2)
+SEARCH = round(HORIZON / STEP) + 2  # steps back an answer may date from
 CLIENTS = (1, 10)
 CACHED = "REST, cached only"
 BLASTED = 1_000  # bookTicker events a second to a stream exporter, from the blaster
 BLASTED_NAME = f"stream, bookTicker only at {BLASTED:,}/s from the blaster"
 WEIGHT_TARGET = 20.0
-LATENCY_TARGET_MS = 100.0
-SCRAPE_FACTOR = 2.0
+LATENCY_TARGET_MS = 10.0
+SCRAPE_FACTOR = 1.5
+SETTLED = 20  # seconds into the weight run: the books have synced, start-up is over
+CPU_TARGET = 0.05  # of one core: the stream exporter on events and 10 scrapers a second
 ABSORB_TARGET = 10_000
 RATES = (10_000, 20_000, 40_000)
 UNTHROTTLED = 1_000_000  # a rate the blaster cannot reach: it sends as fast as taken
 KEEP_UP = 0.99
 RSS_RATE = 20_000
-RSS_TARGET_MB = 80.0
+RSS_TARGET_MB = 60.0
 RSS_PEAK = "peak RSS (VmHWM) over "
 RSS_GROWTH = "RSS growth, first connection → end"
 FLAT_PERCENT = 5.0
@@ -168,6 +173,7 @@ def measure(scratch: Path, latency_ms: int, plan: Plan) -> tuple[list[Figure], s
     latencies = {mode: change_latencies(both.polled[mode]) for mode in MODES}
     figures = [
         *_weight_figures(both.runs),
+        *_cpu_figures(both.usage),
         *_latency_figures(latencies),
         *_scrape_figures(both.windows, both.runs),
         *_absorb_figures(alone.rates),
@@ -246,12 +252,13 @@ def _weight_and_polls(runs: list[cost.Run], minutes: int, pids: dict[str, int]
 
 
 def _usage(pids: dict[str, int], start: float, minutes: int) -> list[dict[str, Any]]:
-    """At each minute mark: each process's CPU seconds and seconds of waiting for a core
-    while runnable, and the 1-minute load average (the machine is shared)."""
+    """At each minute mark, and at ``SETTLED`` s: each process's CPU seconds and seconds of
+    waiting for a core while runnable, and the 1-minute load average (the machine is
+    shared)."""
     marks = []
-    for minute in range(minutes + 1):
-        time.sleep(max(0.0, start + 60 * minute - time.monotonic()))
-        marks.append({"load": os.getloadavg()[0],
+    for at in sorted({SETTLED, *(60 * minute for minute in range(minutes + 1))}):
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        marks.append({"at": at, "load": os.getloadavg()[0],
                       **{name: (cpu_seconds(pid), run_queue_wait(pid))
                          for name, pid in pids.items()}})
     return marks
@@ -379,6 +386,30 @@ def _weight_figures(runs: list[cost.Run]) -> list[Figure]:
             steady <= WEIGHT_TARGET if stream else None, digits=0,
             note=f"per minute {'/'.join(str(int(w)) for w in per_minute)}"))
     return figures
+
+
+def _cpu_figures(usage: list[dict[str, Any]]) -> list[Figure]:
+    """Each process's share of a core once settled in minute 1 (``SETTLED`` to 60 s: the
+    books synced, no poller yet), over the whole of minute 1, and after (the pollers)."""
+    at = {mark["at"]: mark for mark in usage}
+    last = usage[-1]["at"]
+    figures = []
+    for name in _processes(usage):
+        def share(start: float, end: float, process: str = name) -> float:
+            return float(at[end][process][0] - at[start][process][0]) / (end - start)
+        settled = share(SETTLED, 60)
+        judged = name == "stream exporter"
+        figures.append(Figure(
+            SECTION, f"CPU, settled in minute 1, {name}", (settled * 100,), "% of a core",
+            f"≤ {CPU_TARGET:.0%}" if judged else "", settled <= CPU_TARGET if judged else None,
+            note=f"all of minute 1 (start-up and first sync included) {share(0, 60):.1%}; "
+            f"minutes 2–{last // 60}, with a poller every {POLL_EVERY * 1000:g} ms: "
+            f"{share(60, last):.0%}"))
+    return figures
+
+
+def _processes(usage: list[dict[str, Any]]) -> list[str]:
+    return [name for name in usage[0] if name not in ("at", "load")]
 
 
 def _latency_figures(latencies: dict[str, Latencies]) -> list[Figure]:
@@ -588,6 +619,10 @@ def _summary(figures: list[Figure], minutes: int, latencies: dict[str, Latencies
             f"{percentile([x for _, x in latencies[mode].samples], 99) * 1000:,.0f} ms"
             for mode in MODES) + f" | ≤ {LATENCY_TARGET_MS:g} ms | "
         + by_name["market change → /metrics, p99 per minute, stream"].verdict + " |",
+        f"| exporter CPU, {SETTLED}–60 s (events, 10 scrapers a second) | " + " | ".join(
+            f"{by_name[f'CPU, settled in minute 1, {mode} exporter'].median:.1f} %"
+            for mode in MODES) + f" | ≤ {CPU_TARGET:.0%} | "
+        + by_name["CPU, settled in minute 1, stream exporter"].verdict + " |",
     ]
     for clients in CLIENTS:
         load = f"wrk {clients} client{'s' if clients > 1 else ''}, gzip"
@@ -645,7 +680,8 @@ def _side_by_side_data(both: SideBySide, latencies: dict[str, Latencies]) -> lis
 def _usage_table(usage: list[dict[str, Any]], stream: Latencies) -> list[str]:
     """Per minute of the weight run: each process's share of a core, and its seconds a
     second spent waiting for one while runnable, beside stream mode's latency."""
-    names = [name for name in usage[0] if name != "load"]
+    names = _processes(usage)
+    usage = [mark for mark in usage if mark["at"] % 60 == 0]
     p99s = [percentile(group, 99) * 1000 for group in stream.per_minute()]
     lines = ["Per minute of the weight run: CPU (share of one core) / waiting for a core while "
              "runnable (s/s) of each process, the machine's 1-minute load average at the end "
