@@ -16,7 +16,8 @@ messages between sockets and sessions:
 * Stopping sends every connection ``serverShutdown`` and closes it (1001).
 
 A bad stream name is answered 400 and ``ws_refuse`` refuses the upgrade, before
-any WebSocket exists.
+any WebSocket exists.  Every upgrade request, and each connection's subscriptions
+and end, go to the simulator's ``ConnectionLog`` (``GET /_sim/connections``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import WSMsgType, web
 
+from .connection_log import ConnectionLog
 from .app import Simulator
 from .streams import (MAX_STREAMS, Action, Close, EventFeed, Ping, Pong, Send, StreamContext,
                       StreamNameError, StreamSession, parse_stream)
@@ -46,8 +48,10 @@ class Connection:  # pylint: disable=too-many-instance-attributes
     """One WebSocket: its session, the messages queued for it and its writer's passes."""
 
     def __init__(self, ws: web.WebSocketResponse, session: StreamSession,
-                 transport: asyncio.Transport | None) -> None:
+                 transport: asyncio.Transport | None, log: ConnectionLog) -> None:
         self.ws, self.session, self._transport = ws, session, transport
+        self._log = log
+        self.log_id = log.opened(session.connected_at, list(session.cursors))
         self._outbox: list[Action] = []
         self._wake = asyncio.Event()
         self._passes = [0, 0]  # started, finished
@@ -89,6 +93,16 @@ class Connection:  # pylint: disable=too-many-instance-attributes
         finally:
             self.end()
 
+    def ended(self, label: str) -> None:
+        """The connection is over, for ``label``: counted, and logged with the time."""
+        self.session.stats.count("closed", label)
+        self._log.closed(self.log_id, self.session.feed.market.now(), label)
+
+    def subscriptions_changed(self) -> None:
+        """A request was handled: log what the connection is now subscribed to."""
+        self._log.subscriptions(self.log_id, list(self.session.cursors),
+                                self.session.feed.market.now())
+
     def end(self) -> None:
         """No more passes: whoever waits on one stops waiting."""
         self.done = True
@@ -120,11 +134,11 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                 await self._close(action)
         except ConnectionError:
             self.done = True
-            stats.count("closed", "gone")
+            self.ended("gone")
 
     async def _close(self, close: Close) -> None:
         self.done = self.closing = True
-        self.session.stats.count("closed", close.label)
+        self.ended(close.label)
         if not close.abrupt:
             await self.ws.close(code=close.code, message=close.reason.encode())
             return
@@ -212,31 +226,36 @@ class StreamServer:
     async def _serve(self, request: web.Request, names: str,
                      combined: bool) -> web.StreamResponse:
         simulator, stats = self.simulator, self.context.stats
+        log, now = simulator.stats.connections, simulator.api.market.now
         try:
             streams = [parse_stream(name) for name in dict.fromkeys(names.split("/")) if name]
         except StreamNameError as error:
             stats.count("connections", "bad_request")
+            log.attempt(now(), "bad_request", 400)
             return web.json_response({"error": str(error)}, status=400)
         if len(streams) > MAX_STREAMS:
             stats.count("connections", "bad_request")
+            log.attempt(now(), "bad_request", 400)
             return web.json_response({"error": f"more than {MAX_STREAMS} streams"}, status=400)
         refusals = simulator.faults.draw_streams({"ws_refuse"}, [s.name for s in streams])
         if refusals:
             stats.count("connections", "refused")
-            return web.json_response({"error": "refused (ws_refuse fault)"},
-                                     status=refusals[0].params["status"])
+            status = refusals[0].params["status"]
+            log.attempt(now(), "refused", status)
+            return web.json_response({"error": "refused (ws_refuse fault)"}, status=status)
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT,
                                    max_msg_size=MAX_MESSAGE)
         # the session starts before the handshake ends: a client that moves the clock once
         # connected finds the connection's timers set from before
         session = StreamSession(self.context, streams, combined)
-        connection = Connection(ws, session, request.transport)
+        connection = Connection(ws, session, request.transport, log)
         self._connections.add(connection)
         stats.opened(+1)
         try:
             await ws.prepare(request)
-            await self._read(connection, simulator.api.market.now)
+            await self._read(connection, now)
         finally:
+            log.closed(connection.log_id, now(), "gone")  # unless logged as it ended
             connection.end()
             self._connections.discard(connection)
             stats.opened(-1)
@@ -251,8 +270,10 @@ class StreamServer:
             async for message in connection.ws:
                 if message.type is WSMsgType.TEXT:
                     connection.post(session.on_text(message.data, now()))
+                    connection.subscriptions_changed()
                 elif message.type is WSMsgType.BINARY:
                     connection.post(session.on_text(message.data.decode(errors="replace"), now()))
+                    connection.subscriptions_changed()
                 elif message.type is WSMsgType.PING:
                     connection.post(session.on_ping(message.data, now()))
                 elif message.type is WSMsgType.PONG:
@@ -263,7 +284,7 @@ class StreamServer:
         finally:
             if not connection.closing:
                 if not connection.done:
-                    stats.count("closed", "client")
+                    connection.ended("client")
                 connection.done = True
                 writer.cancel()
             failure = (await asyncio.gather(writer, return_exceptions=True))[0]
