@@ -1,17 +1,19 @@
 """The streams' connection log: each upgrade request, when its connection opened and
-ended, and what it was subscribed to when, for ``GET /_sim/connections``.
+ended, what it was subscribed to when, and when it sent the events of which market step,
+for ``GET /_sim/connections``.
 
 ``StreamStats`` counts; this tells which and when, so that a harness can tell which
-connection could have carried a value a client shows, and whether that connection was
-still open then (``make soak`` checks that the exporter never serves a value from a
-connection that had already gone). Times are the simulator's clock: Unix seconds, or the
-fake clock of in-process tests. Entries, oldest first::
+connection carried a value a client shows, and whether that connection was still open
+then (``make soak`` checks that the exporter never serves a value from a connection that
+had already gone). Times are the simulator's clock: Unix seconds, or the fake clock of
+in-process tests. Entries, oldest first::
 
     {"id": 3, "outcome": "accepted", "status": 101, "at": 1767225601.0,
      "closed_at": 1767225605.0, "closed": "abrupt",
-     "streams": {"btcusdt@bookTicker": [[1767225601.0, 1767225605.0]]}}
+     "streams": {"btcusdt@bookTicker": [[1767225601.0, 1767225605.0]]},
+     "sent": [[1767225602, 1767225602.003], [1767225603, 1767225603.002]]}
     {"id": 4, "outcome": "refused", "status": 503, "at": 1767225606.5,
-     "closed_at": null, "closed": null, "streams": {}}
+     "closed_at": null, "closed": null, "streams": {}, "sent": []}
 
 ``outcome`` is as counted under ``connections`` in the stats (``accepted``, ``refused``,
 ``bad_request``); ``closed`` as counted under ``closed`` (``abrupt``, ``server_shutdown``,
@@ -19,9 +21,12 @@ fake clock of in-process tests. Entries, oldest first::
 aborted it, or saw it end; ``streams`` maps each stream name to the intervals it was
 subscribed, ``[since, until]``, ``until`` null while it still is. A stream subscribed at
 ``since`` starts from the market of that moment: the simulator sends only changes.
+``sent`` lists ``[step, at]``: the connection sent events of market step ``step``, the
+first of them at ``at`` (a stalled step sends none; a step's bookTicker and depth events
+describe the market at that step).
 
 Bounded: the last :data:`MAX_ENTRIES` attempts, the last :data:`MAX_INTERVALS` intervals
-of a stream on one connection.
+of a stream and the last :data:`MAX_STEPS` steps sent on one connection.
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from typing import Any
 
 MAX_ENTRIES = 1000
 MAX_INTERVALS = 100
+MAX_STEPS = 3600  # an hour of the default 1 s steps
 ACCEPTED = "accepted"
 
 
 @dataclass
-class _Entry:
+class _Entry:  # pylint: disable=too-many-instance-attributes
     """One attempt, and the connection it opened, if any."""
 
     ident: int
@@ -48,6 +54,7 @@ class _Entry:
     closed_at: float | None = None
     closed: str | None = None
     streams: dict[str, deque[list[float | None]]] = field(default_factory=dict)
+    sent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=MAX_STEPS))
 
     def subscribe(self, names: Iterable[str], at: float) -> None:
         """Open an interval from ``at`` for each name not subscribed already."""
@@ -72,7 +79,8 @@ class _Entry:
         return {"id": self.ident, "outcome": self.outcome, "status": self.status,
                 "at": self.at, "closed_at": self.closed_at, "closed": self.closed,
                 "streams": {name: [list(interval) for interval in intervals]
-                            for name, intervals in self.streams.items()}}
+                            for name, intervals in self.streams.items()},
+                "sent": [list(sent) for sent in self.sent]}
 
 
 class ConnectionLog:
@@ -103,6 +111,14 @@ class ConnectionLog:
             now, before = set(streams), entry.subscribed()
             entry.subscribe(sorted(now - before), at)
             entry.unsubscribe(before - now, at)
+
+    def sent(self, ident: int, step: int, at: float) -> None:
+        """Connection ``ident`` sends an event of market step ``step`` at ``at`` (the
+        first one of each step counts)."""
+        with self._lock:
+            entry = self._entries.get(ident)
+            if entry is not None and (not entry.sent or entry.sent[-1][0] != step):
+                entry.sent.append((step, at))
 
     def closed(self, ident: int, at: float, reason: str) -> None:
         """Connection ``ident`` ended at ``at`` (the first report counts)."""

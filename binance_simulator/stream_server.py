@@ -30,7 +30,7 @@ import signal
 import socket
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from aiohttp import WSMsgType, web
 
@@ -42,6 +42,7 @@ from .streams import (MAX_STREAMS, Action, Close, EventFeed, Ping, Pong, Send, S
 CLOSE_TIMEOUT = 5.0  # seconds a close or a stop waits for the other side
 MIN_WAIT = 0.001  # a writer never spins: it waits at least this long between passes
 MAX_MESSAGE = 64 * 1024  # requests are small; Binance's own limit is not documented
+EVENT_KINDS = ("bookTicker", "depthUpdate")  # the Sends that carry a market step
 
 
 class Connection:  # pylint: disable=too-many-instance-attributes
@@ -52,6 +53,7 @@ class Connection:  # pylint: disable=too-many-instance-attributes
         self.ws, self.session, self._transport = ws, session, transport
         self._log = log
         self.log_id = log.opened(session.connected_at, list(session.cursors))
+        self._step = 0  # the market step of the events being sent
         self._outbox: list[Action] = []
         self._wake = asyncio.Event()
         self._passes = [0, 0]  # started, finished
@@ -81,7 +83,7 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                 self._wake.clear()
                 self._passes[0] += 1
                 actions, self._outbox = self._outbox, []
-                for action in itertools.chain(actions, self.session.due(now())):
+                for action in itertools.chain(actions, self._due(now())):
                     if self.done:
                         break
                     await self._carry_out(action)
@@ -92,6 +94,12 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                         await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             self.end()
+
+    def _due(self, now: float) -> Iterator[Action]:
+        """The session's due actions; notes first the step they belong to (read just
+        before the session reads it, as the events of a deep book take a while)."""
+        self._step = self.session.feed.market.step()
+        yield from self.session.due(now)
 
     def ended(self, label: str) -> None:
         """The connection is over, for ``label``: counted, and logged with the time."""
@@ -123,6 +131,8 @@ class Connection:  # pylint: disable=too-many-instance-attributes
         stats = self.session.stats
         try:
             if isinstance(action, Send):
+                if action.kind in EVENT_KINDS:
+                    self._log.sent(self.log_id, self._step, self.session.feed.market.now())
                 await self.ws.send_str(action.text)
                 stats.count("messages_sent", action.kind)
             elif isinstance(action, Ping):
