@@ -85,7 +85,7 @@ def test_a_value_only_a_gone_connection_carried_counts(model: Any) -> None:
         f"btcusdt@bookTicker {top(model, old)}: carried only by connections gone 3.500 s "
         "before"]
     assert not checks.stale
-    assert checks.close_calls == [pytest.approx(0.5)]
+    assert checks.close_calls == [(pytest.approx(0.5), "abrupt", STEP + 0.7, "ethbtc@bookTicker")]
 
 
 def test_an_old_value_of_an_open_connection_is_stale(model: Any) -> None:

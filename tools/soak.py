@@ -20,6 +20,7 @@ Two runs, one after the other (``--mode`` picks one):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import random
@@ -388,6 +389,7 @@ class Carrier:
 
     opened: float
     closed: float
+    reason: str  # how it ended, as the simulator logged it ("" while open)
     steps: tuple[tuple[int, float], ...]
     times: tuple[float, ...]  # of the steps, for bisection
 
@@ -401,7 +403,8 @@ class Carrier:
             steps += [(step, at) for step, at in entry["sent"] if since <= at <= until]
         closed = math.inf if entry["closed_at"] is None else entry["closed_at"]
         steps.sort(key=lambda sent: sent[1])
-        return cls(entry["at"], closed, tuple(steps), tuple(at for _, at in steps))
+        return cls(entry["at"], closed, entry["closed"] or "", tuple(steps),
+                   tuple(at for _, at in steps))
 
     def fresh(self, since: float, until: float) -> list[int]:
         """The steps a client may still show at ``until`` if it has read everything this
@@ -455,7 +458,9 @@ class Checks:  # pylint: disable=too-many-instance-attributes
         self.gone: list[Finding] = []
         self.stale: list[Finding] = []
         self.unsynced: list[Finding] = []  # one per book: a scrape may show several
-        self.close_calls: list[float] = []  # seconds after its connection went, within GRACE
+        # (seconds after its connection went, within GRACE; how it ended; the scrape's time;
+        # the value's stream)
+        self.close_calls: list[tuple[float, str, float, str]] = []
         self.checked = Counter[str]()
         self._unsynced_seen: dict[str, float] = {}  # symbol → last scrape showing it unsynced
         self._synced_seen: dict[str, float] = {}  # symbol → first scrape showing it synced since
@@ -513,7 +518,8 @@ class Checks:  # pylint: disable=too-many-instance-attributes
             fresh = carrier.fresh(shown.started - FRESH, shown.ended)
             if fresh and (steps & set(fresh) or or_later and max(steps) >= min(fresh)):
                 if carrier.closed < shown.started:
-                    self.close_calls.append(shown.started - carrier.closed)
+                    self.close_calls.append((shown.started - carrier.closed, carrier.reason,
+                                             shown.started, stream))
                 return
         what = f"{stream} {value}"
         gone = [c for c in carriers if c.closed < shown.started - GRACE and steps & set(
@@ -581,6 +587,14 @@ def longest_run(shown: list[Shown], findings: list[Finding]) -> float:
             else:
                 since = None
     return longest
+
+
+def by_reason(calls: list[tuple[float, str, float, str]]) -> dict[str, list[float]]:
+    """Close calls grouped by how their connection ended."""
+    grouped: dict[str, list[float]] = {}
+    for lag, reason, _, _ in calls:
+        grouped.setdefault(reason, []).append(lag)
+    return grouped
 
 
 def spaced(findings: list[Finding], count: int = 5, apart: float = 10.0) -> list[Finding]:
@@ -655,8 +669,13 @@ class StreamSoak(Soak):
         if self.logs is not None:  # everything, for whoever investigates
             findings = [f"{kind}: {self.example(f)}" for kind in ("gone", "stale", "unsynced")
                         for f in getattr(checks, kind)]
+            findings += [f"close call: {at:.3f}: {stream} {1000 * lag:.0f} ms after its "
+                         f"connection ended ({reason})"
+                         for lag, reason, at, stream in checks.close_calls]
             (self.logs / "findings-stream.txt").write_text("\n".join(findings) + "\n",
                                                           encoding="utf-8")
+            (self.logs / "connections-stream.json").write_text(json.dumps(connections),
+                                                               encoding="utf-8")
         attempts = sorted(entry["at"] for entry in connections)
         last = shown[-1].reconnects if shown else {}
         return {
@@ -674,7 +693,9 @@ class StreamSoak(Soak):
             "examples": [self.example(f) for f in
                          spaced(checks.gone) + spaced(checks.stale) + spaced(checks.unsynced)],
             "close_calls": len(checks.close_calls),
-            "closest_call_ms": 1000 * max(checks.close_calls, default=0.0),
+            "close_calls_by_reason": {
+                reason: (len(lags), 1000 * max(lags)) for reason, lags in sorted(
+                    by_reason(checks.close_calls).items())},
             "attempts": len(attempts),
             "outcomes": dict(Counter(entry["outcome"] for entry in connections)),
             "closes": dict(Counter(entry["closed"] for entry in connections
@@ -738,6 +759,8 @@ class StreamSoak(Soak):
         closes = ", ".join(f"{reason} {count}"
                            for reason, count in sorted(result["closes"].items()))
         windows = ", ".join(map(str, result["attempts_by_window"]))
+        calls = ", ".join(f"{reason} {count}, {latest:.0f} ms" for reason, (count, latest)
+                          in result["close_calls_by_reason"].items()) or "none"
         examples = "\n".join(f"* {line}" for line in result["examples"])
         examples = f"\nFirst scrapes that counted:\n\n{examples}\n" if examples else ""
         return f"""## {self.heading}
@@ -761,7 +784,7 @@ faults applied). The simulator pings every
 * Longest a book was shown unlike the simulator's, from the first scrape to the last in a
   row: {result['longest_wrong_book_s']:.1f} s (the scrapers scrape together, once a second).
 * Values served within the {GRACE:g} s allowance after their connection had gone (see
-  below): {result['close_calls']}, the latest {result['closest_call_ms']:.0f} ms after.
+  below): {result['close_calls']}; by how the connection ended (values, latest): {calls}.
 {examples}
 What counts, per scrape (`Checks` in {Path(__file__).name}):
 
