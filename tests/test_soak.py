@@ -163,6 +163,6 @@ def test_the_report_keeps_the_other_modes_section() -> None:
 
 
 def test_attempts_in_any_window() -> None:
-    assert soak.sliding_max([0.0, 1.0, 2.0, 299.0, 300.0, 650.0], 300.0) == 4
-    assert soak.sliding_max([0.0, 300.0, 600.0], 300.0) == 1  # the exporter's window: 300 s
-    assert soak.sliding_max([], 300.0) == 0
+    assert soak.busiest([0.0, 1.0, 2.0, 299.0, 300.0, 650.0], 300.0) == (4, 299.0)
+    assert soak.busiest([0.0, 300.0, 600.0], 300.0) == (1, 0.0)  # the exporter's window: 300 s
+    assert soak.busiest([], 300.0) == (0, 0.0)

@@ -606,14 +606,16 @@ def spaced(findings: list[Finding], count: int = 5, apart: float = 10.0) -> list
     return chosen[:count]
 
 
-def sliding_max(times: list[float], window: float) -> int:
-    """The most of ``times`` (sorted) within any ``window`` seconds."""
-    most, start = 0, 0
+def busiest(times: list[float], window: float) -> tuple[int, float]:
+    """The most of ``times`` (sorted) within any ``window`` seconds, and the seconds from
+    the first of them to the last."""
+    most, span, start = 0, 0.0, 0
     for end, at in enumerate(times):
         while times[start] <= at - window:
             start += 1
-        most = max(most, end - start + 1)
-    return most
+        if end - start + 1 > most:
+            most, span = end - start + 1, at - times[start]
+    return most, span
 
 
 class StreamSoak(Soak):
@@ -665,7 +667,8 @@ class StreamSoak(Soak):
         causes = [(f, self.switches.corrupted_snapshot(f) if f.book else "")
                   for f in checks.unsynced]
         unsynced = {id(f.shown) for f in checks.unsynced}
-        explained = unsynced - {id(f.shown) for f, cause in causes if not cause}
+        unlike = {id(f.shown) for f in checks.unsynced if f.book}
+        explained = unlike - {id(f.shown) for f, cause in causes if f.book and not cause}
         if self.logs is not None:  # everything, for whoever investigates
             findings = [f"{kind}: {self.example(f)}" for kind in ("gone", "stale", "unsynced")
                         for f in getattr(checks, kind)]
@@ -686,7 +689,8 @@ class StreamSoak(Soak):
             "with_books": sum(bool(s.books) for s in shown),
             "tops_checked": checks.checked["tops"], "books_checked": checks.checked["books"],
             "gone": len(checks.gone), "stale": len(checks.stale), "unsynced": len(unsynced),
-            "unsynced_on_corrupted_snapshots": len(explained),
+            "while_unsynced": len({id(f.shown) for f in checks.unsynced if not f.book}),
+            "unlike": len(unlike), "unlike_on_corrupted_snapshots": len(explained),
             "corrupted_by": sorted({name for _, cause in causes
                                     for name in cause.split(" or ") if name}),
             "longest_wrong_book_s": longest_run(shown, [f for f in checks.unsynced if f.book]),
@@ -700,7 +704,8 @@ class StreamSoak(Soak):
             "outcomes": dict(Counter(entry["outcome"] for entry in connections)),
             "closes": dict(Counter(entry["closed"] for entry in connections
                                    if entry["closed"] is not None)),
-            "attempts_max_window": sliding_max(attempts, ATTEMPT_WINDOW),
+            "attempts_max_window": busiest(attempts, ATTEMPT_WINDOW)[0],
+            "attempts_max_window_span": busiest(attempts, ATTEMPT_WINDOW)[1],
             "attempts_by_window": [
                 sum(1 for at in attempts if started + i <= at < started + i + ATTEMPT_WINDOW)
                 for i in range(0, max(1, int(self.seconds)), int(ATTEMPT_WINDOW))],
@@ -732,10 +737,10 @@ class StreamSoak(Soak):
         common = Soak.rows(result)
         outcomes = result["outcomes"]
         corrupted = " or ".join(f"`{name}`" for name in result["corrupted_by"])
-        unsynced = f"{result['unsynced']} of {result['with_books']} showing books"
-        if result["unsynced"]:
-            unsynced += (f"; in {result['unsynced_on_corrupted_snapshots']} of them, only "
-                         f"books synced while {corrupted} was on for /api/v3/depth")
+        unlike = f"{result['unlike']} of {result['with_books']} showing books"
+        if result["unlike"]:
+            unlike += (f"; in {result['unlike_on_corrupted_snapshots']} of them, only books "
+                       f"synced while {corrupted} was on for /api/v3/depth")
         weight = (f"{result['weight_per_minute']:.0f}",
                   f"≤ {STREAM_WEIGHT_BUDGET}, the exporter's worst minute in stream mode")
         return [*common[:2], (
@@ -744,9 +749,13 @@ class StreamSoak(Soak):
             f"bid/asks and {result['books_checked']} books checked)", "0"), (
             f"scrapes showing a value older than its open connection sent {FRESH:g} s before",
             f"{result['stale']} of {result['checked_scrapes']}", "0"), (
-            "scrapes showing a book while unsynced, or unlike the simulator's", unsynced, "0"), (
+            "scrapes showing a book while its `binance_order_book_synced` is 0",
+            f"{result['while_unsynced']} of {result['with_books']} showing books", "0"), (
+            "scrapes showing a book unlike the simulator's at every step of the last "
+            f"{LOOKBACK} s", unlike, "0"), (
             "stream connection attempts in any 5 minutes (the simulator's count)",
-            f"{result['attempts_max_window']} (all {result['attempts']}: "
+            f"{result['attempts_max_window']}, within {result['attempts_max_window_span']:.1f} s "
+            f"(all {result['attempts']}: "
             f"{outcomes.get('accepted', 0)} accepted, {outcomes.get('refused', 0)} refused)",
             f"≤ {MAX_ATTEMPTS}, the exporter's cap"), (
             "scrapes with the streams connected", f"{result['connected_pct']:.1f} %",
@@ -772,6 +781,7 @@ REST fault (or none) and a random stream fault (or none) switched side by side e
 seconds ({result['faults_switched']} REST and {result['stream_faults_switched']} stream \
 faults applied). The simulator pings every
 {PING_SECONDS:g} s, so that `ws_no_pong_close` closes a connection within a fault's few seconds.
+
 {machine()}
 
 {table(self.rows(result))}
@@ -805,13 +815,14 @@ or a book that is not fresh counts as:
 * **older than its open connection sent** if a connection still open had carried it,
   but sent newer values more than {FRESH:g} s before the scrape.
 
-**Books published while unsynced**: a scrape counts if it shows
-`binance_order_book_notional` for a symbol whose `binance_order_book_synced` is not 1, or
-a bid/ask notional pair that is the simulator's book (best {DEPTH_LEVELS} levels a side)
-at no step of the last {LOOKBACK} s: a book that missed an event would show one. Such a
-book is traced to the snapshot it was synced on: when it was synced (between the last
-scrape that showed it unsynced and the first that showed it synced), was `empty_book_side`
-or `crossed_book` switched on for `/api/v3/depth`?
+**Books published while unsynced**, two counts: scrapes that show
+`binance_order_book_notional` for a symbol whose `binance_order_book_synced` is not 1; and
+scrapes that show a bid/ask notional pair that is the simulator's book (best
+{DEPTH_LEVELS} levels a side) at no step of the last {LOOKBACK} s, as a book that missed an
+event, or was synced on a snapshot unlike the market, would. Such a book is traced to the
+snapshot it was synced on: when it was synced (between the last scrape that showed it
+unsynced and the first that showed it synced), was `empty_book_side` or `crossed_book`
+switched on for `/api/v3/depth`?
 """
 
 
