@@ -60,10 +60,12 @@ compose-down:
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
-# the exporter under random faults for 10 minutes (MINUTES=1 for a short run); writes RELIABILITY.md
+# the exporter under random faults, 10 minutes in REST mode, then 10 in stream mode with stream
+# faults too (MODE=rest or MODE=stream for one; MINUTES=1 for short runs); writes RELIABILITY.md
 MINUTES ?= 10
+MODE    ?= both
 soak: $(STAMP)
-	$(BIN)/python tools/soak.py --minutes $(MINUTES)
+	$(BIN)/python tools/soak.py --minutes $(MINUTES) --mode $(MODE)
 
 clean:
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache *.egg-info

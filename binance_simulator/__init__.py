@@ -29,5 +29,6 @@ Modules, from the bottom up:
 * ``app``       -- ties the above together into replies; control API; stats.
 * ``server``    -- the HTTP plumbing (``ThreadingHTTPServer``).
 * ``stream_server`` -- the streams' listener (aiohttp's WebSocket server).
+* ``connection_log`` -- when each stream connection opened, ended, and carried what.
 * ``cli``       -- the ``binance-simulator`` console script.
 """

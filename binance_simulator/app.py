@@ -14,6 +14,9 @@ The control API under ``/_sim/`` is neither rate-limited nor counted:
   open and by outcome, messages sent by kind, closes by reason, current
   subscriptions); ``POST /_sim/stats/reset`` zeroes the counters and lifts any
   rate limit or ban, so every test or benchmark starts clean.
+* ``GET /_sim/connections`` lists the stream connection attempts, when each
+  connection opened and ended and what it was subscribed to when
+  (``connection_log``); a reset of the stats forgets all but the open ones.
 * ``POST /_sim/shutdown`` asks the process to exit cleanly.
 """
 
@@ -30,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import mutations
 from .api import Api, ErrorAnswer, DataFaults
+from .connection_log import ConnectionLog
 from .faults import Fault, FaultSet, faults_from_body
 from .market import STEP_SECONDS, SimulatedMarket
 from .stream_stats import StreamStats
@@ -117,12 +121,13 @@ class Hangup:
 Delivery = Reply | Hangup
 
 
-class Stats:
+class Stats:  # pylint: disable=too-many-instance-attributes
     """Request counters for tests and benchmarks (thread-safe); ``streams`` counts the
-    WebSocket side."""
+    WebSocket side, ``connections`` logs its connections."""
 
     def __init__(self, now: Callable[[], float]) -> None:
         self.streams = StreamStats()
+        self.connections = ConnectionLog()
         self._now = now
         self._lock = threading.Lock()
         self._requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -133,6 +138,7 @@ class Stats:
     def reset(self) -> None:
         """Zero every counter and restart the clock."""
         self.streams.reset()
+        self.connections.reset()
         with self._lock:
             self._requests.clear()
             self._requests_total = self._weight_total = 0
@@ -208,6 +214,7 @@ class Simulator:
             ("DELETE", "/_sim/faults"): self._clear_faults,
             ("GET", "/_sim/stats"): lambda body: self._stats_reply(),
             ("POST", "/_sim/stats/reset"): self._reset_stats,
+            ("GET", "/_sim/connections"): lambda body: self._connections_reply(),
             ("POST", "/_sim/shutdown"): self._shutdown,
         }
 
@@ -322,6 +329,9 @@ class Simulator:
 
     def _stats_reply(self) -> Reply:
         return Reply(200, dumps(self.stats.snapshot(self.limiter.used())))
+
+    def _connections_reply(self) -> Reply:
+        return Reply(200, dumps({"connections": self.stats.connections.snapshot()}))
 
     def _reset_stats(self, _body: bytes) -> Reply:
         self.stats.reset()

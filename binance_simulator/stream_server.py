@@ -16,7 +16,8 @@ messages between sockets and sessions:
 * Stopping sends every connection ``serverShutdown`` and closes it (1001).
 
 A bad stream name is answered 400 and ``ws_refuse`` refuses the upgrade, before
-any WebSocket exists.
+any WebSocket exists.  Every upgrade request, and each connection's subscriptions
+and end, go to the simulator's ``ConnectionLog`` (``GET /_sim/connections``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import signal
 import socket
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from aiohttp import WSMsgType, web
 
+from .connection_log import ConnectionLog
 from .app import Simulator
 from .events import EventFeed
 from .stream_names import StreamNameError, parse_stream
@@ -41,14 +43,18 @@ from .streams import MAX_STREAMS, Action, Close, Ping, Pong, Send, StreamContext
 CLOSE_TIMEOUT = 5.0  # seconds a close or a stop waits for the other side
 MIN_WAIT = 0.001  # a writer never spins: it waits at least this long between passes
 MAX_MESSAGE = 64 * 1024  # requests are small; Binance's own limit is not documented
+EVENT_KINDS = ("bookTicker", "depthUpdate")  # the Sends that carry a market step
 
 
 class Connection:  # pylint: disable=too-many-instance-attributes
     """One WebSocket: its session, the messages queued for it and its writer's passes."""
 
     def __init__(self, ws: web.WebSocketResponse, session: StreamSession,
-                 transport: asyncio.Transport | None) -> None:
+                 transport: asyncio.Transport | None, log: ConnectionLog) -> None:
         self.ws, self.session, self._transport = ws, session, transport
+        self._log = log
+        self.log_id = log.opened(session.connected_at, list(session.cursors))
+        self._step = 0  # the market step of the events being sent
         self._outbox: list[Action] = []
         self._wake = asyncio.Event()
         self._passes = [0, 0]  # started, finished
@@ -78,7 +84,7 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                 self._wake.clear()
                 self._passes[0] += 1
                 actions, self._outbox = self._outbox, []
-                for action in itertools.chain(actions, self.session.due(now())):
+                for action in itertools.chain(actions, self._due(now())):
                     if self.done:
                         break
                     await self._carry_out(action)
@@ -89,6 +95,22 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                         await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             self.end()
+
+    def _due(self, now: float) -> Iterator[Action]:
+        """The session's due actions; notes first the step they belong to (read just
+        before the session reads it, as the events of a deep book take a while)."""
+        self._step = self.session.feed.market.step()
+        yield from self.session.due(now)
+
+    def ended(self, label: str) -> None:
+        """The connection is over, for ``label``: counted, and logged with the time."""
+        self.session.stats.count("closed", label)
+        self._log.closed(self.log_id, self.session.feed.market.now(), label)
+
+    def subscriptions_changed(self) -> None:
+        """A request was handled: log what the connection is now subscribed to."""
+        self._log.subscriptions(self.log_id, list(self.session.cursors),
+                                self.session.feed.market.now())
 
     def end(self) -> None:
         """No more passes: whoever waits on one stops waiting."""
@@ -110,6 +132,8 @@ class Connection:  # pylint: disable=too-many-instance-attributes
         stats = self.session.stats
         try:
             if isinstance(action, Send):
+                if action.kind in EVENT_KINDS:
+                    self._log.sent(self.log_id, self._step, self.session.feed.market.now())
                 await self.ws.send_str(action.text)
                 stats.count("messages_sent", action.kind)
             elif isinstance(action, Ping):
@@ -121,11 +145,11 @@ class Connection:  # pylint: disable=too-many-instance-attributes
                 await self._close(action)
         except ConnectionError:
             self.done = True
-            stats.count("closed", "gone")
+            self.ended("gone")
 
     async def _close(self, close: Close) -> None:
         self.done = self.closing = True
-        self.session.stats.count("closed", close.label)
+        self.ended(close.label)
         if not close.abrupt:
             await self.ws.close(code=close.code, message=close.reason.encode())
             return
@@ -213,31 +237,36 @@ class StreamServer:
     async def _serve(self, request: web.Request, names: str,
                      combined: bool) -> web.StreamResponse:
         simulator, stats = self.simulator, self.context.stats
+        log, now = simulator.stats.connections, simulator.api.market.now
         try:
             streams = [parse_stream(name) for name in dict.fromkeys(names.split("/")) if name]
         except StreamNameError as error:
             stats.count("connections", "bad_request")
+            log.attempt(now(), "bad_request", 400)
             return web.json_response({"error": str(error)}, status=400)
         if len(streams) > MAX_STREAMS:
             stats.count("connections", "bad_request")
+            log.attempt(now(), "bad_request", 400)
             return web.json_response({"error": f"more than {MAX_STREAMS} streams"}, status=400)
         refusals = simulator.faults.draw_streams({"ws_refuse"}, [s.name for s in streams])
         if refusals:
             stats.count("connections", "refused")
-            return web.json_response({"error": "refused (ws_refuse fault)"},
-                                     status=refusals[0].params["status"])
+            status = refusals[0].params["status"]
+            log.attempt(now(), "refused", status)
+            return web.json_response({"error": "refused (ws_refuse fault)"}, status=status)
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT,
                                    max_msg_size=MAX_MESSAGE)
         # the session starts before the handshake ends: a client that moves the clock once
         # connected finds the connection's timers set from before
         session = StreamSession(self.context, streams, combined)
-        connection = Connection(ws, session, request.transport)
+        connection = Connection(ws, session, request.transport, log)
         self._connections.add(connection)
         stats.opened(+1)
         try:
             await ws.prepare(request)
-            await self._read(connection, simulator.api.market.now)
+            await self._read(connection, now)
         finally:
+            log.closed(connection.log_id, now(), "gone")  # unless logged as it ended
             connection.end()
             self._connections.discard(connection)
             stats.opened(-1)
@@ -252,8 +281,10 @@ class StreamServer:
             async for message in connection.ws:
                 if message.type is WSMsgType.TEXT:
                     connection.post(session.on_text(message.data, now()))
+                    connection.subscriptions_changed()
                 elif message.type is WSMsgType.BINARY:
                     connection.post(session.on_text(message.data.decode(errors="replace"), now()))
+                    connection.subscriptions_changed()
                 elif message.type is WSMsgType.PING:
                     connection.post(session.on_ping(message.data, now()))
                 elif message.type is WSMsgType.PONG:
@@ -264,7 +295,7 @@ class StreamServer:
         finally:
             if not connection.closing:
                 if not connection.done:
-                    stats.count("closed", "client")
+                    connection.ended("client")
                 connection.done = True
                 writer.cancel()
             failure = (await asyncio.gather(writer, return_exceptions=True))[0]

@@ -2,8 +2,8 @@
 
 * :func:`running_simulator` starts ``binance-simulator`` and yields a
   :class:`SimulatorProcess`: its REST ``url`` and streams' ``stream_url``, and its
-  :class:`SimulatorControl`, the ``/_sim`` control API (faults, stats), usable alone for
-  a simulator served in a thread;
+  :class:`SimulatorControl`, the ``/_sim`` control API (faults, stats, the
+  streams' connection log), usable alone for a simulator served in a thread;
 * :func:`running_exporter` starts ``binance-exporter`` and yields it with its base URL;
 * :func:`popen` runs any other command (a report, a Prometheus) until the block ends;
 * :class:`FakeClock` is the injectable clock (monotonic, wall, sleep) of in-process tests;
@@ -122,6 +122,11 @@ class SimulatorControl:
     def reset_stats(self) -> None:
         """Zero the counters and lift any rate limit or ban."""
         self.control("POST", "/_sim/stats/reset")
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The stream connection log: attempts, open and close times, subscriptions."""
+        log: list[dict[str, Any]] = self.control("GET", "/_sim/connections")["connections"]
+        return log
 
     def set_faults(self, faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Replace the active faults; returns them as the simulator understood them."""

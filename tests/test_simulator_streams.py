@@ -717,6 +717,61 @@ def test_stream_faults_are_validated_and_kept_apart_from_rest_faults() -> None:
     assert len(faults.draw_streams({"ws_close", "ws_stall"}, ["ethbtc@depth"])) == 2
 
 
+# -- the connection log -------------------------------------------------------------------
+
+
+def test_the_connection_log_tells_when_each_connection_carried_which_streams(sim: Sim) -> None:
+    """GET /_sim/connections: every upgrade request, refused ones too, and for each
+    connection when it opened, when the server ended it (or saw it end) and why, the
+    intervals of each subscription, and when it sent the events of which market step, on
+    the simulator's clock. A harness checks with it that a client serves no value of a
+    connection already gone (make soak); a reset of the stats keeps only the connections
+    still open."""
+    async def scenario() -> None:
+        sim.control.set_faults([{"name": "ws_refuse", "streams": ["btcusdt@depth@100ms"]}])
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            async with sim.connect(stream_query("btcusdt@depth@100ms")):
+                pass
+        sim.control.clear_faults()
+        async with sim.connect(stream_query("ethbtc@bookTicker")) as ws, \
+                sim.connect(stream_query("bnbbtc@bookTicker")) as other:
+            await sim.advance(1)
+            for method, name in (("SUBSCRIBE", "bnbbtc@depth@100ms"),
+                                 ("UNSUBSCRIBE", "ethbtc@bookTicker")):
+                await ws.send_json({"method": method, "params": [name], "id": 1})
+                while "stream" in (reply := await ws.receive_json(timeout=TIMEOUT)):
+                    pass  # the step's event, sent before the reply
+                assert reply == {"result": None, "id": 1}
+            sim.control.set_faults([{"name": "ws_close", "streams": ["bnbbtc@depth@100ms"]}])
+            await sim.advance(1)
+            await closed(ws)
+            sim.control.clear_faults()
+            log = sim.control.connections()
+            assert log == [
+                {"id": 1, "outcome": "refused", "status": 503, "at": T0, "closed_at": None,
+                 "closed": None, "streams": {}, "sent": []},
+                {"id": 2, "outcome": "accepted", "status": 101, "at": T0,
+                 "closed_at": T0 + 2, "closed": "abrupt",
+                 "streams": {"ethbtc@bookTicker": [[T0, T0 + 1]],
+                             "bnbbtc@depth@100ms": [[T0 + 1, T0 + 2]]},
+                 "sent": [[T0 + 1, T0 + 1]]},  # the step ws_close ends sends nothing
+                {"id": 3, "outcome": "accepted", "status": 101, "at": T0, "closed_at": None,
+                 "closed": None, "streams": {"bnbbtc@bookTicker": [[T0, None]]},
+                 "sent": [[T0 + 1, T0 + 1], [T0 + 2, T0 + 2]]}]
+            sim.control.reset_stats()
+            assert [entry["id"] for entry in sim.control.connections()] == [3]
+            await sim.advance(1)
+            await other.close()
+        while not sim.control.connections()[0]["closed"]:  # the server sees the close
+            await asyncio.sleep(0.01)
+        assert sim.control.connections() == [
+            {"id": 3, "outcome": "accepted", "status": 101, "at": T0, "closed_at": T0 + 3,
+             "closed": "client", "streams": {"bnbbtc@bookTicker": [[T0, T0 + 3]]},
+             "sent": [[T0 + 1, T0 + 1], [T0 + 2, T0 + 2], [T0 + 3, T0 + 3]]}]
+
+    run(scenario)
+
+
 # -- the real process ---------------------------------------------------------------------
 
 
