@@ -17,6 +17,6 @@ here, on 127.0.0.1 only; nothing ever contacts Binance. Modules:
 * ``stream``: stream mode beside REST mode: weight, market change → ``/metrics``, scrape
   latency, bookTicker events absorbed on one core, RSS over a million events; with
   ``blaster`` (a WebSocket server pushing events at a fixed rate) and ``absorb`` (a
-  ``LiveMarket`` against it, in a process of its own);
+  ``StreamSource`` against it, in a process of its own);
 * ``run``: the command line, which prints the table and writes ``BENCHMARKS.md``.
 """

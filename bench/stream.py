@@ -37,7 +37,7 @@ alone, and a real ``binance-exporter`` against each, at default TTLs.
   thousands of scrapes a second dilutes the rare refreshing scrape, so each window's
   maximum is shown beside its p99, and the p99 of every scrape of the 10 scrapers of
   the weight run (refreshes included, one a minute or more) is shown too.
-* **Absorption.** :mod:`bench.absorb`: a real ``LiveMarket`` on one core, following the
+* **Absorption.** :mod:`bench.absorb`: a real ``StreamSource`` on one core, following the
   simulator's rankings, against :mod:`bench.blaster` pinned to the other core, which
   pushes bookTicker events at a fixed rate (and once unthrottled: the most one core
   takes in). Samples every 0.25 s of the blaster's sent count and the events the market

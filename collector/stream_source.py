@@ -32,6 +32,13 @@ from collector.upstream import Upstream
 log = logging.getLogger("collector.stream.source")
 
 
+async def until(clock: Callable[[], float], deadline: float, step: float = 1.0) -> None:
+    """Sleep until ``clock()`` reaches ``deadline``, looking at it at least every ``step``
+    seconds: an injected clock that is moved on ends the wait as the real one would."""
+    while (left := deadline - clock()) > 0:
+        await asyncio.sleep(min(left, step))
+
+
 class BookSnapshots:  # pylint: disable=too-many-instance-attributes
     """The REST snapshots local books start from: at most one in flight per book, and
     no sooner than ``resync_interval`` after the book's last one (each costs weight)."""
@@ -70,9 +77,7 @@ class BookSnapshots:  # pylint: disable=too-many-instance-attributes
     async def _fetch(self, book: LocalBook) -> None:
         symbol = book.symbol
         try:
-            wait = self._next.get(symbol, -math.inf) - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await until(self._clock, self._next.get(symbol, -math.inf))
             self._next[symbol] = self._clock() + self._resync_interval
             loop = asyncio.get_running_loop()
             try:
