@@ -1,5 +1,6 @@
 """Shared fixtures: recorded Binance answers served through `responses`, and a fake clock
-(the test kit's, shared with the benchmarks and tools)."""
+(the test kit's, shared with the benchmarks and tools); the fault matrix printed after the
+run."""
 
 from __future__ import annotations
 
@@ -24,17 +25,28 @@ from urllib3.exceptions import (
 from binance_simulator.testkit import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# (fault, group, outcome) rows filled by tests/test_faults.py, printed after the run
-FAULT_MATRIX: list[tuple[str, str, str]] = []
+# tests/test_faults.py records each passed case's row of the fault matrix as this user
+# property, (position of the fault, fault, group, outcome): a user property travels with the
+# test's report from the pytest-xdist worker that ran it to the process that prints the matrix
+FAULT_MATRIX_ROW = "fault_matrix_row"
+FAULT_MATRIX: list[tuple[int, str, str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the fault matrix rows of passed cases, whichever process ran them."""
+    if report.when == "call" and report.passed:
+        FAULT_MATRIX.extend(value for name, value in report.user_properties
+                            if name == FAULT_MATRIX_ROW)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the fault matrix so a reader sees every fault's outcome at a glance."""
     if not FAULT_MATRIX:
         return
+    rows = sorted(FAULT_MATRIX)  # in the order of the faults, whatever order they ran in
     groups = ["exchange", "rankings", "books", "spreads", "all"]
-    faults = list(dict.fromkeys(row[0] for row in FAULT_MATRIX))
-    cells = {(f, g): o for f, g, o in FAULT_MATRIX}
+    faults = list(dict.fromkeys(fault for _, fault, _, _ in rows))
+    cells = {(f, g): o for _, f, g, o in rows}
     width = max(len(f) for f in faults)
     terminalreporter.section("fault matrix (passed cases)")
     terminalreporter.write_line(f"{'fault':<{width}}  " + "  ".join(f"{g:<26}" for g in groups))
