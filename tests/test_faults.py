@@ -243,8 +243,16 @@ def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Sc
         fault["field"] = MISSING_FIELD[group]
     if fault.get("symbol") == "<per group>":
         fault["symbol"] = UNKNOWN_SYMBOL[group]
+    wait = TTL[group]
+    if group == "exchange" and expect.kind == "rate_limited":
+        # exchangeInfo falls due alone, the other groups refreshed a second before: were the
+        # 24 h ticker due too, it would go out beside exchangeInfo and race the 429/418/403,
+        # whose cool-down refuses it if it comes first (right, but another case than this)
+        scraper.clock.advance(TTL[group] - 10 - 1)  # 1 s before exchangeInfo's TTL runs out
+        scraper.scrape()
+        wait = 1
     sim.set_faults([fault])
-    scraper.clock.advance(TTL[group])
+    scraper.clock.advance(wait)
     assert_outcome(expect, group, baseline, scraper.scrape())
 
     if expect.kind == "rate_limited":
