@@ -27,8 +27,9 @@ demo: $(STAMP)
 report: $(STAMP)
 	$(BIN)/binance-report $(ARGS)
 
+# in parallel (pytest-xdist): -n auto is a worker a core and one more (see tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=95 $(ARGS)
+	$(BIN)/pytest -n auto --cov --cov-report=term --cov-fail-under=95 $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator

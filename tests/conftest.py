@@ -1,10 +1,12 @@
 """Shared fixtures: recorded Binance answers served through `responses`, and a fake clock
-(the test kit's, shared with the benchmarks and tools)."""
+(the test kit's, shared with the benchmarks and tools); how `make test` shares the tests
+out between its pytest-xdist workers; the fault matrix printed after the run."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import socket
 from pathlib import Path
@@ -20,21 +22,73 @@ from urllib3.exceptions import (
     NewConnectionError,
     ProtocolError,
 )
+from xdist.scheduler import LoadScopeScheduling
 
 from binance_simulator.testkit import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# (fault, group, outcome) rows filled by tests/test_faults.py, printed after the run
-FAULT_MATRIX: list[tuple[str, str, str]] = []
+# Modules whose tests share processes a module-scoped fixture starts, and must run in order on
+# one worker: test_e2e.py's two chains (each started once; the stream chain after the REST
+# chain's load). Every other test may run on any worker, alone.
+ONE_WORKER = ("tests/test_e2e.py",)
+
+
+# it leaves unimplemented what LoadScopeScheduling does (moving pending tests between workers)
+class OneWorkerModules(LoadScopeScheduling):  # pylint: disable=abstract-method
+    """pytest-xdist's load scheduling with the tests of an ONE_WORKER module as one unit.
+
+    Units go out biggest first, so the end-to-end chains, which take the longest (most of
+    it waiting in real time), start at once. (pytest-xdist's own ``xdist_group`` marks do
+    the same, but not under pytest 9.2: pytest-dev/pytest-xdist#1386.)
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return module if module in ONE_WORKER else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers() -> int | None:
+    """``-n auto`` (make test): a worker a core, and one more, as the worker that runs the
+    end-to-end chains spends most of their minute and a half waiting in real time.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when it is set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (Linux)
+        return len(os.sched_getaffinity(0)) + 1
+    return (os.cpu_count() or 1) + 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """OneWorkerModules for the default distribution (``-n`` without ``--dist``)."""
+    if config.getvalue("dist") != "load":
+        return None
+    return OneWorkerModules(config, log)
+
+
+# tests/test_faults.py records each passed case's row of the fault matrix as this user
+# property, (position of the fault, fault, group, outcome): a user property travels with the
+# test's report from the pytest-xdist worker that ran it to the process that prints the matrix
+FAULT_MATRIX_ROW = "fault_matrix_row"
+FAULT_MATRIX: list[tuple[int, str, str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the fault matrix rows of passed cases, whichever process ran them."""
+    if report.when == "call" and report.passed:
+        FAULT_MATRIX.extend(value for name, value in report.user_properties
+                            if name == FAULT_MATRIX_ROW)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the fault matrix so a reader sees every fault's outcome at a glance."""
     if not FAULT_MATRIX:
         return
+    rows = sorted(FAULT_MATRIX)  # in the order of the faults, whatever order they ran in
     groups = ["exchange", "rankings", "books", "spreads", "all"]
-    faults = list(dict.fromkeys(row[0] for row in FAULT_MATRIX))
-    cells = {(f, g): o for f, g, o in FAULT_MATRIX}
+    faults = list(dict.fromkeys(fault for _, fault, _, _ in rows))
+    cells = {(f, g): o for _, f, g, o in rows}
     width = max(len(f) for f in faults)
     terminalreporter.section("fault matrix (passed cases)")
     terminalreporter.write_line(f"{'fault':<{width}}  " + "  ".join(f"{g:<26}" for g in groups))

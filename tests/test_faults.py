@@ -18,10 +18,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import FAULT_MATRIX, FakeClock
+from conftest import FAULT_MATRIX_ROW, FakeClock
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from binance_simulator.testkit import SimulatorProcess, running_simulator
@@ -122,6 +122,7 @@ FAULTS: list[tuple[str, dict[str, Any], dict[str, Expect]]] = [
 MISSING_FIELD = {"exchange": "quoteAsset", "rankings": "quoteVolume", "books": "bids",
                  "spreads": "askPrice"}
 UNKNOWN_SYMBOL = {"books": TOP_BTC, "spreads": TOP_USDT}
+FAULT_NAMES = [name for name, _, _ in FAULTS]  # the matrix's rows, in this order
 CASES = [(name, spec, group, expect) for name, spec, groups in FAULTS
          for group, expect in groups.items()]
 
@@ -231,7 +232,7 @@ def assert_outcome(expect: Expect, group: str, baseline: dict[str, Any],
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Scraper,
-                      sim: SimulatorProcess) -> None:
+                      sim: SimulatorProcess, record_property: Callable[[str, Any], None]) -> None:
     name, spec, group, expect = case
     scraper.scrape()
     scraper.clock.advance(10)
@@ -242,8 +243,16 @@ def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Sc
         fault["field"] = MISSING_FIELD[group]
     if fault.get("symbol") == "<per group>":
         fault["symbol"] = UNKNOWN_SYMBOL[group]
+    wait = TTL[group]
+    if group == "exchange" and expect.kind == "rate_limited":
+        # exchangeInfo falls due alone, the other groups refreshed a second before: were the
+        # 24 h ticker due too, it would go out beside exchangeInfo and race the 429/418/403,
+        # whose cool-down refuses it if it comes first (right, but another case than this)
+        scraper.clock.advance(TTL[group] - 10 - 1)  # 1 s before exchangeInfo's TTL runs out
+        scraper.scrape()
+        wait = 1
     sim.set_faults([fault])
-    scraper.clock.advance(TTL[group])
+    scraper.clock.advance(wait)
     assert_outcome(expect, group, baseline, scraper.scrape())
 
     if expect.kind == "rate_limited":
@@ -264,10 +273,11 @@ def test_fault_matrix(case: tuple[str, dict[str, Any], str, Expect], scraper: Sc
         after = scraper.scrape()
     assert all(series <= set(after) for series in SERIES.values())
     assert_values_are_the_simulators(sim, after)
-    FAULT_MATRIX.append((name, group, expect.describe()))
+    record_property(FAULT_MATRIX_ROW, (FAULT_NAMES.index(name), name, group, expect.describe()))
 
 
-def test_connection_refused_fails_every_group_and_recovers(sim: SimulatorProcess) -> None:
+def test_connection_refused_fails_every_group_and_recovers(
+        sim: SimulatorProcess, record_property: Callable[[str, Any], None]) -> None:
     """Nothing listens at the base URL: all groups fail, /metrics still answers."""
     clock = FakeClock()
     client = BinanceClient(["http://127.0.0.1:9"], timeout=0.5, retries=1, backoff=0.05,
@@ -283,7 +293,8 @@ def test_connection_refused_fails_every_group_and_recovers(sim: SimulatorProcess
     assert counts[("/api/v3/exchangeInfo", "error")] == 2
     assert counts[("/api/v3/ticker/24hr", "error")] == 2
     assert ("/api/v3/depth", "error") not in counts  # no ranking: nothing to ask for
-    FAULT_MATRIX.append(("connection refused", "all", "fails: unavailable (error)"))
+    record_property(FAULT_MATRIX_ROW, (len(FAULT_NAMES), "connection refused", "all",
+                                       "fails: unavailable (error)"))
     del sim
 
 
