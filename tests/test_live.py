@@ -278,10 +278,13 @@ def test_pings_are_answered_and_a_server_that_gets_no_pong_closes() -> None:
 
 
 def test_a_stalled_connection_is_dropped_by_the_watchdog() -> None:
-    with streaming(timing=dataclasses.replace(FAST, stall=1.0)) as stream:
+    clock = FakeClock()  # the watchdog's: moved here by hand, a busy machine cannot stall it
+    with streaming(timing=dataclasses.replace(FAST, stall=1.0), clock=clock) as stream:
         stream.synced()
+        stream.step()  # every event sent is applied: none comes after the clock moves
         stream.sim.control.set_faults([{"name": "ws_stall", "rate": 1}])
         stream.sim.step(1)
+        clock.advance(1.0)
         eventually(lambda: stream.view().health.reconnects.get("stall"), "the watchdog")
         stream.sim.control.clear_faults()
         assert stream.synced().health.stream is not None
