@@ -45,7 +45,7 @@ from collector.stream_state import SpreadWindow, StreamView
 T = TypeVar("T")
 DEADLINE = 20.0  # generous: what is due arrives in milliseconds, but CI machines are noisy
 FAST = FeedTiming(stall=60.0, backoff_first=0.05, backoff_max=0.2, healthy_after=0.5,
-                  request_interval=0.05, overlap=3.0)
+                  request_interval=0.05, overlap=30.0)
 
 
 def eventually(check: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
