@@ -35,7 +35,7 @@ ONE_WORKER = ("tests/test_e2e.py",)
 
 # it leaves unimplemented what LoadScopeScheduling does (moving pending tests between workers)
 class OneWorkerModules(LoadScopeScheduling):  # pylint: disable=abstract-method
-    """pytest-xdist's load scheduling with the tests of an ONE_WORKER module as one unit.
+    """pytest-xdist's load scheduling with the tests of a ONE_WORKER module as one unit.
 
     Units go out biggest first, so the end-to-end chains, which take the longest (most of
     it waiting in real time), start at once. (pytest-xdist's own ``xdist_group`` marks do
