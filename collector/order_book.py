@@ -30,6 +30,12 @@ side with fewer levels is the whole side and has no boundary. A side never holds
 events leave a bounded side with fewer than ``levels`` known levels, the book is
 :data:`THIN`: discarded, the event buffered, and a new snapshot needed. So memory stays
 bounded whatever the message rate: ``snapshot_limit`` levels a side, ``max_buffer`` events.
+
+A book is only ever synced on what a matching engine can hold. A snapshot with an empty
+side is :data:`ONE_SIDED` and one whose best bid is at or above its best ask is
+:data:`CROSSED`: both are refused, the buffer kept, and another snapshot is needed. Events
+carry only the levels that change, so nothing would repair such a book before its next
+resync. An event that leaves the book crossed drops it (:data:`CROSSED`) like a gap.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from collector.records import DepthUpdate, Level, Notional, OrderBook
 GAP = "gap"  # an event does not continue the book: events were missed
 THIN = "thin"  # a bounded side has fewer than ``levels`` known levels left
 STALE = "stale"  # the snapshot is older than the first buffered event
+ONE_SIDED = "one_sided"  # the snapshot has no level on a side
+CROSSED = "crossed"  # the best bid is at or above the best ask
 
 
 class _Side:
@@ -82,6 +90,10 @@ class _Side:
                 del self.qty[rank]
             del self.ranks[limit:]
             self.boundary = self.ranks[-1]
+
+    def best(self) -> Decimal | None:
+        """The best level's rank, None for an empty side."""
+        return self.ranks[0] if self.ranks else None
 
     def thin(self, levels: int) -> bool:
         """Fewer than ``levels`` known levels, and more may exist past the boundary."""
@@ -163,11 +175,16 @@ class LocalBook:
     def on_snapshot(self, snapshot: OrderBook) -> str | None:
         """Start from ``snapshot`` (a depth answer asked with ``snapshot_limit``).
 
-        None when synced; else :data:`STALE` (fetch a newer one; the buffer is kept) or
-        :data:`THIN` (the buffered events applied to it left a side thin; the event that
-        did it and those after it stay buffered). The buffer is contiguous, so the
-        events applied to a snapshot show no gap.
+        None when synced; else :data:`ONE_SIDED`, :data:`CROSSED` or :data:`STALE` (fetch
+        another; the buffer is kept), or :data:`THIN` or :data:`CROSSED` (the buffered
+        events applied to it left a side thin or the book crossed; the event that did it
+        and those after it stay buffered). The buffer is contiguous, so the events applied
+        to a snapshot show no gap.
         """
+        if not snapshot.bids or not snapshot.asks:
+            return ONE_SIDED
+        if max(price for price, _ in snapshot.bids) >= min(price for price, _ in snapshot.asks):
+            return CROSSED
         buffer = self._buffer
         while buffer and buffer[0].last_update_id <= snapshot.last_update_id:
             buffer.popleft()
@@ -201,6 +218,9 @@ class LocalBook:
         book.notional = None
         if bids.thin(self.levels) or asks.thin(self.levels):
             return self._drop(event, THIN)
+        best_bid, best_ask = bids.best(), asks.best()
+        if best_bid is not None and best_ask is not None and -best_bid >= best_ask:
+            return self._drop(event, CROSSED)
         return None
 
     def _drop(self, event: DepthUpdate, reason: str) -> str:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 from collector import answers
 from collector.errors import BadResponse, NotAttempted, NotSynced, StreamUnavailable
 from collector.models import parse_book_ticker_event, parse_depth_update
-from collector.order_book import GAP, STALE, THIN, LocalBook
+from collector.order_book import CROSSED, GAP, ONE_SIDED, STALE, THIN, LocalBook
 from collector.q5 import SAMPLE_SECONDS, SpreadMap
 from collector.records import (
     BookTop,
@@ -48,7 +48,7 @@ from collector.stream_client import BOOK_TICKER, DEPTH, REASONS, stream_name
 log = logging.getLogger("collector.stream.state")
 
 DISCONNECT = "disconnect"  # a resync reason of its own: the connection was lost
-RESYNC_REASONS = (GAP, THIN, STALE, DISCONNECT)
+RESYNC_REASONS = (GAP, THIN, STALE, ONE_SIDED, CROSSED, DISCONNECT)
 
 
 @dataclass(frozen=True, slots=True)

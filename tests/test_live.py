@@ -218,6 +218,42 @@ def test_a_gap_withdraws_the_book_until_a_new_snapshot_continues_it(stream: Stre
     assert happened(snapshot.health.stream.resyncs) == {(symbol, "gap"): 1}
 
 
+@pytest.mark.parametrize(("fault", "reason"), [
+    ({"name": "crossed_book"}, "crossed"),
+    ({"name": "empty_book_side", "side": "ask"}, "one_sided"),
+    ({"name": "empty_book_side", "side": "bid"}, "one_sided"),
+])
+def test_a_crossed_or_one_sided_snapshot_never_syncs_a_book(
+        stream: StreamRig, fault: dict[str, str], reason: str) -> None:
+    """Events carry only what changes: a book synced on such a snapshot stayed wrong until
+    its next resync (the stream soak found 492 scrapes of them)."""
+    stream.synced()
+    symbol = symbol_of(stream)
+    depth = symbol.lower() + "@depth@100ms"
+    step_to_a_change(stream, symbol)
+    stream.sim.control.set_faults([{"name": "ws_gap", "rate": 1, "streams": [depth]},
+                                   {**fault, "rate": 1, "endpoints": ["/api/v3/depth"]}])
+    stream.sim.step(1)  # this step's event for the symbol is never sent
+    stream.sim.control.set_faults([{**fault, "rate": 1, "endpoints": ["/api/v3/depth"]}])
+    step_to_a_change(stream, symbol)
+    stream.sim.step(1)  # a gap; every snapshot then is refused
+    eventually(lambda: stream.view().health.resyncs.get((symbol, reason)), reason)
+    for _ in range(3):
+        stream.sim.step(1)
+        refused = stream.snapshot()
+        assert refused.books.value is not None and symbol not in refused.books.value
+        assert refused.health.stream is not None
+        assert refused.health.stream.synced[symbol] is False
+    stream.sim.control.clear_faults()
+    snapshot = stream.synced()
+    assert snapshot.books.value is not None
+    assert snapshot.books.value[symbol] == stream.rest_notional(symbol)
+    assert snapshot.health.stream is not None
+    resyncs = happened(snapshot.health.stream.resyncs)
+    assert resyncs[symbol, "gap"] == 1 and resyncs[symbol, reason] >= 1
+    assert set(resyncs) == {(symbol, "gap"), (symbol, reason)}
+
+
 def test_a_lost_connection_withdraws_every_live_value_then_reconnects(stream: StreamRig) -> None:
     stream.synced()
     # the connection is cut, and new ones are refused until the test says
@@ -447,9 +483,13 @@ def test_stream_mode_metrics_and_promtool(stream: StreamRig) -> None:
                   if s.name.endswith("_total")}
     assert reconnects == dict.fromkeys(
         ("closed", "error", "stall", "server_shutdown", "rollover", "refused"), 0)
-    resyncs = [s for s in families["binance_order_book_resyncs"].samples
-               if s.name.endswith("_total")]
-    assert len(resyncs) == 5 * 4 and all(s.value == 0 for s in resyncs)
+    resyncs = {(s.labels["symbol"], s.labels["reason"]): s.value
+               for s in families["binance_order_book_resyncs"].samples
+               if s.name.endswith("_total")}
+    reasons = ("gap", "thin", "stale", "one_sided", "crossed", "disconnect")
+    assert resyncs == {(symbol, reason): 0 for symbol in {s for s, _ in resyncs}
+                       for reason in reasons}
+    assert len(resyncs) == 5 * len(reasons)
     synced = families["binance_order_book_synced"].samples
     assert len(synced) == 5 and all(s.value == 1 for s in synced)
     spread = {s.labels["symbol"]: s.value for s in families["binance_price_spread"].samples}

@@ -24,7 +24,7 @@ from collector.models import (
     parse_depth_update,
     parse_order_book,
 )
-from collector.order_book import GAP, STALE, THIN, LocalBook
+from collector.order_book import CROSSED, GAP, ONE_SIDED, STALE, THIN, LocalBook
 from collector.records import DepthUpdate, Level, Notional, OrderBook
 
 SYMBOL = "XBTC"
@@ -148,6 +148,42 @@ def test_after_a_gap_the_event_that_showed_it_is_the_first_of_the_next_sync() ->
     assert book.notional() == notional_of(levels(("9.5", "4"), ("9", "3")), ASKS, 2)
 
 
+@pytest.mark.parametrize(("bids", "asks", "reason"), [
+    ((), ASKS, ONE_SIDED),
+    (BIDS, (), ONE_SIDED),
+    ((), (), ONE_SIDED),
+    (levels(("10", "1"), ("9", "2")), ASKS, CROSSED),  # locked: best bid = best ask
+    (levels(("9.5", "1"), ("10.7", "2")), ASKS, CROSSED),  # out of order, still crossed
+])
+def test_a_one_sided_or_crossed_snapshot_is_refused_and_the_buffer_kept(
+        bids: tuple[Level, ...], asks: tuple[Level, ...], reason: str) -> None:
+    """Events carry only the levels that change: a book synced on such a snapshot would
+    stay wrong until its next resync, so it is never synced on one."""
+    book = LocalBook(SYMBOL, levels=2, snapshot_limit=4)
+    book.on_event(event(101, 104, asks=levels(("10", "7"))))
+    assert book.on_snapshot(snapshot(100, bids, asks)) == reason
+    assert (book.synced, book.first_buffered, book.notional()) == (False, 101, None)
+    assert book.on_snapshot(snapshot(100, BIDS, ASKS)) is None
+    assert book.notional() == notional_of(BIDS, levels(("10", "7"), ("10.5", "2")), 2)
+
+
+def test_an_event_that_crosses_the_book_drops_it_like_a_gap() -> None:
+    book = synced_book(100)
+    assert book.on_event(event(101, 101, bids=levels(("10", "1")))) == CROSSED  # locked
+    assert (book.synced, book.first_buffered, book.notional()) == (False, 101, None)
+    assert book.on_snapshot(snapshot(101, BIDS, ASKS)) is None
+    assert book.on_event(event(102, 102, bids=levels(("9.9", "1")))) is None  # not crossed
+    assert book.notional() == notional_of(levels(("9.9", "1"), ("9.5", "1")), ASKS, 2)
+
+
+def test_crossed_while_applying_the_buffer_keeps_the_rest_buffered() -> None:
+    book = LocalBook(SYMBOL, levels=2, snapshot_limit=4)
+    book.on_event(event(101, 101, asks=levels(("9", "1"))))
+    book.on_event(event(102, 102))
+    assert book.on_snapshot(snapshot(100, BIDS, ASKS)) == CROSSED
+    assert (book.synced, book.first_buffered) == (False, 101)
+
+
 def test_old_and_repeated_events_are_ignored() -> None:
     book = synced_book(100)
     change = event(101, 103, asks=levels(("10", "5")))
@@ -269,15 +305,17 @@ def test_notional_is_exact_and_kept_until_the_next_change() -> None:
     """Summed in answers' exact context: 28 digits would round these."""
     long_price = "100000000000000000000.00000001"
     book = LocalBook(SYMBOL, levels=2, snapshot_limit=4)
-    book.on_snapshot(snapshot(1, levels((long_price, "1.00000001"), ("1", "0.1")), ()))
+    high = "100000000000000000001"
+    book.on_snapshot(snapshot(1, levels((long_price, "1.00000001"), ("1", "0.1")),
+                              levels((high, "1"))))
     first = book.notional()
     assert first is not None
     assert first.bids == Decimal("100000001000000000000.1000000100000001")
-    assert (first.bid_levels, first.ask_levels, first.asks) == (2, 0, Decimal(0))
+    assert (first.bid_levels, first.ask_levels, first.asks) == (2, 1, Decimal(high))
     assert book.notional() is first  # cached
-    book.on_event(event(2, 2, asks=levels(("0.3", "3"))))
+    book.on_event(event(2, 2, asks=levels((high + ".5", "3"))))
     assert book.notional() == notional_of(levels((long_price, "1.00000001"), ("1", "0.1")),
-                                          levels(("0.3", "3")), 2)
+                                          levels((high, "1"), (high + ".5", "3")), 2)
 
 
 @pytest.mark.parametrize(("count", "limit", "buffer"), [(0, 4, 1), (5, 4, 1), (2, 4, 0)])
@@ -288,12 +326,12 @@ def test_sizes_are_checked(count: int, limit: int, buffer: int) -> None:
 
 # -- property: the local book's top is the true book's top ---------------------------------
 
-PRICES = st.integers(1, 8)  # in tenths; bids and asks may cross: the book does not care
+PRICES = st.integers(1, 8)  # in tenths; an ask is 0.8 above: the true book never crosses
 QTYS = st.sampled_from(["1", "2.5", "0.00000001", "7", "12345.6789"])
 CHANGES = st.lists(st.tuples(st.booleans(), PRICES, QTYS | st.sampled_from(["0", "0.0"])),
                    max_size=8)
 # one side of the first book: often deeper than a snapshot, with levels past its boundary
-START = st.lists(st.tuples(PRICES, QTYS), max_size=16) \
+START = st.lists(st.tuples(PRICES, QTYS), min_size=1, max_size=16) \
     | st.lists(st.tuples(PRICES, QTYS), min_size=10, max_size=16)
 STEPS = st.lists(st.tuples(st.sampled_from(["send", "send", "send", "lose", "repeat"]),
                            CHANGES, st.integers(1, 3)), max_size=25)
@@ -306,17 +344,21 @@ class Truth:
         self.sides: dict[bool, dict[Decimal, Decimal]] = {True: {}, False: {}}
 
     def change(self, changes: list[tuple[bool, int, str]]) -> tuple[tuple[Level, ...], ...]:
-        """Apply ``changes``; the (bids, asks) an event sends for them."""
+        """Apply ``changes``; the (bids, asks) an event sends for them. A side keeps its
+        last level, as a market's does (a snapshot with an empty side is refused)."""
         sent: dict[bool, list[Level]] = {True: [], False: []}
         for is_bid, tenths, text in changes:
-            side, price, qty = self.sides[is_bid], Decimal(tenths) / 10, Decimal(text)
+            side, qty = self.sides[is_bid], Decimal(text)
+            price = Decimal(tenths + (0 if is_bid else 8)) / 10
             ordered = sorted(side, reverse=is_bid)
             if not qty and tenths <= len(ordered):
                 price = ordered[tenths - 1]  # remove the n-th best: sides do run thin
             if qty:
                 side[price] = qty
-            else:
+            elif len(side) > 1 or price not in side:
                 side.pop(price, None)
+            else:
+                continue
             sent[is_bid].append((price, qty))
         return tuple(sent[True]), tuple(sent[False])
 
