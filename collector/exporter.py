@@ -21,7 +21,6 @@ Sample output (abridged)::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -73,7 +72,8 @@ class BinanceCollector(Collector):
             _SpreadFamilies(ttl, self._streams).all(), _BookFamilies().all(),
             _RankingFamilies().all(), _HealthFamilies().all()]
         if self._streams:
-            groups += [_ExtremeFamilies().all(), _StreamFamilies().all()]
+            groups += [_ExtremeFamilies().all(), _StreamFamilies().all(),
+                       _EventCountFamilies().all()]
         groups.append(_PerScrape().all())
         if self._streams:
             groups.append([_message_age()])
@@ -135,8 +135,11 @@ class BinanceCollector(Collector):
             groups += [
                 kept.get("extremes", (spreads, symbols),
                          lambda: self._extreme_families(snapshot)),
-                kept.get("stream", (dataclasses.replace(stream, last_message_age=None), symbols),
+                kept.get("stream", (stream.connected, stream.reconnects, stream.synced,
+                                    stream.resyncs, symbols),
                          lambda: self._stream_families(snapshot)),
+                kept.get("events", (stream.messages, stream.updates, symbols),
+                         lambda: self._event_count_families(snapshot)),
             ]
         return groups
 
@@ -223,12 +226,19 @@ class BinanceCollector(Collector):
         f.connected.add_metric([], 1 if stream.connected else 0)
         for reason, count in sorted(stream.reconnects.items()):
             f.reconnects.add_metric([reason], count)
-        for name, count in sorted(stream.messages.items()):
-            f.messages.add_metric([name], count)
         for symbol, synced in stream.synced.items():
             f.synced.add_metric([symbol, snapshot.quote_asset(symbol)], 1 if synced else 0)
         for (symbol, reason), count in sorted(stream.resyncs.items()):
             f.resyncs.add_metric([symbol, snapshot.quote_asset(symbol), reason], count)
+        return tuple(f.all())
+
+    @staticmethod
+    def _event_count_families(snapshot: Snapshot) -> Group:
+        stream = snapshot.health.stream
+        assert stream is not None
+        f = _EventCountFamilies()
+        for name, count in sorted(stream.messages.items()):
+            f.messages.add_metric([name], count)
         for symbol, count in stream.updates.items():
             f.updates.add_metric([symbol, snapshot.quote_asset(symbol)], count)
         return tuple(f.all())
@@ -404,7 +414,7 @@ class _ExtremeFamilies(_Group):
 
 
 class _StreamFamilies(_Group):
-    """Stream mode's health of the streams (absent in REST mode): changed by every event."""
+    """Stream mode's health of the streams (absent in REST mode): connections and books."""
 
     def __init__(self) -> None:
         self.connected = GaugeMetricFamily(
@@ -415,8 +425,6 @@ class _StreamFamilies(_Group):
             "binance_stream_reconnects",
             "Connection attempts after the first, by why the one before ended: closed, "
             "error, stall, server_shutdown, rollover, refused.", labels=["reason"])
-        self.messages = CounterMetricFamily(
-            "binance_stream_messages", "Stream events received, by stream.", labels=["stream"])
         self.synced = GaugeMetricFamily(
             "binance_order_book_synced",
             "1 while the local order book of a top-N symbol by 24 h volume is synced (its "
@@ -424,7 +432,17 @@ class _StreamFamilies(_Group):
         self.resyncs = CounterMetricFamily(
             "binance_order_book_resyncs",
             "Local order books discarded and fetched again, by reason: gap, thin, stale, "
-            "disconnect.", labels=[*SYMBOL, "reason"])
+            "one_sided, crossed, disconnect.", labels=[*SYMBOL, "reason"])
+
+
+class _EventCountFamilies(_Group):
+    """Stream mode's event counts (absent in REST mode): changed by every event, so kept
+    apart from the rest of the streams' health, which then re-renders only when it
+    changes."""
+
+    def __init__(self) -> None:
+        self.messages = CounterMetricFamily(
+            "binance_stream_messages", "Stream events received, by stream.", labels=["stream"])
         self.updates = CounterMetricFamily(
             "binance_book_ticker_updates",
             "Best bid/ask updates applied from the bookTicker stream.", labels=SYMBOL)
