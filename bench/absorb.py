@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector import answers
 from collector.binance import BinanceClient
 from collector.records import STREAM, Settings
 from collector.rest_source import RestSource
@@ -107,7 +108,7 @@ def run(job: Job) -> dict[str, Any]:
                               [blaster.url],
                               FAST_RECONNECTS if job.mode == "rss" else FeedTiming()).start()
         try:
-            source.follow(ranked)
+            source.follow(answers.watchlist(ranked, {}, ()))
             started = time.monotonic()
             while source.view().health.last_message_age is None:
                 if time.monotonic() > started + START_TIMEOUT:

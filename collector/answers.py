@@ -10,7 +10,16 @@ from __future__ import annotations
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Iterable, Mapping
 
-from collector.records import BookTop, Notional, OrderBook, RankBy, SymbolInfo, Ticker24h
+from collector.records import (
+    BookTop,
+    Notional,
+    OrderBook,
+    RankBy,
+    Rankings,
+    SymbolInfo,
+    Ticker24h,
+    Watchlist,
+)
 
 # Sums, products and differences are exact in this context (the default one keeps 28
 # digits and rounds longer results). Never divide in it: 1/3 would not terminate.
@@ -105,6 +114,21 @@ def relative_spread(top: BookTop) -> Decimal | None:
     if value is None:
         return None
     return value / ((top.bid_price + top.ask_price) / 2)
+
+
+def watchlist(rankings: Rankings, infos: Mapping[str, SymbolInfo], symbols: Iterable[str],
+              all_spreads: bool = False) -> Watchlist:
+    """What to follow: Q1's books and Q2's spreads, then each of ``symbols`` that
+    exchangeInfo lists as ``TRADING`` (in the order given, once each); with
+    ``all_spreads``, the spreads of every ``TRADING`` symbol, by name."""
+    followed = {symbol: symbol in infos and infos[symbol].trading for symbol in symbols}
+    chosen = [symbol for symbol, ok in followed.items() if ok]
+    books = dict.fromkeys([t.symbol for t in rankings.by_volume] + chosen)
+    if all_spreads:
+        spreads = sorted(symbol for symbol, info in infos.items() if info.trading)
+    else:
+        spreads = list(dict.fromkeys([t.symbol for t in rankings.by_trades] + chosen))
+    return Watchlist(tuple(books), tuple(spreads), followed)
 
 
 def spreads_of(symbols: Iterable[str], tops: Mapping[str, BookTop]) -> dict[str, Decimal | None]:

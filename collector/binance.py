@@ -146,9 +146,12 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
         return models.parse_order_book(payload, symbol)
 
     def book_tickers(
-        self, symbols: Sequence[str], deadline: float | None = None
+        self, symbols: Sequence[str] | None, deadline: float | None = None
     ) -> Mapping[str, BookTop]:
-        """Best bid/ask of several symbols in ONE call (weight 4)."""
+        """Best bid/ask of several symbols in ONE call (weight 4); None: of every symbol
+        (weight 4 too)."""
+        if symbols is None:
+            return models.parse_book_tickers(self.get(models.BOOK_TICKER, {}, deadline))
         # compact, and UTF-8 rather than \\u escapes: requests percent-encodes it
         param = json.dumps(sorted(symbols), separators=(",", ":"), ensure_ascii=False)
         tops = models.parse_book_tickers(self.get(models.BOOK_TICKER, {"symbols": param}, deadline))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import unicodedata
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT
-from collector.costs import peak_weight_per_minute
+from collector.costs import costs, peak_weight_per_minute
 from collector.records import SOURCES, Settings
 from collector.stream_client import DEFAULT_STREAM_URL
 
@@ -123,6 +124,19 @@ def depth_levels(text: str) -> int:
     return value
 
 
+def symbol_list(text: str) -> tuple[str, ...]:
+    """``SYM[,SYM…]``: symbols as Binance spells them (any Unicode but spaces and control
+    characters; case-sensitive), none empty."""
+    symbols = tuple(item.strip() for item in text.split(","))
+    for symbol in symbols:
+        if not symbol:
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty symbol")
+        if any(c.isspace() or unicodedata.category(c).startswith("C") for c in symbol):
+            raise argparse.ArgumentTypeError(
+                f"{symbol!r} is not a symbol: spaces and control characters are not allowed")
+    return symbols
+
+
 def base_url(text: str) -> str:
     """An http(s) URL with a host and no path beyond '/'."""
     parts = urlsplit(text.strip())
@@ -213,6 +227,17 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         "BINANCE_DEPTH_LEVELS; default 200)",
     )
     group.add_argument(
+        "--symbols", action="append", type=symbol_list, metavar="SYM[,SYM...]",
+        help="symbols followed besides the rankings: their spreads and order books, under "
+        "the same metrics (repeatable; env BINANCE_SYMBOLS, comma-separated; default none)",
+    )
+    group.add_argument(
+        "--spreads", type=one_of("top", "all"), default=env("SPREADS", "top"),
+        metavar="{top,all}",
+        help="spreads of the top N by trades and --symbols, or of every TRADING symbol "
+        "(env BINANCE_SPREADS; default top)",
+    )
+    group.add_argument(
         "--rank-by", type=one_of("quote", "base"), default=env("RANK_BY", "quote"),
         metavar="{quote,base}",
         help="Q1 ranks BTC-quoted symbols by quote volume (in BTC, comparable across coins) "
@@ -253,6 +278,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
                                   base_url)
     args.stream_urls = resolve_urls(parser, args.stream_urls, "STREAM_URL",
                                     DEFAULT_STREAM_URL, stream_base)
+    given = args.symbols
+    if not given and os.environ.get("BINANCE_SYMBOLS"):
+        try:
+            given = [symbol_list(os.environ["BINANCE_SYMBOLS"])]
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"BINANCE_SYMBOLS: {exc}")
+    args.symbols = tuple(dict.fromkeys(symbol for symbols in given or () for symbol in symbols))
     return args
 
 
@@ -267,12 +299,13 @@ def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, bud
     spend = peak_weight_per_minute(settings)
     if spend > budget:
         parser.error(
-            f"these settings could spend {spend} request weight in one minute, over the "
-            f"weight budget of {budget:g} (--weight-budget, BINANCE_WEIGHT_BUDGET; Binance "
-            f"allows {WEIGHT_LIMIT} per IP): {remedy}")
+            f"these settings could spend {spend} request weight in one minute ("
+            + ", ".join(str(cost) for cost in costs(settings))
+            + f"), over the weight budget of {budget:g} (--weight-budget, "
+            f"BINANCE_WEIGHT_BUDGET; Binance allows {WEIGHT_LIMIT} per IP): {remedy}")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the shared flags (front ends replace() what is theirs)."""
     return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by,
-                    source=args.source)
+                    source=args.source, symbols=args.symbols, all_spreads=args.spreads == "all")

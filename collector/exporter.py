@@ -74,6 +74,8 @@ class BinanceCollector(Collector):
         if self._streams:
             groups += [_ExtremeFamilies().all(), _StreamFamilies().all(),
                        _EventCountFamilies().all()]
+        if self.source.settings.symbols:
+            groups.append(_FollowedFamilies().all())
         groups.append(_PerScrape().all())
         if self._streams:
             groups.append([_message_age()])
@@ -130,6 +132,9 @@ class BinanceCollector(Collector):
                                 health.requests, health.weight_limit),
                      lambda: self._health_families(snapshot)),
         ]
+        if self.source.settings.symbols:
+            groups.append(kept.get("followed", (snapshot.followed,),
+                                   lambda: self._followed_families(snapshot)))
         stream = health.stream
         if self._streams and stream is not None:
             groups += [
@@ -190,6 +195,13 @@ class BinanceCollector(Collector):
                 f.quote_volume.add_metric(labels, float(ticker.quote_volume))
                 f.base_volume.add_metric(labels, float(ticker.volume))
                 f.trades.add_metric(labels, ticker.trades)
+        return tuple(f.all())
+
+    @staticmethod
+    def _followed_families(snapshot: Snapshot) -> Group:
+        f = _FollowedFamilies()
+        for symbol, followed in snapshot.followed.items():
+            f.followed.add_metric([symbol], 1 if followed else 0)
         return tuple(f.all())
 
     @staticmethod
@@ -359,6 +371,16 @@ class _RankingFamilies(_Group):
             "binance_symbol_trades_24h",
             "Number of trades in the rolling 24 h window of each ranked symbol. Cached.",
             labels=SYMBOL)
+
+
+class _FollowedFamilies(_Group):
+    """``--symbols`` only: which of them are followed; changed by exchangeInfo."""
+
+    def __init__(self) -> None:
+        self.followed = GaugeMetricFamily(
+            "binance_symbol_followed",
+            "1 for each --symbols entry followed, 0 for one Binance does not list as TRADING "
+            "(left out). Cached.", labels=["symbol"])
 
 
 class _HealthFamilies(_Group):

@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     check_weight_budget(parser, exporter_settings(args), args.weight_budget,
-                        "raise the TTLs (--ttl-*), or lower --top or --depth-levels")
+                        "raise the TTLs (--ttl-*), or lower --top, --depth-levels or the "
+                        "number of --symbols")
     wiring.setup_logging(args.log_level)
     stop = threading.Event()
 

@@ -2,7 +2,8 @@
 
 Upstream data as validated from Binance's JSON (:class:`SymbolInfo`, :class:`Ticker24h`,
 :class:`BookTop`, :class:`OrderBook`, :class:`DepthUpdate`), the answers made of it
-(:class:`Notional`, :class:`Rankings`, :class:`Spreads`), how the upstream has gone
+(:class:`Notional`, :class:`Rankings`, :class:`Spreads`), what is followed
+(:class:`Watchlist`), how the upstream has gone
 (:class:`Health`, :class:`StreamHealth`), and the one record a scrape or a report tick
 reads: :class:`Snapshot`. Plus :class:`Settings`, what to compute and how often.
 
@@ -46,6 +47,13 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     retry_delay: float = 10.0
     refresh_budget: float | None = None  # seconds a refresh may take (scrape timeout)
     source: str = REST  # where spreads and books come from: REST or STREAM
+    symbols: tuple[str, ...] = ()  # followed besides the rankings (--symbols)
+    all_spreads: bool = False  # spreads of every TRADING symbol (--spreads all)
+
+    @property
+    def books(self) -> int:
+        """The most order books followed: Q1's and ``symbols``."""
+        return self.top + len(self.symbols)
 
 
 # -- upstream data, as validated ------------------------------------------------------
@@ -155,6 +163,17 @@ class Spreads:
 
 
 @dataclass(frozen=True, slots=True)
+class Watchlist:
+    """What to follow beside the rankings' figures: the books (Q1's symbols, then
+    ``--symbols``), the spreads (Q2's, then ``--symbols``; or every ``TRADING`` symbol),
+    and whether each ``--symbols`` entry is followed (listed by Binance and ``TRADING``)."""
+
+    books: tuple[str, ...]
+    spreads: tuple[str, ...]
+    followed: Mapping[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
     """A current value, or the error of the last attempt to get one."""
 
@@ -213,6 +232,7 @@ class Snapshot:
     exchange: Outcome[Mapping[str, SymbolInfo]]
     health: Health
     symbols: Mapping[str, SymbolInfo]  # the last good exchangeInfo (metadata, for labels)
+    followed: Mapping[str, bool] = field(default_factory=dict)  # --symbols entry → followed
 
     def quote_asset(self, symbol: str) -> str:
         """The symbol's quote asset per the last good exchangeInfo; "" if unknown."""

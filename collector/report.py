@@ -34,11 +34,12 @@ import threading
 import time
 import unicodedata
 from datetime import datetime, timezone
+from decimal import Decimal
 from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from collector import __version__, wiring
-from collector.answers import plain
+from collector.answers import plain, relative_spread
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
@@ -53,7 +54,7 @@ from collector.config import (
     settings_from,
 )
 from collector.errors import BinanceError
-from collector.records import STREAM, Outcome, Snapshot, Spreads
+from collector.records import STREAM, Notional, Outcome, Snapshot, Spreads
 from collector.source import Source
 
 log = logging.getLogger("collector.report")
@@ -64,10 +65,13 @@ def utc(unix: float) -> str:
     return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def answers_json(snapshot: Snapshot) -> dict[str, Any]:
-    """Q1–Q4 in the documented JSON shape."""
+def answers_json(snapshot: Snapshot, market: bool = False) -> dict[str, Any]:
+    """Q1–Q4 in the documented JSON shape; then ``--symbols``, and with ``market`` every
+    symbol's spread (``--spreads all``)."""
     rankings, books, spreads = _values(snapshot)
-    return {
+    q1 = {t.symbol for t in rankings.by_volume}
+    q2 = [t.symbol for t in rankings.by_trades]
+    answers = {
         "top_btc_by_volume": [
             {"symbol": t.symbol, "volume": plain(t.volume), "quote_volume": plain(t.quote_volume)}
             for t in rankings.by_volume
@@ -80,10 +84,41 @@ def answers_json(snapshot: Snapshot) -> dict[str, Any]:
                 "bids": plain(n.bids), "asks": plain(n.asks),
                 "bid_levels": n.bid_levels, "ask_levels": n.ask_levels,
             }
-            for n in books.values()
+            for n in books.values() if n.symbol in q1
         },
-        "spreads": {symbol: plain(value) for symbol, value in spreads.spreads.items()},
+        "spreads": {symbol: plain(spreads.spreads.get(symbol)) for symbol in q2},
     }
+    if snapshot.followed:
+        answers["symbols"] = {
+            symbol: {"followed": False} if not followed else {
+                "followed": True, "quote_asset": snapshot.quote_asset(symbol),
+                "spread": plain(spreads.spreads.get(symbol)),
+                "order_book_notional": _notional_json(books.get(symbol)),
+            }
+            for symbol, followed in snapshot.followed.items()
+        }
+    if market:
+        answers["market"] = [{"symbol": symbol, "quote_asset": snapshot.quote_asset(symbol),
+                              "spread": plain(value), "spread_ratio": plain(ratio)}
+                             for symbol, value, ratio in _by_ratio(spreads)]
+    return answers
+
+
+def _notional_json(notional: Notional | None) -> dict[str, Any] | None:
+    if notional is None:
+        return None
+    return {"bids": plain(notional.bids), "asks": plain(notional.asks),
+            "bid_levels": notional.bid_levels, "ask_levels": notional.ask_levels}
+
+
+def _by_ratio(spreads: Spreads) -> list[tuple[str, Decimal | None, Decimal | None]]:
+    """Every symbol's spread and spread ratio, tightest first (by symbol on ties); those
+    with no spread last."""
+    rows = []
+    for symbol, value in spreads.spreads.items():
+        top = spreads.tops.get(symbol)
+        rows.append((symbol, value, relative_spread(top) if top is not None else None))
+    return sorted(rows, key=lambda row: (row[2] is None, row[2] or 0, row[0]))
 
 
 def tick_json(spreads: Spreads) -> dict[str, Any]:
@@ -125,8 +160,9 @@ def table(rows: Sequence[Sequence[str]], right: Sequence[bool],
     return lines
 
 
-def answers_text(snapshot: Snapshot, rank_by: str, depth: int) -> str:
-    """Q1–Q4 as readable tables."""
+def answers_text(snapshot: Snapshot, rank_by: str, depth: int, market: bool = False) -> str:
+    """Q1–Q4 as readable tables; then ``--symbols``, and with ``market`` every symbol's
+    spread (``--spreads all``)."""
     rankings, books, spreads = _values(snapshot)
     ranked_field = "quoteVolume, in BTC" if rank_by == "quote" else "volume, in the base asset"
     out = [f"Q1  Top {len(rankings.by_volume)} BTC-quoted symbols by 24 h volume "
@@ -142,18 +178,58 @@ def answers_text(snapshot: Snapshot, rank_by: str, depth: int) -> str:
     out += ["", f"Q3  Notional (sum of price x quantity, in BTC) of the top {depth} levels of "
             "each Q1 book"]
     rows = [["symbol", "bids", "bid levels", "asks", "ask levels"]]
+    q1 = {t.symbol for t in rankings.by_volume}
     rows += [[n.symbol, plain(n.bids) or "", str(n.bid_levels), plain(n.asks) or "",
-              str(n.ask_levels)] for n in books.values()]
+              str(n.ask_levels)] for n in books.values() if n.symbol in q1]
     out += table(rows, [False, True, True, True, True])
     out += ["", "Q4  Bid/ask spread (best ask - best bid) of each Q2 symbol"]
     rows = [["symbol", "best bid", "best ask", "spread"]]
-    for symbol, value in spreads.spreads.items():
-        top = spreads.tops.get(symbol)
-        bid = plain(top.bid_price) if top and top.bid_price else None  # 0: empty side
-        ask = plain(top.ask_price) if top and top.ask_price else None
-        rows.append([symbol, bid or "-", ask or "-", plain(value) or "unavailable"])
+    rows += [_spread_row(symbol, spreads) for symbol in (t.symbol for t in rankings.by_trades)]
     out += table(rows, [False, True, True, True])
+    out += _chosen_text(snapshot, books, spreads, depth)
+    if market:
+        out += _market_text(snapshot, spreads)
     return "\n".join(out)
+
+
+def _chosen_text(snapshot: Snapshot, books: Mapping[str, Notional], spreads: Spreads,
+                 depth: int) -> list[str]:
+    """``--symbols``: each one's spread and notional, then those left out."""
+    if not snapshot.followed:
+        return []
+    out = ["", f"Your symbols (--symbols): spread, and notional of the top {depth} levels, "
+           "in the quote asset"]
+    rows = [["symbol", "quote", "best bid", "best ask", "spread", "bids", "asks"]]
+    for symbol in (s for s, followed in snapshot.followed.items() if followed):
+        name, bid, ask, spread = _spread_row(symbol, spreads)
+        notional = books.get(symbol)
+        sums = (plain(notional.bids), plain(notional.asks)) if notional else (None, None)
+        rows.append([name, snapshot.quote_asset(symbol), bid, ask, spread,
+                     sums[0] or "-", sums[1] or "-"])
+    out += table(rows, [False, False, True, True, True, True, True])
+    left_out = [symbol for symbol, followed in snapshot.followed.items() if not followed]
+    if left_out:
+        out.append("  left out, not a TRADING symbol of Binance: " + " ".join(left_out))
+    return out
+
+
+def _market_text(snapshot: Snapshot, spreads: Spreads) -> list[str]:
+    """``--spreads all``: every symbol by spread ratio."""
+    out = ["", f"Market (--spreads all): {len(spreads.spreads)} TRADING symbols by spread "
+           "ratio (spread / mid price), tightest first"]
+    rows = [["symbol", "quote", "spread", "ratio"]]
+    rows += [[symbol, snapshot.quote_asset(symbol), plain(value) or "unavailable",
+              f"{ratio:.3E}" if ratio is not None else "-"]
+             for symbol, value, ratio in _by_ratio(spreads)]
+    return out + table(rows, [False, False, True, True])
+
+
+def _spread_row(symbol: str, spreads: Spreads) -> list[str]:
+    """symbol, best bid, best ask, spread: ``-`` for an empty side."""
+    top = spreads.tops.get(symbol)
+    bid = plain(top.bid_price) if top and top.bid_price else None  # 0: empty side
+    ask = plain(top.ask_price) if top and top.ask_price else None
+    return [symbol, bid or "-", ask or "-", plain(spreads.spreads.get(symbol)) or "unavailable"]
 
 
 def tick_rows(spreads: Spreads) -> list[list[str]]:
@@ -205,9 +281,11 @@ def run(  # pylint: disable=too-many-arguments
     settings = source.settings
     snapshot = source.settled_snapshot(sleep, clock)
     if fmt == "json":  # symbols may be any Unicode: printed as they are
-        print(json.dumps(answers_json(snapshot), ensure_ascii=False), file=out, flush=True)
+        print(json.dumps(answers_json(snapshot, settings.all_spreads), ensure_ascii=False),
+              file=out, flush=True)
     else:
-        print(answers_text(snapshot, settings.rank_by, settings.depth_levels),
+        print(answers_text(snapshot, settings.rank_by, settings.depth_levels,
+                           settings.all_spreads),
               file=out, flush=True)
         if count != 0:
             extremes = "; min/max over the interval" if settings.source == STREAM else ""
@@ -318,7 +396,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         ttl_rankings=math.inf, ttl_exchange=math.inf)
     ticks = settings if args.count != 0 else dataclasses.replace(settings, ttl_spreads=math.inf)
     check_weight_budget(parser, ticks, args.weight_budget,
-                        "raise --interval, or lower --top or --depth-levels")
+                        "raise --interval, or lower --top, --depth-levels or the number of "
+                        "--symbols")
     wiring.setup_logging(args.log_level)
     if args.log_level == "info":  # the report is the progress; the streams' is detail
         logging.getLogger("collector.stream").setLevel(logging.WARNING)

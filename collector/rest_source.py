@@ -5,10 +5,13 @@
 ========== ======================================= ======= ==========
 group      upstream call                           weight  default TTL
 ========== ======================================= ======= ==========
-books      ``/api/v3/depth?limit=200`` × top N     25 × N  30 s
+books      ``/api/v3/depth?limit=200`` × books     25 × N  30 s
 spreads    ``/api/v3/ticker/bookTicker?symbols=``  4       10 s
+           (``--spreads all``: without symbols)    4
 ========== ======================================= ======= ==========
 
+The books are Q1's symbols and ``--symbols``, the spreads Q2's and ``--symbols`` (or
+every ``TRADING`` symbol): see :func:`collector.answers.watchlist`.
 A refresh takes at most two rounds of round trips: exchangeInfo and the
 ticker in parallel, then the books (in parallel with each other) and the
 spreads. The books and spreads depend on the rankings only for *which*
@@ -53,7 +56,7 @@ class RestSource:
         self._spreads: TtlGroup[Spreads] = self._upstream.group("spreads", settings.ttl_spreads)
         # the books fan out one depth call per symbol on a pool of their own, so they
         # never queue behind other scrapes' tasks waiting on a group lock
-        self._depth_pool = ThreadPoolExecutor(max_workers=settings.top,
+        self._depth_pool = ThreadPoolExecutor(max_workers=settings.books,
                                               thread_name_prefix="binance-depth")
         self._q5 = Q5Sampler(on_sample=on_sample)
 
@@ -109,11 +112,11 @@ class RestSource:
         self, rankings: Outcome[Rankings], deadline: float | None
     ) -> Outcome[Mapping[str, Notional]]:
         def load() -> Mapping[str, Notional]:
-            current = self._upstream.ranking_to_fetch(rankings, "/api/v3/depth")
+            watched = self._upstream.watchlist_to_fetch(rankings, "/api/v3/depth")
             levels, client = self.settings.depth_levels, self._upstream.client
             futures = [
-                self._depth_pool.submit(client.order_book, t.symbol, levels, deadline)
-                for t in current.by_volume
+                self._depth_pool.submit(client.order_book, symbol, levels, deadline)
+                for symbol in watched.books
             ]
             # all of them, even after one failed: a refresh is over only when none of its
             # requests is still in flight (and being counted) behind the scrape's back
@@ -127,9 +130,10 @@ class RestSource:
         self, rankings: Outcome[Rankings], deadline: float | None, now: bool = False
     ) -> Outcome[Spreads]:
         def load() -> Spreads:
-            current = self._upstream.ranking_to_fetch(rankings, "/api/v3/ticker/bookTicker")
-            symbols = [t.symbol for t in current.by_trades]
-            tops = self._upstream.client.book_tickers(symbols, deadline)
+            watched = self._upstream.watchlist_to_fetch(rankings, "/api/v3/ticker/bookTicker")
+            symbols = watched.spreads
+            tops = self._upstream.client.book_tickers(
+                None if self.settings.all_spreads else symbols, deadline)
             spreads = answers.spreads_of(symbols, tops)
             at = self._wall()
             # only under the group's lock, only on success: a failed refresh is no sample

@@ -24,7 +24,7 @@ from collector.costs import RESYNC_INTERVAL, snapshot_limit
 from collector.errors import BadResponse, BinanceError, RateLimited
 from collector.order_book import LocalBook
 from collector.q5 import SAMPLE_SECONDS, Listener, Q5Sampler, log_sample
-from collector.records import Outcome, Rankings, Settings, Snapshot, Spreads
+from collector.records import Outcome, Rankings, Settings, Snapshot, Spreads, Watchlist
 from collector.stream_client import ERROR, FeedTiming, StreamFeed
 from collector.stream_state import StreamState, StreamView
 from collector.upstream import Upstream
@@ -178,10 +178,9 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
 
     # -- what to follow (any thread) -------------------------------------------------------
 
-    def follow(self, rankings: Rankings) -> None:
-        """Follow the books of Q1's symbols and the best bid/ask of Q2's."""
-        wanted = (tuple(t.symbol for t in rankings.by_volume),
-                  tuple(t.symbol for t in rankings.by_trades))
+    def follow(self, watched: Watchlist) -> None:
+        """Follow the books and best bid/asks ``watched`` names."""
+        wanted = (watched.books, watched.spreads)
         with self._follow_lock:
             if wanted == self._following:
                 return
@@ -293,9 +292,9 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             yield self.next_tick()
 
     def _snapshot(self, rankings: Outcome[Rankings], exchange: Outcome[Any]) -> Snapshot:
-        ranked = rankings.value or self._upstream.last_ranking()
-        if ranked is not None:
-            self.follow(ranked)
+        watched = self._upstream.watchlist(rankings)
+        if watched is not None:
+            self.follow(watched)
         view = self.view()
         return self._upstream.snapshot(rankings, view.books, view.spreads, exchange,
                                        stream=view.health)

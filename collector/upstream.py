@@ -38,6 +38,7 @@ from collector.records import (
     StreamHealth,
     SymbolInfo,
     Ticker24h,
+    Watchlist,
 )
 
 log = logging.getLogger("collector.upstream")
@@ -76,6 +77,7 @@ class Upstream:  # pylint: disable=too-many-instance-attributes
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="binance")
         self._rank_lock = threading.Lock()
         self._ranked: tuple[object, object, Rankings] | None = None
+        self._watched: tuple[object, object, Watchlist] | None = None
 
     def group(self, name: str, ttl: float) -> TtlGroup[Any]:
         """A new data group of this upstream, shown in the health figures."""
@@ -155,12 +157,34 @@ class Upstream:  # pylint: disable=too-many-instance-attributes
         with self._rank_lock:
             return self._ranked[2] if self._ranked else None
 
-    def ranking_to_fetch(self, rankings: Outcome[Rankings], endpoint: str) -> Rankings:
-        """The current ranking, else the last good one (only to decide what to fetch)."""
-        current = rankings.value or self.last_ranking()
-        if current is None:
+    def watchlist(self, rankings: Outcome[Rankings]) -> Watchlist | None:
+        """What to follow: from the current ranking, else the last good one, and the last
+        good exchangeInfo; None before the first ranking. Worked out once per pair; the
+        ``--symbols`` left out are logged once per change."""
+        ranked = rankings.value or self.last_ranking()
+        infos = self._exchange.last_good
+        if ranked is None or infos is None:
+            return None
+        with self._rank_lock:
+            kept = self._watched
+            if kept is not None and kept[0] is ranked and kept[1] is infos:
+                return kept[2]
+            s = self.settings
+            watched = answers.watchlist(ranked, infos, s.symbols, s.all_spreads)
+            left_out = sorted(symbol for symbol, ok in watched.followed.items() if not ok)
+            if left_out and (kept is None or [k for k, ok in kept[2].followed.items() if not ok]
+                             != [k for k, ok in watched.followed.items() if not ok]):
+                log.warning("--symbols left out, not a TRADING symbol of Binance: %s",
+                            ", ".join(_why(symbol, infos) for symbol in left_out))
+            self._watched = (ranked, infos, watched)
+            return watched
+
+    def watchlist_to_fetch(self, rankings: Outcome[Rankings], endpoint: str) -> Watchlist:
+        """:meth:`watchlist`, only to decide what to fetch: no ranking yet is an error."""
+        watched = self.watchlist(rankings)
+        if watched is None:
             raise NotAttempted(endpoint, "no ranking yet to pick symbols from")
-        return current
+        return watched
 
     # -- health and snapshots -----------------------------------------------------------
 
@@ -181,8 +205,10 @@ class Upstream:  # pylint: disable=too-many-instance-attributes
             cool_down=self.client.cool_down_remaining(),
             stream=stream,
         )
+        watched = self.watchlist(rankings) if self.settings.symbols else None
         return Snapshot(rankings, books, spreads, exchange, health,
-                        self._exchange.last_good or {})
+                        self._exchange.last_good or {},
+                        watched.followed if watched is not None else {})
 
     def _check_weight_limit(self) -> None:
         """Warn when these settings could spend more in a minute than Binance now allows."""
@@ -191,3 +217,14 @@ class Upstream:  # pylint: disable=too-many-instance-attributes
             log.warning("these settings could spend %d request weight in one minute, over the "
                         "%d Binance now allows: raise the TTLs (--ttl-*), or lower --top or "
                         "--depth-levels", peak, limit)
+
+
+def _why(symbol: str, infos: Exchange) -> str:
+    """``FOO`` or ``BAR (BREAK)`` (exchangeInfo is asked for TRADING symbols only, so one
+    not TRADING is usually not listed at all); a case-only difference gets a hint."""
+    info = infos.get(symbol)
+    if info is not None:
+        return f"{symbol} ({info.status})"
+    if symbol.upper() != symbol and symbol.upper() in infos:
+        return f"{symbol} (symbols are case-sensitive: {symbol.upper()}?)"
+    return symbol

@@ -25,7 +25,7 @@ def client(args: argparse.Namespace) -> BinanceClient:
     """The Binance client the flags describe."""
     # a pooled connection for each parallel depth call, plus the other groups'
     return BinanceClient(args.base_urls, timeout=args.timeout, retries=args.retries,
-                         pool_size=args.top + 8)
+                         pool_size=args.top + len(args.symbols) + 8)
 
 
 def source(args: argparse.Namespace, settings: Settings, *,

@@ -17,6 +17,8 @@ COMMON = [
     ("--rank-by", "BINANCE_RANK_BY", ["volume", ""]),
     ("--log-level", "BINANCE_LOG_LEVEL", ["loud", "trace"]),
     ("--weight-budget", "BINANCE_WEIGHT_BUDGET", ["0", "-1", "x", "inf", "6001"]),
+    ("--symbols", "BINANCE_SYMBOLS", ["A,,B", ",", "BTC USDT", "ETH\x01BTC", "ETHBTC,"]),
+    ("--spreads", "BINANCE_SPREADS", ["every", "top5"]),
 ]
 EXPORTER = COMMON + [
     ("--port", "BINANCE_LISTEN_PORT", ["-1", "65536", "http", "tcp://10.0.0.7:8080"]),
@@ -74,6 +76,10 @@ OVER_BUDGET = [
     ("binance-exporter", ["--top", "50", "--ttl-books", "20"]),  # 50 × 25 × 3 = 3,750/min
     # one refresh an hour, but all of its 12,500 weight inside one minute
     ("binance-exporter", ["--top", "50", "--depth-levels", "5000", "--ttl-books", "3600"]),
+    # 65 books × 25 × 2 = 3,250/min (+ 124)
+    ("binance-exporter", ["--symbols", ",".join(f"S{i}" for i in range(60))]),
+    # stream mode: 45 books × 25 × 6 resyncs a minute = 6,750, over Binance's own limit
+    ("binance-report", ["--source", "stream", "--symbols", ",".join(f"S{i}" for i in range(40))]),
 ]
 
 
@@ -87,8 +93,19 @@ def test_settings_that_would_spend_the_rate_limit_are_refused(
         COMMANDS[prog][0](argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "weight in one minute, over the weight budget of 3000" in err
+    assert err.count("\n") == 1 and "weight in one minute (" in err
+    assert "), over the weight budget of 3000" in err
     assert ("--interval" in err) == (prog == "binance-report")  # only what that command has
+
+
+def test_the_refusal_names_what_costs_what(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        exporter_cli.main(["--symbols", ",".join(f"S{i}" for i in range(60))])
+    assert "could spend 3374 request weight in one minute (books 2 × 1625 (65 books × 25), " \
+        "24 h ticker 80, spreads 6 × 4, exchangeInfo 20), over the weight budget of 3000 " \
+        "(--weight-budget, BINANCE_WEIGHT_BUDGET; Binance allows 6000 per IP): raise the " \
+        "TTLs (--ttl-*), or lower --top, --depth-levels or the number of --symbols\n" \
+        in capsys.readouterr().err
 
 
 # over the default budget, within Binance's own limit: a higher --weight-budget allows them
@@ -96,6 +113,7 @@ WITHIN_LIMIT = [
     ("binance-report", ["--interval", "0.05"]),  # 225 + 1,200 ticks × 4 = 5,025
     ("binance-report", ["--count", "0", "--interval", "0.01"]),  # no ticks: Q1-Q4 once, 229
     ("binance-exporter", ["--top", "50", "--ttl-books", "20"]),  # 3,874
+    ("binance-exporter", ["--symbols", ",".join(f"S{i}" for i in range(60))]),  # 3,374
 ]
 
 

@@ -123,10 +123,11 @@ CHECKING_WEIGHT_LIMIT = 1_000_000
 
 @contextmanager
 def streaming(settings: StreamSettings = StreamSettings(), timing: FeedTiming = FAST,
-              urls_before: tuple[str, ...] = (), **options: Any) -> Iterator[StreamRig]:
+              urls_before: tuple[str, ...] = (), exporter: Settings = Settings(source=STREAM),
+              **options: Any) -> Iterator[StreamRig]:
     with serving_in_process(settings, weight_limit=CHECKING_WEIGHT_LIMIT) as sim:
         client = BinanceClient([sim.url], timeout=5, retries=0)
-        source = StreamSource(client, Settings(source=STREAM), [*urls_before, sim.stream_url],
+        source = StreamSource(client, exporter, [*urls_before, sim.stream_url],
                               timing, resync_interval=options.pop("resync_interval", 0.0),
                               sample_every=options.pop("sample_every", None), **options)
         try:
@@ -383,9 +384,9 @@ def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream
     # and never over Binance's 5 incoming messages a second (the simulator would close it)
     moved = Rankings(first.by_trades[:2], first.by_volume[:2])  # new books, new tickers
     for _ in range(5):
-        stream.source.follow(moved)
-        stream.source.follow(first)
-    stream.source.follow(moved)
+        stream.source.follow(answers.watchlist(moved, {}, ()))
+        stream.source.follow(answers.watchlist(first, {}, ()))
+    stream.source.follow(answers.watchlist(moved, {}, ()))
     wanted = {t.symbol.lower() + "@depth@100ms" for t in moved.by_volume} | \
         {t.symbol.lower() + "@bookTicker" for t in moved.by_trades}
     eventually(lambda: set(stats()["streams"]["subscriptions"]) == wanted, "the new set")
