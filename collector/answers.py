@@ -7,11 +7,16 @@ whatever order Binance listed the symbols in. Inputs are never mutated.
 
 from __future__ import annotations
 
+import operator
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
-from typing import Iterable, Mapping
+from functools import partial
+from itertools import takewhile
+from typing import Callable, Iterable, Mapping, Sequence
 
 from collector.records import (
+    BandDepth,
     BookTop,
+    Level,
     Notional,
     OrderBook,
     RankBy,
@@ -77,11 +82,14 @@ def top_by_trades(
     return candidates[:top]
 
 
-def book_notional(book: OrderBook, levels: int) -> Notional:
-    """Q3: Σ price × quantity over the first ``levels`` levels of each side, as returned.
+def book_notional(book: OrderBook, levels: int, bands: Sequence[str] = (),
+                  whole: tuple[bool, bool] = (True, True)) -> Notional:
+    """Q3: Σ price × quantity over the first ``levels`` levels of each side, as returned;
+    and the depth within each of ``bands`` (:func:`depth_bands`).
 
     Binance returns levels best first, so the first N are the top N. A thin
-    book sums what it has and says how many levels that was.
+    book sums what it has and says how many levels that was. ``whole``: whether the
+    bids, the asks, are the whole side (else deeper levels exist, unknown).
     """
     bids = book.bids[:levels]
     asks = book.asks[:levels]
@@ -92,7 +100,37 @@ def book_notional(book: OrderBook, levels: int) -> Notional:
             asks=sum((price * qty for price, qty in asks), Decimal(0)),
             bid_levels=len(bids),
             ask_levels=len(asks),
+            bands=depth_bands(book.bids, book.asks, bands, whole) if bands else {},
         )
+
+
+def depth_bands(bids: Sequence[Level], asks: Sequence[Level], bands: Sequence[str],
+                whole: tuple[bool, bool] = (True, True)) -> dict[str, BandDepth]:
+    """Depth within ±x % of mid for each x of ``bands`` (a percentage as given, ``"2"``):
+    Σ price × quantity of the bids priced at or above mid × (1 − x/100) and of the asks
+    at or below mid × (1 + x/100), mid being (best bid + best ask) / 2 of the same book.
+
+    Levels are best first. A side's sum is complete when a level past the band's edge is
+    known, or the side is ``whole``; otherwise it is a floor. No mid (an empty side, a
+    crossed book): no bands. Exact: halving and per cent terminate.
+    """
+    if not bids or not asks or bids[0][0] >= asks[0][0]:
+        return {}
+    found = {}
+    with localcontext(_EXACT):
+        mid = (bids[0][0] + asks[0][0]) / 2
+        for band in bands:
+            fraction = Decimal(band) / 100
+            low, high = mid - mid * fraction, mid + mid * fraction
+            inside_bids = _within(bids, partial(operator.le, low))  # low <= price
+            inside_asks = _within(asks, partial(operator.ge, high))  # high >= price
+            found[band] = BandDepth(
+                bids=sum((price * qty for price, qty in inside_bids), Decimal(0)),
+                asks=sum((price * qty for price, qty in inside_asks), Decimal(0)),
+                bid_levels=len(inside_bids), ask_levels=len(inside_asks),
+                bids_complete=whole[0] or len(inside_bids) < len(bids),
+                asks_complete=whole[1] or len(inside_asks) < len(asks))
+    return found
 
 
 def spread(top: BookTop) -> Decimal | None:
@@ -129,6 +167,11 @@ def watchlist(rankings: Rankings, infos: Mapping[str, SymbolInfo], symbols: Iter
     else:
         spreads = list(dict.fromkeys([t.symbol for t in rankings.by_trades] + chosen))
     return Watchlist(tuple(books), tuple(spreads), followed)
+
+
+def _within(levels: Sequence[Level], inside: Callable[[Decimal], bool]) -> list[Level]:
+    """The levels, best first, up to the first one outside the band."""
+    return list(takewhile(lambda level: inside(level[0]), levels))
 
 
 def spreads_of(symbols: Iterable[str], tops: Mapping[str, BookTop]) -> dict[str, Decimal | None]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import unicodedata
+from decimal import Decimal
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -26,6 +28,7 @@ EXIT_FAILURE = 1  # upstream unreachable or bad (report); cannot listen (exporte
 EXIT_USAGE = 2
 
 MIN_TTL = 10.0
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -137,6 +140,20 @@ def symbol_list(text: str) -> tuple[str, ...]:
     return symbols
 
 
+def band_list(text: str) -> tuple[str, ...]:
+    """``PCT[,PCT…]``: percentages of the mid price above 0 and below 100, written as
+    plain decimals (``0.5``, ``2``): each becomes a ``band`` label as written. Empty:
+    none."""
+    if not text.strip():
+        return ()
+    bands = tuple(item.strip() for item in text.split(","))
+    for band in bands:
+        if not _PLAIN_DECIMAL.fullmatch(band) or not 0 < Decimal(band) < 100:
+            raise argparse.ArgumentTypeError(
+                f"{band!r} is not a percentage above 0 and below 100, like 0.5 or 2")
+    return tuple(dict.fromkeys(bands))
+
+
 def base_url(text: str) -> str:
     """An http(s) URL with a host and no path beyond '/'."""
     parts = urlsplit(text.strip())
@@ -238,6 +255,11 @@ def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
         "(env BINANCE_SPREADS; default top)",
     )
     group.add_argument(
+        "--depth-bands", type=band_list, default=env("DEPTH_BANDS", ""), metavar="PCT[,PCT...]",
+        help="also publish each book's depth within these percentages of its mid price, e.g. "
+        "0.5,1,2 (env BINANCE_DEPTH_BANDS; default none)",
+    )
+    group.add_argument(
         "--rank-by", type=one_of("quote", "base"), default=env("RANK_BY", "quote"),
         metavar="{quote,base}",
         help="Q1 ranks BTC-quoted symbols by quote volume (in BTC, comparable across coins) "
@@ -308,4 +330,5 @@ def check_weight_budget(parser: argparse.ArgumentParser, settings: Settings, bud
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the shared flags (front ends replace() what is theirs)."""
     return Settings(top=args.top, depth_levels=args.depth_levels, rank_by=args.rank_by,
-                    source=args.source, symbols=args.symbols, all_spreads=args.spreads == "all")
+                    source=args.source, symbols=args.symbols, all_spreads=args.spreads == "all",
+                    depth_bands=args.depth_bands)

@@ -70,6 +70,7 @@ class BinanceCollector(Collector):
         ttl = self.source.settings.ttl_spreads
         groups: list[Iterable[Metric]] = [
             _SpreadFamilies(ttl, self._streams).all(), _BookFamilies().all(),
+            _BandFamilies().all() if self.source.settings.depth_bands else (),
             _RankingFamilies().all(), _HealthFamilies().all()]
         if self._streams:
             groups += [_ExtremeFamilies().all(), _StreamFamilies().all(),
@@ -125,7 +126,7 @@ class BinanceCollector(Collector):
         groups = [
             kept.get("spreads", (spreads, symbols), lambda: self._spread_families(snapshot)),
             kept.get("books", (snapshot.books.value, symbols),
-                     lambda: self._book_families(snapshot)),
+                     lambda: self._book_families(snapshot, self.source.settings.depth_bands)),
             kept.get("rankings", (snapshot.rankings.value, symbols),
                      lambda: self._ranking_families(snapshot)),
             kept.get("health", (not snapshot.errors(), health.last_refresh, health.failures,
@@ -170,8 +171,8 @@ class BinanceCollector(Collector):
         return tuple(f.all())
 
     @staticmethod
-    def _book_families(snapshot: Snapshot) -> Group:
-        f = _BookFamilies()
+    def _book_families(snapshot: Snapshot, bands: tuple[str, ...]) -> Group:
+        f, b = _BookFamilies(), _BandFamilies()
         for symbol, notional in (snapshot.books.value or {}).items():
             quote = snapshot.quote_asset(symbol)
             for side, total, levels in (
@@ -180,7 +181,12 @@ class BinanceCollector(Collector):
             ):
                 f.notional.add_metric([symbol, quote, side], float(total))
                 f.levels.add_metric([symbol, quote, side], levels)
-        return tuple(f.all())
+            for band, depth in notional.bands.items():
+                for side, total, complete in (("bid", depth.bids, depth.bids_complete),
+                                              ("ask", depth.asks, depth.asks_complete)):
+                    b.notional.add_metric([symbol, quote, side, band], float(total))
+                    b.complete.add_metric([symbol, quote, side, band], 1 if complete else 0)
+        return (*f.all(), *b.all()) if bands else tuple(f.all())
 
     @staticmethod
     def _ranking_families(snapshot: Snapshot) -> Group:
@@ -349,6 +355,23 @@ class _BookFamilies(_Group):
             "binance_order_book_levels",
             "Levels summed into binance_order_book_notional (fewer than asked on a thin book). "
             "Cached.", labels=[*SYMBOL, "side"])
+
+
+class _BandFamilies(_Group):
+    """``--depth-bands`` only: depth within ±x % of mid, with the books."""
+
+    def __init__(self) -> None:
+        self.notional = GaugeMetricFamily(
+            "binance_order_book_band_notional",
+            "Sum of price times quantity of the levels within the band (percent, as given) of "
+            "the mid price, per side, in the quote asset: the bids at or above mid x (1 - "
+            "band/100), the asks at or below mid x (1 + band/100). A floor where "
+            "binance_order_book_band_complete is 0.", labels=[*SYMBOL, "side", "band"])
+        self.complete = GaugeMetricFamily(
+            "binance_order_book_band_complete",
+            "1 when the levels known reach past the band's edge (or the whole side is known), "
+            "so binance_order_book_band_notional is the whole band; 0 when it is only a floor.",
+            labels=[*SYMBOL, "side", "band"])
 
 
 class _RankingFamilies(_Group):

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     check_weight_budget(parser, exporter_settings(args), args.weight_budget,
                         "raise the TTLs (--ttl-*), or lower --top, --depth-levels or the "
-                        "number of --symbols")
+                        "number of --symbols, or leave out --depth-bands")
     wiring.setup_logging(args.log_level)
     stop = threading.Event()
 

@@ -29,7 +29,12 @@ side with fewer levels is the whole side and has no boundary. A side never holds
 ``snapshot_limit`` levels: past that, its boundary moves in to the last level kept. When
 events leave a bounded side with fewer than ``levels`` known levels, the book is
 :data:`THIN`: discarded, the event buffered, and a new snapshot needed. So memory stays
-bounded whatever the message rate: ``snapshot_limit`` levels a side, ``max_buffer`` events.
+bounded whatever the message rate: ``snapshot_limit`` levels a side (or the limit a
+snapshot was asked with), ``max_buffer`` events.
+
+With ``bands`` (``--depth-bands``), :meth:`LocalBook.notional` also sums the depth within
+each band of the mid price over every level known; a bounded side whose known levels end
+before a band's edge gives only a floor (``complete`` False).
 
 A book is only ever synced on what a matching engine can hold. A snapshot with an empty
 side is :data:`ONE_SIDED` and one whose best bid is at or above its best ask is
@@ -43,6 +48,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from decimal import Decimal
+from typing import Sequence
 
 from collector.answers import book_notional
 from collector.records import DepthUpdate, Level, Notional, OrderBook
@@ -108,11 +114,12 @@ class _Side:
 class _Synced:
     """A synced book: its sides, its update id, and the notional while it holds."""
 
-    __slots__ = ("bids", "asks", "update_id", "spanning", "notional")
+    __slots__ = ("bids", "asks", "limit", "update_id", "spanning", "notional")
 
     def __init__(self, snapshot: OrderBook, limit: int) -> None:
         self.bids = _Side(snapshot.bids, True, limit)
         self.asks = _Side(snapshot.asks, False, limit)
+        self.limit = limit
         self.update_id = snapshot.last_update_id
         self.spanning = True  # no event applied yet: the next one must span update_id + 1
         self.notional: Notional | None = None
@@ -127,14 +134,15 @@ class LocalBook:
     The caller passes only this symbol's events and snapshots.
     """
 
-    def __init__(self, symbol: str, levels: int, snapshot_limit: int = 500,
-                 max_buffer: int = 1000) -> None:
+    def __init__(self, symbol: str, levels: int, snapshot_limit: int = 500,  # pylint: disable=too-many-arguments
+                 max_buffer: int = 1000, *, bands: Sequence[str] = ()) -> None:
         if not 1 <= levels <= snapshot_limit or max_buffer < 1:
             raise ValueError(f"need 1 <= levels ({levels}) <= snapshot_limit "
                              f"({snapshot_limit}) and max_buffer ({max_buffer}) >= 1")
         self.symbol = symbol
         self.levels = levels
         self.snapshot_limit = snapshot_limit
+        self.bands = tuple(bands)
         self._buffer: deque[DepthUpdate] = deque(maxlen=max_buffer)
         self._book: _Synced | None = None
 
@@ -172,8 +180,9 @@ class LocalBook:
         buffer.append(event)
         return None
 
-    def on_snapshot(self, snapshot: OrderBook) -> str | None:
-        """Start from ``snapshot`` (a depth answer asked with ``snapshot_limit``).
+    def on_snapshot(self, snapshot: OrderBook, limit: int | None = None) -> str | None:
+        """Start from ``snapshot``, a depth answer asked with ``limit`` (at least
+        ``levels``; default ``snapshot_limit``): a side with that many levels is bounded.
 
         None when synced; else :data:`ONE_SIDED`, :data:`CROSSED` or :data:`STALE` (fetch
         another; the buffer is kept), or :data:`THIN` or :data:`CROSSED` (the buffered
@@ -190,7 +199,7 @@ class LocalBook:
             buffer.popleft()
         if buffer and buffer[0].first_update_id > snapshot.last_update_id + 1:
             return STALE
-        book = self._book = _Synced(snapshot, self.snapshot_limit)
+        book = self._book = _Synced(snapshot, max(limit or self.snapshot_limit, self.levels))
         pending = list(buffer)
         buffer.clear()
         for index, event in enumerate(pending):
@@ -211,8 +220,8 @@ class LocalBook:
             bids.set(price, qty)
         for price, qty in event.asks:
             asks.set(price, qty)
-        bids.trim(self.snapshot_limit)
-        asks.trim(self.snapshot_limit)
+        bids.trim(book.limit)
+        asks.trim(book.limit)
         book.update_id = event.last_update_id
         book.spanning = False
         book.notional = None
@@ -240,7 +249,10 @@ class LocalBook:
         if book is None:
             return None
         if book.notional is None:
-            top = OrderBook(self.symbol, book.bids.top(self.levels), book.asks.top(self.levels),
-                            book.update_id)
-            book.notional = book_notional(top, self.levels)
+            bids, asks = book.bids, book.asks
+            depth = max(self.levels, len(bids.ranks), len(asks.ranks)) if self.bands \
+                else self.levels
+            known = OrderBook(self.symbol, bids.top(depth), asks.top(depth), book.update_id)
+            book.notional = book_notional(known, self.levels, self.bands,
+                                          (bids.boundary is None, asks.boundary is None))
         return book.notional

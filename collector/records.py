@@ -49,6 +49,7 @@ class Settings:  # pylint: disable=too-many-instance-attributes
     source: str = REST  # where spreads and books come from: REST or STREAM
     symbols: tuple[str, ...] = ()  # followed besides the rankings (--symbols)
     all_spreads: bool = False  # spreads of every TRADING symbol (--spreads all)
+    depth_bands: tuple[str, ...] = ()  # ±x % of mid, as given (--depth-bands)
 
     @property
     def books(self) -> int:
@@ -128,14 +129,34 @@ class DepthUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class BandDepth:
+    """Σ price × quantity of a book's levels within ±x % of its mid price, per side, with
+    how many levels that was; a side is *complete* when a level past the band's edge, or
+    the end of the side, is known (else its sum is a floor)."""
+
+    bids: Decimal
+    asks: Decimal
+    bid_levels: int
+    ask_levels: int
+    bids_complete: bool
+    asks_complete: bool
+
+
+_NO_BANDS: dict[str, BandDepth] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class Notional:
-    """Q3 for one book: Σ price × quantity per side, and how many levels were summed."""
+    """Q3 for one book: Σ price × quantity per side, and how many levels were summed; and
+    the ``--depth-bands`` (the band as given, e.g. ``"2"`` → its depth; none without a
+    mid price: an empty side or a crossed book)."""
 
     symbol: str
     bids: Decimal
     asks: Decimal
     bid_levels: int
     ask_levels: int
+    bands: Mapping[str, BandDepth] = field(default_factory=_NO_BANDS.copy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,11 +80,7 @@ def answers_json(snapshot: Snapshot, market: bool = False) -> dict[str, Any]:
             {"symbol": t.symbol, "trades": t.trades} for t in rankings.by_trades
         ],
         "order_book_notional": {
-            n.symbol: {
-                "bids": plain(n.bids), "asks": plain(n.asks),
-                "bid_levels": n.bid_levels, "ask_levels": n.ask_levels,
-            }
-            for n in books.values() if n.symbol in q1
+            n.symbol: _notional_json(n) for n in books.values() if n.symbol in q1
         },
         "spreads": {symbol: plain(spreads.spreads.get(symbol)) for symbol in q2},
     }
@@ -105,10 +101,19 @@ def answers_json(snapshot: Snapshot, market: bool = False) -> dict[str, Any]:
 
 
 def _notional_json(notional: Notional | None) -> dict[str, Any] | None:
+    """Q3 of one book, with its ``--depth-bands`` when there are any."""
     if notional is None:
         return None
-    return {"bids": plain(notional.bids), "asks": plain(notional.asks),
-            "bid_levels": notional.bid_levels, "ask_levels": notional.ask_levels}
+    found: dict[str, Any] = {"bids": plain(notional.bids), "asks": plain(notional.asks),
+                             "bid_levels": notional.bid_levels,
+                             "ask_levels": notional.ask_levels}
+    if notional.bands:
+        found["bands"] = {band: {"bids": plain(d.bids), "asks": plain(d.asks),
+                                 "bid_levels": d.bid_levels, "ask_levels": d.ask_levels,
+                                 "bids_complete": d.bids_complete,
+                                 "asks_complete": d.asks_complete}
+                          for band, d in notional.bands.items()}
+    return found
 
 
 def _by_ratio(spreads: Spreads) -> list[tuple[str, Decimal | None, Decimal | None]]:
@@ -187,6 +192,7 @@ def answers_text(snapshot: Snapshot, rank_by: str, depth: int, market: bool = Fa
     rows += [_spread_row(symbol, spreads) for symbol in (t.symbol for t in rankings.by_trades)]
     out += table(rows, [False, True, True, True])
     out += _chosen_text(snapshot, books, spreads, depth)
+    out += _bands_text(snapshot, books)
     if market:
         out += _market_text(snapshot, spreads)
     return "\n".join(out)
@@ -211,6 +217,21 @@ def _chosen_text(snapshot: Snapshot, books: Mapping[str, Notional], spreads: Spr
     if left_out:
         out.append("  left out, not a TRADING symbol of Binance: " + " ".join(left_out))
     return out
+
+
+def _bands_text(snapshot: Snapshot, books: Mapping[str, Notional]) -> list[str]:
+    """``--depth-bands``: each book's depth within each band, a floor marked ``>=``."""
+    if not any(notional.bands for notional in books.values()):
+        return []
+    out = ["", "Depth within the band around the mid price (--depth-bands), in the quote "
+           "asset; >= marks a floor (the levels known end inside the band)"]
+    rows = [["symbol", "quote", "band", "bids", "asks"]]
+    for symbol, notional in books.items():
+        for band, depth in notional.bands.items():
+            rows.append([symbol, snapshot.quote_asset(symbol), f"±{band} %",
+                         ("" if depth.bids_complete else ">= ") + (plain(depth.bids) or ""),
+                         ("" if depth.asks_complete else ">= ") + (plain(depth.asks) or "")])
+    return out + table(rows, [False, False, True, True, True])
 
 
 def _market_text(snapshot: Snapshot, spreads: Spreads) -> list[str]:
@@ -397,7 +418,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     ticks = settings if args.count != 0 else dataclasses.replace(settings, ttl_spreads=math.inf)
     check_weight_budget(parser, ticks, args.weight_budget,
                         "raise --interval, or lower --top, --depth-levels or the number of "
-                        "--symbols")
+                        "--symbols, or leave out --depth-bands")
     wiring.setup_logging(args.log_level)
     if args.log_level == "info":  # the report is the progress; the streams' is detail
         logging.getLogger("collector.stream").setLevel(logging.WARNING)

@@ -6,6 +6,7 @@
 group      upstream call                           weight  default TTL
 ========== ======================================= ======= ==========
 books      ``/api/v3/depth?limit=200`` × books     25 × N  30 s
+           (``--depth-bands``: a limit per book)   5-250
 spreads    ``/api/v3/ticker/bookTicker?symbols=``  4       10 s
            (``--spreads all``: without symbols)    4
 ========== ======================================= ======= ==========
@@ -31,12 +32,13 @@ from typing import Callable, Iterator, Mapping
 from collector import answers
 from collector.binance import BinanceClient
 from collector.cache import TtlGroup
+from collector.costs import DepthLimits
 from collector.q5 import Listener, Q5Sampler, log_sample
 from collector.records import Notional, Outcome, Rankings, Settings, Snapshot, Spreads
 from collector.upstream import Upstream
 
 
-class RestSource:
+class RestSource:  # pylint: disable=too-many-instance-attributes
     """Cached, single-flight access to the answers (see module docstring)."""
 
     def __init__(
@@ -59,6 +61,8 @@ class RestSource:
         self._depth_pool = ThreadPoolExecutor(max_workers=settings.books,
                                               thread_name_prefix="binance-depth")
         self._q5 = Q5Sampler(on_sample=on_sample)
+        self._limits = DepthLimits(settings.depth_levels, settings.depth_bands,  # books' lock
+                                   once=math.isinf(settings.ttl_books))
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -113,16 +117,22 @@ class RestSource:
     ) -> Outcome[Mapping[str, Notional]]:
         def load() -> Mapping[str, Notional]:
             watched = self._upstream.watchlist_to_fetch(rankings, "/api/v3/depth")
-            levels, client = self.settings.depth_levels, self._upstream.client
-            futures = [
-                self._depth_pool.submit(client.order_book, symbol, levels, deadline)
-                for symbol in watched.books
-            ]
+            levels, bands = self.settings.depth_levels, self.settings.depth_bands
+            client, limits = self._upstream.client, self._limits
+            asked = {symbol: limits.limit(symbol) for symbol in watched.books}
+            futures = [self._depth_pool.submit(client.order_book, symbol, limit, deadline)
+                       for symbol, limit in asked.items()]
             # all of them, even after one failed: a refresh is over only when none of its
             # requests is still in flight (and being counted) behind the scrape's back
             wait(futures)
-            books = [future.result() for future in futures]
-            return {book.symbol: answers.book_notional(book, levels) for book in books}
+            notionals = {}
+            for book in (future.result() for future in futures):
+                limit = asked[book.symbol]  # fewer levels than asked: the whole side
+                notional = answers.book_notional(
+                    book, levels, bands, (len(book.bids) < limit, len(book.asks) < limit))
+                limits.learn(book.symbol, limit, notional)
+                notionals[book.symbol] = notional
+            return notionals
 
         return self._books.get(load)
 

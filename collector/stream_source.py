@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 from collector.binance import BinanceClient
-from collector.costs import RESYNC_INTERVAL, snapshot_limit
+from collector.costs import RESYNC_INTERVAL, snapshot_interval, snapshot_limit
 from collector.errors import BadResponse, BinanceError, RateLimited
 from collector.order_book import LocalBook
 from collector.q5 import SAMPLE_SECONDS, Listener, Q5Sampler, log_sample
@@ -43,12 +43,11 @@ class BookSnapshots:  # pylint: disable=too-many-instance-attributes
     """The REST snapshots local books start from: at most one in flight per book, and
     no sooner than ``resync_interval`` after the book's last one (each costs weight)."""
 
-    def __init__(self, client: BinanceClient, state: StreamState, limit: int,
-                 resync_interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, client: BinanceClient, state: StreamState, resync_interval: float,
+                 clock: Callable[[], float]) -> None:
         self._client = client
         self._state = state
-        self._limit = limit
-        self._resync_interval = resync_interval
+        self._resync_interval = resync_interval  # at weight 25; longer for deeper snapshots
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}  # loop thread only
         self._next: dict[str, float] = {}
@@ -78,17 +77,19 @@ class BookSnapshots:  # pylint: disable=too-many-instance-attributes
         symbol = book.symbol
         try:
             await until(self._clock, self._next.get(symbol, -math.inf))
-            self._next[symbol] = self._clock() + self._resync_interval
+            limit = self._state.limits.limit(symbol)
+            self._next[symbol] = self._clock() + self._resync_interval * \
+                snapshot_interval(limit) / RESYNC_INTERVAL
             loop = asyncio.get_running_loop()
             try:
                 snapshot = await loop.run_in_executor(
-                    self._pool, self._client.order_book, symbol, self._limit, None)
+                    self._pool, self._client.order_book, symbol, limit, None)
             except BinanceError as error:
                 if isinstance(error, RateLimited):
                     self._next[symbol] = self._clock() + error.retry_after
                 log.warning("order book %s: snapshot failed: %s", symbol, error)
                 return
-            self._state.snapshot_arrived(book, snapshot)
+            self._state.snapshot_arrived(book, snapshot, limit)
         finally:
             if self._tasks.get(symbol) is asyncio.current_task():
                 del self._tasks[symbol]
@@ -113,9 +114,9 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         every = sample_every or SAMPLE_SECONDS
         limit = snapshot_limit(settings.depth_levels)
         self.state = StreamState(settings.depth_levels, limit, window=every,
-                                 clock=clock, wall=wall)
+                                 clock=clock, wall=wall, bands=settings.depth_bands)
         self._q5 = Q5Sampler(max_gap=1.5 * every, on_sample=on_sample)
-        self._snapshots = BookSnapshots(client, self.state, limit, resync_interval, clock)
+        self._snapshots = BookSnapshots(client, self.state, resync_interval, clock)
         self._feed = StreamFeed(urls, self, timing, clock=clock)
         self._follow_lock = threading.Lock()
         self._following: tuple[tuple[str, ...], tuple[str, ...]] | None = None

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 from collector import answers
 from collector.errors import BadResponse, NotAttempted, NotSynced, StreamUnavailable
 from collector.models import parse_book_ticker_event, parse_depth_update
+from collector.costs import DepthLimits
 from collector.order_book import CROSSED, GAP, ONE_SIDED, STALE, THIN, LocalBook
 from collector.q5 import SAMPLE_SECONDS, SpreadMap
 from collector.records import (
@@ -48,6 +49,7 @@ from collector.stream_client import BOOK_TICKER, DEPTH, REASONS, stream_name
 log = logging.getLogger("collector.stream.state")
 
 DISCONNECT = "disconnect"  # a resync reason of its own: the connection was lost
+BAND = "band"  # the snapshot stopped short of the widest --depth-bands edge: a deeper one
 RESYNC_REASONS = (GAP, THIN, STALE, ONE_SIDED, CROSSED, DISCONNECT)
 
 
@@ -112,10 +114,14 @@ class SpreadWindow:
 class StreamState:  # pylint: disable=too-many-instance-attributes
     """The streams' values and health (see module docstring)."""
 
-    def __init__(self, levels: int, snapshot_limit: int, *, window: float = SAMPLE_SECONDS,
-                 clock: Callable[[], float], wall: Callable[[], float]) -> None:
+    def __init__(self, levels: int, snapshot_limit: int, *, window: float = SAMPLE_SECONDS,  # pylint: disable=too-many-arguments
+                 clock: Callable[[], float], wall: Callable[[], float],
+                 bands: Sequence[str] = ()) -> None:
         self._levels = levels
         self._limit = snapshot_limit
+        self._bands = tuple(bands)
+        self.limits = DepthLimits(snapshot_limit, bands)  # the loop thread's
+        self._reasons = RESYNC_REASONS + ((BAND,) if bands else ())
         self._window = window
         self._clock = clock
         self._wall = wall
@@ -155,7 +161,8 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         by_stream = {stream_name(s, BOOK_TICKER): s for s in tickers}
         by_stream.update({stream_name(s, DEPTH): s for s in books})
         with self._lock:
-            self._books = {s: self._books.get(s) or LocalBook(s, self._levels, self._limit)
+            self._books = {s: self._books.get(s) or LocalBook(s, self._levels, self._limit,
+                                                              bands=self._bands)
                            for s in books}
             self._tickers = tuple(tickers)
             for gone in set(self._tops) - set(tickers):
@@ -166,7 +173,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             self._messages = Counter({n: self._messages[n] for n in by_stream})
             self._updates = Counter({s: self._updates[s] for s in tickers})
             self._resyncs = Counter({(s, r): self._resyncs[s, r]
-                                     for s in books for r in RESYNC_REASONS})
+                                     for s in books for r in self._reasons})
             self._books_changed += 1
         return by_stream
 
@@ -282,14 +289,22 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             log.info("order book %s resyncs (%s)", symbol, reason)
         return book if wants_snapshot else None
 
-    def snapshot_arrived(self, book: LocalBook, snapshot: OrderBook) -> str | None:
-        """A REST snapshot for ``book`` applied, unless it is no longer followed; the
-        reason it could not be used, if any."""
+    def snapshot_arrived(self, book: LocalBook, snapshot: OrderBook,
+                         limit: int | None = None) -> str | None:
+        """A REST snapshot for ``book``, asked with ``limit`` levels, applied unless the
+        book is no longer followed; the reason it could not be used, if any. One that
+        stops short of the widest ``--depth-bands`` edge is dropped for a deeper one
+        (:data:`BAND`), up to 5,000 levels."""
         symbol = snapshot.symbol
         with self._lock:
             if self._books.get(symbol) is not book:
                 return None  # no longer followed
-            reason = book.on_snapshot(snapshot)
+            limit = limit or self._limit
+            reason = book.on_snapshot(snapshot, limit)
+            notional = book.notional() if reason is None and self._bands else None
+            if notional is not None and self.limits.learn(symbol, limit, notional) > limit:
+                book.reset()
+                reason = BAND
             if reason is not None:
                 self._resyncs[symbol, reason] += 1
             self._books_changed += 1

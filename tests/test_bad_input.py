@@ -104,7 +104,8 @@ def test_the_refusal_names_what_costs_what(capsys: pytest.CaptureFixture[str]) -
     assert "could spend 3374 request weight in one minute (books 2 × 1625 (65 books × 25), " \
         "24 h ticker 80, spreads 6 × 4, exchangeInfo 20), over the weight budget of 3000 " \
         "(--weight-budget, BINANCE_WEIGHT_BUDGET; Binance allows 6000 per IP): raise the " \
-        "TTLs (--ttl-*), or lower --top, --depth-levels or the number of --symbols\n" \
+        "TTLs (--ttl-*), or lower --top, --depth-levels or the number of --symbols, or " \
+        "leave out --depth-bands\n" \
         in capsys.readouterr().err
 
 
