@@ -479,3 +479,50 @@ def test_the_package_version_is_the_collectors() -> None:
     so it cannot read collector.__version__); it must stay the exporter's own."""
     assert re.search(r"^version = (\S+)$", (ROOT / "setup.cfg").read_text(), re.M).group(1) \
         == __version__  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- README
+
+README = ROOT / "README.md"
+README_LINK = re.compile(r"\]\((README\.md)?#([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation (backticks,
+    parentheses, dots, ``≥``) dropped, each space a hyphen."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
+def readme_anchors() -> set[str]:
+    return {github_anchor(line.lstrip("#")) for line in README.read_text().splitlines()
+            if re.match(r"#{1,6} ", line)}
+
+
+def test_github_anchor_matches_githubs_own() -> None:
+    assert github_anchor(" Set up (Python ≥ 3.10)") == "set-up-python--310"
+    assert github_anchor(" Stream mode (`--source stream`)") == "stream-mode---source-stream"
+    assert github_anchor(" The report: `binance-report`") == "the-report-binance-report"
+
+
+def test_every_link_to_a_readme_section_exists() -> None:
+    """The contents list and the cross-references: a renamed heading breaks its links."""
+    links = {anchor for _, anchor in README_LINK.findall(README.read_text())}
+    assert len(links) > 20
+    assert links <= readme_anchors(), sorted(links - readme_anchors())
+
+
+def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
+        tmp_path: Path) -> None:
+    """The snippet for users without Compose: promtool accepts it, with alerts.yml beside it
+    as it says, and its job is the one the alert rules select."""
+    text = README.read_text()
+    section = text[text.index("### Your own Prometheus"):]
+    snippet = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert snippet is not None
+    (tmp_path / "prometheus.yml").write_text(snippet.group(1))
+    (tmp_path / "alerts.yml").write_text((PROMETHEUS / "alerts.yml").read_text())
+    checked = run(promtool(), "check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (job,) = yaml.safe_load(snippet.group(1))["scrape_configs"]
+    assert job["job_name"] == "binance"
