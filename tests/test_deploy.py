@@ -202,7 +202,9 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
         dashboard: Any, alert_groups: dict[str, list[dict[str, Any]]]) -> None:
     """A metric renamed in the exporter (and so in the golden file) fails here, naming
     the panel or alert that would silently go blank. Stream-mode metrics are allowed in
-    the stream alerts and the stream row only."""
+    the stream alerts and the stream row only, and after ``unless`` in other alerts: there
+    they only silence an alert while the stream speaks, and REST mode, without them, keeps
+    the alert (the outage tests of alerts_test.yml show both)."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
     queries = [(f"panel {panel['title']!r}", target["expr"],
@@ -211,9 +213,15 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
                for target in panel.get("targets", [])]
     queries += [(f"variable {v['name']!r}", v["definition"], exposed)
                 for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += [(f"alert {rule['alert']}", rule["expr"],
-                 exposed | STREAM_METRICS if group == STREAM_ALERTS else exposed)
-                for group, rules in alert_groups.items() for rule in rules]
+    for group, rules in alert_groups.items():
+        for rule in rules:
+            fires, _, silenced_by = rule["expr"].partition("unless")
+            stream = group == STREAM_ALERTS
+            queries.append((f"alert {rule['alert']}", fires,
+                            exposed | STREAM_METRICS if stream else exposed))
+            if silenced_by:
+                queries.append((f"alert {rule['alert']} (unless)", silenced_by,
+                                exposed | STREAM_METRICS))
     for where, expr, known in queries:
         names = set(METRIC_NAME.findall(expr)) | (
             {"up"} if re.search(r"\bup\{", expr) else set())
@@ -353,6 +361,79 @@ def test_stale_data_alert_has_a_threshold_for_every_group(
     served = set(re.findall(r'binance_last_refresh_timestamp_seconds\{group="(\w+)"\}',
                             GOLDEN.read_text()))
     assert groups == served == {"spreads", "books", "rankings", "exchange"}
+
+
+JOB = "binance"  # the job name of prometheus.yml and of the README's scrape_configs
+SELECTOR = re.compile(r"\b(binance_[A-Za-z0-9_]+|up)\b(\{[^}]*\})?")
+MARKET_METRICS = {"binance_price_spread", "binance_price_spread_delta",
+                  "binance_price_spread_ratio"}
+
+
+def test_every_alert_selects_the_job_prometheus_scrapes(
+        alerts: list[dict[str, Any]]) -> None:
+    """One job name everywhere: a rule that selected no job would watch another exporter's
+    ``up``, and one job in some rules and none in others would go half blind when the
+    exporter is scraped under another name (a Kubernetes ServiceMonitor names the job
+    after its Service)."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert [job["job_name"] for job in config["scrape_configs"]] == [JOB]
+    for rule in alerts:
+        selectors = SELECTOR.findall(rule["expr"])
+        assert selectors, rule["alert"]
+        for name, matchers in selectors:
+            assert f'job="{JOB}"' in matchers, f"{rule['alert']}: {name} selects no job"
+
+
+def test_every_alert_has_a_static_summary_and_a_runbook_in_the_readme(
+        alerts: list[dict[str, Any]]) -> None:
+    """Mixin conventions: a summary is the same sentence for every instance (so alerts
+    group), the labels go in the description, and runbook_url leads to a README section
+    named after the alert that says what it means and what to do."""
+    anchors = readme_anchors()
+    for rule in alerts:
+        name, annotations = rule["alert"], rule["annotations"]
+        assert "{{" not in annotations["summary"], name
+        assert annotations["summary"].endswith("."), name
+        assert annotations["runbook_url"] == f"README.md#{name.lower()}", name
+        assert name.lower() in anchors, f"README.md has no section {name}"
+        section = README.read_text().split(f"\n#### {name}\n", 1)[1].split("\n#", 1)[0]
+        assert f"*{rule['labels']['severity']}" in section, name  # it states the severity
+
+
+def duration_seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", text))
+
+
+def test_warnings_wait_5_to_15_minutes_and_market_alerts_are_info(
+        alerts: list[dict[str, Any]]) -> None:
+    """A warning that fires after a minute pages for blips that heal themselves; the
+    mixins wait 5 to 15 minutes. An alert on the market alone (spreads) names nothing an
+    operator can fix: info, routed where it pages no one."""
+    for rule in alerts:
+        names = set(METRIC_NAME.findall(rule["expr"]))
+        if names and names <= MARKET_METRICS:
+            assert rule["labels"]["severity"] == "info", rule["alert"]
+        elif rule["labels"]["severity"] == "warning":
+            assert 300 <= duration_seconds(rule["for"]) <= 900, rule["alert"]
+        else:
+            assert rule["labels"]["severity"] == "critical", rule["alert"]
+
+
+def test_the_weight_alert_is_tested_on_a_per_minute_sawtooth(
+        alert_tests: list[dict[str, Any]]) -> None:
+    """binance_api_used_weight restarts every clock minute: a test feeding it a constant
+    would pass a rule that can never fire. One test must feed a ramp that falls back
+    every minute, and expect the alert."""
+    def sawtooth(values: str) -> bool:
+        numbers = [float(v) for v in values.split() if re.fullmatch(r"[\d.]+", v)]
+        falls = sum(1 for a, b in zip(numbers, numbers[1:]) if b < a)
+        return falls >= 5
+    tested = [test for test in alert_tests
+              if any("binance_api_used_weight" in series["series"]
+                     and sawtooth(series["values"]) for series in test["input_series"])]
+    assert any(case["alertname"] == "BinanceRequestWeightHigh" and case["exp_alerts"]
+               for test in tested for case in test["alert_rule_test"])
 
 
 # ---------------------------------------------------------------- Dockerfile
