@@ -265,6 +265,64 @@ def test_as_promql_replaces_grafana_variables() -> None:
     assert as_promql('x{a=~"${a}", b=~"[[b]]"}') == 'x{a=~".+", b=~".+"}'
 
 
+def test_every_query_selects_the_job_variable(dashboard: Any) -> None:
+    """A hard-coded job="binance" shows nothing where the exporter is scraped under another
+    job name (a ServiceMonitor names it after its Service): every selector of every panel
+    and variable query takes the job from the dashboard's ``job`` variable."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["job"]["current"]["value"] == "binance"  # prometheus.yml's job
+    assert 'job="' not in DASHBOARD.read_text()
+    queries = [(title, expr) for title, expr in panel_exprs(dashboard)]
+    queries += [(f"variable {name}", v["definition"]) for name, v in variables.items()
+                if v["type"] == "query" and name != "job"]
+    for where, expr in queries:
+        selectors = SELECTOR.findall(expr)
+        assert selectors, where
+        for name, matchers in selectors:
+            assert 'job=~"$job"' in matchers, f"{where}: {name} ignores $job"
+
+
+def test_stat_panels_show_now_and_a_red_no_data(dashboard: Any) -> None:
+    """A stat panel over a range query with lastNotNull shows the last value before the
+    exporter died (a green UP) for as long as the range reaches back. Stat panels ask for
+    the value now (an instant query), and no value at all is shown red, not blank."""
+    stats = [panel for panel in panels(dashboard["panels"]) if panel["type"] == "stat"]
+    titles = {panel["title"] for panel in stats}
+    assert {"Scrape target up", "Binance up", "Stream connected", "Order books synced"} <= titles
+    for panel in stats:
+        for target in panel["targets"]:
+            assert target["instant"] is True and target["range"] is False, panel["title"]
+        defaults = panel["fieldConfig"]["defaults"]
+        no_data = [m["options"]["result"] for m in defaults["mappings"]
+                   if m["type"] == "special" and m["options"]["match"] in {"null", "null+nan"}]
+        assert [result["color"] for result in no_data] == ["red"], panel["title"]
+        assert defaults["noValue"] == no_data[0]["text"], panel["title"]
+
+
+BTC_AMOUNTS = {"binance_order_book_notional", "binance_symbol_quote_volume_24h"}
+USDT_AMOUNTS = {"binance_price_spread", "binance_price_spread_delta",
+                "binance_price_spread_min", "binance_price_spread_max"}
+
+
+def test_amounts_carry_their_currency(dashboard: Any) -> None:
+    """The books and volumes are of BTC-quoted symbols (Q1), in BTC; the spreads of
+    USDT-quoted ones (Q2), in USDT. A ratio of two amounts (no unit) is not an amount."""
+    checked = set()
+    for panel in panels(dashboard["panels"]):
+        exprs = [target["expr"] for target in panel["targets"]]
+        if any("/" in expr for expr in exprs):
+            continue
+        names = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        if names and names <= BTC_AMOUNTS:
+            assert unit == "currencyBTC", panel["title"]
+            checked.add("BTC")
+        elif names and names <= USDT_AMOUNTS:
+            assert unit == "suffix: USDT", panel["title"]
+            checked.add("USDT")
+    assert checked == {"BTC", "USDT"}
+
+
 # ---------------------------------------------------------------- Grafana provisioning
 
 def test_datasource_is_provisioned_with_the_fixed_uid() -> None:
