@@ -594,6 +594,19 @@ def test_compose_file_is_valid_and_pins_its_images() -> None:
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
+def test_compose_comments_name_files_that_exist_and_the_logins_the_readme_gives() -> None:
+    """The file's comments are what a newcomer reads first: they named a rules file
+    (alerts/alerts.yml) that does not exist, and said Grafana needs no login where the
+    README gives admin/admin for editing."""
+    comments = "\n".join(line for line in COMPOSE.read_text().splitlines()
+                         if line.lstrip().startswith("#"))
+    paths = set(re.findall(r"\b[\w-]+/[\w./-]+\.(?:yml|json)\b", comments))
+    assert paths, "the comments name no file"
+    for path in paths:
+        assert (ROOT / path).is_file(), f"docker-compose.yml names {path}, which does not exist"
+    assert "admin/admin" in comments and "admin/admin" in README.read_text()
+
+
 def test_offline_profile_feeds_an_exporter_in_stream_mode_from_the_simulator() -> None:
     services = compose_config("offline")["services"]
     assert set(services) == {"exporter", "prometheus", "grafana", "simulator",
