@@ -275,7 +275,8 @@ def test_4xx_without_a_binance_body_says_it_is_not_binance(clock: FakeClock) -> 
                       json={"code": -1100, "msg": "Illegal characters."})
     with pytest.raises(ApiError) as err:  # Binance's own: its code, and no hint
         client_for(clock).tickers_24h()
-    assert str(err.value) == "/api/v3/ticker/24hr: HTTP 400, Binance error -1100: Illegal characters."
+    assert str(err.value) == ("/api/v3/ticker/24hr: HTTP 400, Binance error -1100: "
+                              "Illegal characters.")
     assert err.value.hint is None
 
 

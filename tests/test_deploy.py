@@ -272,7 +272,7 @@ def test_every_query_selects_the_job_variable(dashboard: Any) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["job"]["current"]["value"] == "binance"  # prometheus.yml's job
     assert 'job="' not in DASHBOARD.read_text()
-    queries = [(title, expr) for title, expr in panel_exprs(dashboard)]
+    queries = list(panel_exprs(dashboard))
     queries += [(f"variable {name}", v["definition"]) for name, v in variables.items()
                 if v["type"] == "query" and name != "job"]
     for where, expr in queries:
