@@ -32,6 +32,8 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -49,6 +51,8 @@ from urllib3.exceptions import (
 from collector import models
 from collector.records import BookTop, OrderBook, SymbolInfo, Ticker24h
 from collector.errors import (
+    TLS_FAILED_HINT,
+    TLS_UNTRUSTED_HINT,
     ApiError,
     BadResponse,
     NotAttempted,
@@ -192,7 +196,8 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
                     raise  # nothing was sent at all
                 # earlier attempts were sent: this is their failure, not "nothing sent"
                 raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)",
-                                          unreachable=result.no_connection) from None
+                                          unreachable=result.no_connection,
+                                          hint=result.hint) from None
             if not isinstance(result, _Failure):
                 return result
             attempt += 1
@@ -200,7 +205,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             out_of_time = deadline is not None and self._clock() + pause >= deadline
             if attempt > self.retries or out_of_time:
                 raise UpstreamUnavailable(endpoint, f"{result.reason} (after {attempt} attempts)",
-                                          unreachable=result.no_connection)
+                                          unreachable=result.no_connection, hint=result.hint)
             self._sleep(pause)
 
     def _check_cool_down(self, endpoint: str) -> None:
@@ -297,6 +302,8 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
                 endpoint, f"HTTP 451: Binance refuses this location at {base}")
         if 400 <= status < 500:
             code, msg = _binance_error(response)
+            if code is None:  # not Binance's answer: its body is some server's page
+                msg = response.reason or msg
             raise ApiError(endpoint, status, code, msg)
 
     def _count(self, endpoint: str, code: str) -> None:
@@ -332,11 +339,13 @@ def _new_session(pool_size: int) -> requests.Session:
 
 
 class _Failure:
-    """A retryable failure of one request; ``no_connection`` when nothing reached the server."""
+    """A retryable failure of one request; ``no_connection`` when nothing reached the server;
+    ``hint``: what the user can do about it, if there is something."""
 
-    def __init__(self, reason: str, no_connection: bool = False) -> None:
+    def __init__(self, reason: str, no_connection: bool = False, hint: str | None = None) -> None:
         self.reason = reason
         self.no_connection = no_connection
+        self.hint = hint
 
 
 def _failure_of(exc: requests.RequestException, base: str, timeout: float) -> _Failure:
@@ -349,6 +358,11 @@ def _failure_of(exc: requests.RequestException, base: str, timeout: float) -> _F
         return _Failure(f"connection to {base} failed: connect timed out", no_connection=True)
     if isinstance(exc, requests.Timeout) or _has(causes, ReadTimeoutError):  # mid-body too
         return _Failure(f"timed out after {timeout:.1f} s")
+    tls = [cause for cause in causes if isinstance(cause, ssl.SSLError)]
+    if tls:  # requests' own message is urllib3's, cut off before the cause
+        untrusted = isinstance(tls[0], ssl.SSLCertVerificationError)
+        return _Failure(f"connection to {base} failed: {_tls_gist(tls[0])}",
+                        hint=TLS_UNTRUSTED_HINT if untrusted else TLS_FAILED_HINT)
     if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         return _Failure(f"connection to {base} failed: {_describe(exc, causes)}")
     return _Failure(f"request failed: {_short(exc)}")
@@ -434,6 +448,17 @@ def _describe(exc: BaseException, causes: Sequence[BaseException]) -> str:
         if _has(causes, kind):
             return gist
     return _short(exc)
+
+
+def _tls_gist(error: ssl.SSLError) -> str:
+    """``TLS: certificate verify failed: self-signed certificate`` out of
+    ``[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate
+    (_ssl.c:1006)``."""
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return f"TLS: certificate verify failed: {error.verify_message}"
+    text = str(error.args[-1]) if error.args else "handshake failed"
+    text = re.sub(r"^\[\w+: \w+\] | \(_ssl\.c:\d+\)$", "", text)
+    return f"TLS: {text}"
 
 
 def _short(exc: BaseException) -> str:

@@ -24,8 +24,21 @@ class BinanceError(Exception):
 UNREACHABLE_HINT = (
     "Binance cannot be reached from here: try another --base-url, e.g. "
     "https://data-api.binance.vision (market data only) or https://api1.binance.com; "
-    "or try offline: `make demo` runs a simulated Binance on http://127.0.0.1:8090, "
-    "to give as --base-url")
+    "or try it offline: `make demo` runs a simulated Binance and an exporter reading it, "
+    "on port 8080 like `make run`, so stop a running `make run` first (Ctrl-C) or give the "
+    "demo a free port, e.g. `make demo PORT=9100`")
+
+NOT_BINANCE_HINT = (
+    "the server at --base-url does not answer as Binance's API does: give the scheme and "
+    "host only, e.g. https://api.binance.com, without /api/v3")
+
+TLS_UNTRUSTED_HINT = (
+    "the server's TLS certificate is not trusted here: if a proxy intercepts TLS, give its "
+    "CA certificate in the REQUESTS_CA_BUNDLE environment variable")
+
+TLS_FAILED_HINT = (
+    "no TLS with the server at --base-url: does it speak https? A plain-HTTP server (such "
+    "as the simulator) takes an http:// URL")
 
 RESTRICTED_HINT = (
     "try another --base-url, e.g. https://data-api.binance.vision (Binance's market data "
@@ -42,10 +55,11 @@ class UpstreamUnavailable(BinanceError):
 
     kind = "unavailable"
 
-    def __init__(self, endpoint: str, reason: str, unreachable: bool = False) -> None:
+    def __init__(self, endpoint: str, reason: str, unreachable: bool = False,
+                 hint: str | None = None) -> None:
         super().__init__(endpoint, reason)
         self.unreachable = unreachable
-        self.hint = UNREACHABLE_HINT if unreachable else None
+        self.hint = UNREACHABLE_HINT if unreachable else hint
 
 
 class NotAttempted(BinanceError):
@@ -75,15 +89,25 @@ class RestrictedLocation(BinanceError):
 
 
 class ApiError(BinanceError):
-    """Any other 4xx with Binance's ``{"code": ..., "msg": ...}`` body, e.g. -1121."""
+    """Any other 4xx with Binance's ``{"code": ..., "msg": ...}`` body, e.g. -1121.
+
+    Without an error code the answer is not Binance's (a web server's 404 page, a
+    --base-url with a path): ``msg`` is then the HTTP reason, and the hint says what
+    --base-url takes.
+    """
 
     kind = "api_error"
 
     def __init__(self, endpoint: str, status: int, code: int | None, msg: str) -> None:
-        super().__init__(endpoint, f"HTTP {status}, Binance error {code}: {msg}")
+        if code is None:
+            reason = f"HTTP {status} {msg} (not a Binance API answer: no error code)"
+        else:
+            reason = f"HTTP {status}, Binance error {code}: {msg}"
+        super().__init__(endpoint, reason)
         self.status = status
         self.code = code
         self.msg = msg
+        self.hint = NOT_BINANCE_HINT if code is None else None
 
 
 class BadResponse(BinanceError):

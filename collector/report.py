@@ -343,12 +343,28 @@ class Q5Log:
         if outcome.value is not None:
             if self.fmt == "json":
                 return json.dumps(tick_json(outcome.value), ensure_ascii=False)
-            self._widths = table_widths(tick_rows(outcome.value), self._widths)
+            self._widths = tick_widths(tick_rows(outcome.value), self._widths)
             return tick_text(outcome.value, self._widths)
         assert outcome.error is not None
         if self.fmt == "json":
             return json.dumps(error_json(now, outcome.error), ensure_ascii=False)
         return f"{utc(now)}  error: {outcome.error}"
+
+
+# the columns of a Q5 row holding an amount of the quote asset: spread, delta, min, max
+SPREAD_COLUMN, AMOUNT_COLUMNS = 3, (5, 7, 9)
+
+
+def tick_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int]) -> list[int]:
+    """The Q5 log's column widths: ``table_widths``, with the delta, min and max columns at
+    least as wide as the spread column. The first tick has no delta ('-'), and a column
+    sized to it would widen at the second tick, shifting every column after it; a delta
+    or extreme is an amount of the same quote asset as the spread, so as wide, mostly."""
+    widths = table_widths(rows, at_least)
+    for column in AMOUNT_COLUMNS:
+        if column < len(widths):
+            widths[column] = max(widths[column], widths[SPREAD_COLUMN])
+    return widths
 
 
 def table_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int]) -> list[int]:

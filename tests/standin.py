@@ -7,6 +7,7 @@ Enough for the report's and exporter's process tests; the full simulator
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
@@ -64,16 +65,23 @@ class StandIn(ThreadingHTTPServer):
         self.holding = False  # True: bookTicker sets entered, then waits for release
         self.entered, self.release = threading.Event(), threading.Event()
 
+        self.scheme = "http"
+
     @property
     def url(self) -> str:
         """Base URL to give --base-url."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 @contextmanager
-def running_standin() -> Iterator[StandIn]:
-    """Serve on a free loopback port for the duration of the block."""
+def running_standin(tls: ssl.SSLContext | None = None) -> Iterator[StandIn]:
+    """Serve on a free loopback port for the duration of the block; over TLS with ``tls``
+    (the handshake happens in the request's thread, so a failing one stops nothing)."""
     server = StandIn()
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+        server.scheme = "https"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
+import ssl
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,10 +16,14 @@ import requests
 import responses
 from urllib3.exceptions import ReadTimeoutError
 from conftest import BASE, FakeClock, calls_to, connection_error, load
+from standin import running_standin
 
 from collector import binance
 from collector.binance import BinanceClient
 from collector.errors import (
+    NOT_BINANCE_HINT,
+    TLS_FAILED_HINT,
+    TLS_UNTRUSTED_HINT,
     ApiError,
     BadResponse,
     NotAttempted,
@@ -205,6 +212,11 @@ def test_unreachable_binance_comes_with_a_hint(clock: FakeClock) -> None:
         client_for(clock, retries=0).tickers_24h()
     assert err.value.unreachable and err.value.hint is not None
     assert "--base-url" in err.value.hint and "make demo" in err.value.hint
+    # the demo listens on make run's port: the hint says how not to clash with it, and
+    # no longer asks for the simulator's URL as --base-url (the demo runs its own exporter)
+    assert "stop a running `make run` first" in err.value.hint
+    assert "`make demo PORT=9100`" in err.value.hint
+    assert "to give as --base-url" not in err.value.hint
     responses.replace(responses.GET, TICKER, status=502)
     with pytest.raises(UpstreamUnavailable) as err:
         client_for(clock, retries=0).tickers_24h()
@@ -245,13 +257,77 @@ def test_other_4xx_become_api_errors_with_binance_code(clock: FakeClock) -> None
 
 
 @responses.activate
-def test_4xx_without_a_binance_body(clock: FakeClock) -> None:
+def test_4xx_without_a_binance_body_says_it_is_not_binance(clock: FakeClock) -> None:
+    """A web server that is not Binance's API (or a --base-url with a path) answers 404 with
+    a page of its own: the line says so, instead of 'Binance error None: Not Found'."""
     responses.get(TICKER, status=404, body="<html>not found</html>")
-    with pytest.raises(ApiError, match="None: <html>"):
+    with pytest.raises(ApiError) as err:
         client_for(clock).tickers_24h()
+    assert str(err.value) == ("/api/v3/ticker/24hr: HTTP 404 Not Found "
+                              "(not a Binance API answer: no error code)")
+    assert err.value.hint == NOT_BINANCE_HINT
     responses.replace(responses.GET, TICKER, status=400, json=["odd"])
-    with pytest.raises(ApiError, match="odd"):
+    with pytest.raises(ApiError) as err:
         client_for(clock).tickers_24h()
+    assert str(err.value) == ("/api/v3/ticker/24hr: HTTP 400 Bad Request "
+                              "(not a Binance API answer: no error code)")
+    responses.replace(responses.GET, TICKER, status=400,
+                      json={"code": -1100, "msg": "Illegal characters."})
+    with pytest.raises(ApiError) as err:  # Binance's own: its code, and no hint
+        client_for(clock).tickers_24h()
+    assert str(err.value) == ("/api/v3/ticker/24hr: HTTP 400, Binance error -1100: "
+                              "Illegal characters.")
+    assert err.value.hint is None
+
+
+TLS_FIXTURES = Path(__file__).parent / "fixtures" / "tls"
+
+
+def loopback_tls() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS_FIXTURES / "loopback.pem", TLS_FIXTURES / "loopback.key")
+    return context
+
+
+def test_an_untrusted_certificate_names_its_cause_in_one_line() -> None:
+    """urllib3's message is 'HTTPSConnectionPool(host=..., port=...): Max retries exceeded
+    with url: ... (Caused by SSLError(...' and was cut off before the cause. The line names
+    the cause, and the hint says what to do (a real handshake with a self-signed
+    certificate on loopback)."""
+    with running_standin(tls=loopback_tls()) as server:
+        with pytest.raises(UpstreamUnavailable) as err:
+            BinanceClient(base_urls=[server.url], retries=0).tickers_24h()
+    assert re.fullmatch(
+        rf"/api/v3/ticker/24hr: connection to {server.url} failed: TLS: certificate verify "
+        r"failed: self[- ]signed certificate \(after 1 attempts\)", str(err.value))
+    assert err.value.hint == TLS_UNTRUSTED_HINT and not err.value.unreachable
+
+
+def test_the_hints_remedy_for_an_untrusted_certificate_works(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQUESTS_CA_BUNDLE, which the hint names, is what requests trusts."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(TLS_FIXTURES / "loopback.pem"))
+    with running_standin(tls=loopback_tls()) as server:
+        assert len(BinanceClient(base_urls=[server.url]).tickers_24h()) == 25
+
+
+def test_https_to_a_plain_http_server_names_tls_in_one_line() -> None:
+    with running_standin() as server:
+        url = server.url.replace("http://", "https://")
+        with pytest.raises(UpstreamUnavailable) as err:
+            BinanceClient(base_urls=[url], retries=0).tickers_24h()
+    text = str(err.value)
+    assert text.startswith(f"/api/v3/ticker/24hr: connection to {url} failed: TLS: "), text
+    assert text.endswith(" (after 1 attempts)") and len(text) < 160, text
+    assert "Pool" not in text and "_ssl.c" not in text and "[SSL" not in text, text
+    assert err.value.hint == TLS_FAILED_HINT
+
+
+def test_tls_gist_without_openssl_decorations() -> None:
+    assert binance._tls_gist(  # pylint: disable=protected-access
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")) \
+        == "TLS: wrong version number"
+    assert binance._tls_gist(ssl.SSLError("odd")) == "TLS: odd"  # pylint: disable=protected-access
 
 
 @responses.activate

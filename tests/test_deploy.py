@@ -202,7 +202,9 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
         dashboard: Any, alert_groups: dict[str, list[dict[str, Any]]]) -> None:
     """A metric renamed in the exporter (and so in the golden file) fails here, naming
     the panel or alert that would silently go blank. Stream-mode metrics are allowed in
-    the stream alerts and the stream row only."""
+    the stream alerts and the stream row only, and after ``unless`` in other alerts: there
+    they only silence an alert while the stream speaks, and REST mode, without them, keeps
+    the alert (the outage tests of alerts_test.yml show both)."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
     queries = [(f"panel {panel['title']!r}", target["expr"],
@@ -211,9 +213,15 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
                for target in panel.get("targets", [])]
     queries += [(f"variable {v['name']!r}", v["definition"], exposed)
                 for v in dashboard["templating"]["list"] if v["type"] == "query"]
-    queries += [(f"alert {rule['alert']}", rule["expr"],
-                 exposed | STREAM_METRICS if group == STREAM_ALERTS else exposed)
-                for group, rules in alert_groups.items() for rule in rules]
+    for group, rules in alert_groups.items():
+        for rule in rules:
+            fires, _, silenced_by = rule["expr"].partition("unless")
+            stream = group == STREAM_ALERTS
+            queries.append((f"alert {rule['alert']}", fires,
+                            exposed | STREAM_METRICS if stream else exposed))
+            if silenced_by:
+                queries.append((f"alert {rule['alert']} (unless)", silenced_by,
+                                exposed | STREAM_METRICS))
     for where, expr, known in queries:
         names = set(METRIC_NAME.findall(expr)) | (
             {"up"} if re.search(r"\bup\{", expr) else set())
@@ -255,6 +263,64 @@ def test_as_promql_replaces_grafana_variables() -> None:
     assert as_promql('rate(x{instance=~"$instance"}[$__rate_interval])') == \
         'rate(x{instance=~".+"}[5m])'
     assert as_promql('x{a=~"${a}", b=~"[[b]]"}') == 'x{a=~".+", b=~".+"}'
+
+
+def test_every_query_selects_the_job_variable(dashboard: Any) -> None:
+    """A hard-coded job="binance" shows nothing where the exporter is scraped under another
+    job name (a ServiceMonitor names it after its Service): every selector of every panel
+    and variable query takes the job from the dashboard's ``job`` variable."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["job"]["current"]["value"] == "binance"  # prometheus.yml's job
+    assert 'job="' not in DASHBOARD.read_text()
+    queries = list(panel_exprs(dashboard))
+    queries += [(f"variable {name}", v["definition"]) for name, v in variables.items()
+                if v["type"] == "query" and name != "job"]
+    for where, expr in queries:
+        selectors = SELECTOR.findall(expr)
+        assert selectors, where
+        for name, matchers in selectors:
+            assert 'job=~"$job"' in matchers, f"{where}: {name} ignores $job"
+
+
+def test_stat_panels_show_now_and_a_red_no_data(dashboard: Any) -> None:
+    """A stat panel over a range query with lastNotNull shows the last value before the
+    exporter died (a green UP) for as long as the range reaches back. Stat panels ask for
+    the value now (an instant query), and no value at all is shown red, not blank."""
+    stats = [panel for panel in panels(dashboard["panels"]) if panel["type"] == "stat"]
+    titles = {panel["title"] for panel in stats}
+    assert {"Scrape target up", "Binance up", "Stream connected", "Order books synced"} <= titles
+    for panel in stats:
+        for target in panel["targets"]:
+            assert target["instant"] is True and target["range"] is False, panel["title"]
+        defaults = panel["fieldConfig"]["defaults"]
+        no_data = [m["options"]["result"] for m in defaults["mappings"]
+                   if m["type"] == "special" and m["options"]["match"] in {"null", "null+nan"}]
+        assert [result["color"] for result in no_data] == ["red"], panel["title"]
+        assert defaults["noValue"] == no_data[0]["text"], panel["title"]
+
+
+BTC_AMOUNTS = {"binance_order_book_notional", "binance_symbol_quote_volume_24h"}
+USDT_AMOUNTS = {"binance_price_spread", "binance_price_spread_delta",
+                "binance_price_spread_min", "binance_price_spread_max"}
+
+
+def test_amounts_carry_their_currency(dashboard: Any) -> None:
+    """The books and volumes are of BTC-quoted symbols (Q1), in BTC; the spreads of
+    USDT-quoted ones (Q2), in USDT. A ratio of two amounts (no unit) is not an amount."""
+    checked = set()
+    for panel in panels(dashboard["panels"]):
+        exprs = [target["expr"] for target in panel["targets"]]
+        if any("/" in expr for expr in exprs):
+            continue
+        names = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        if names and names <= BTC_AMOUNTS:
+            assert unit == "currencyBTC", panel["title"]
+            checked.add("BTC")
+        elif names and names <= USDT_AMOUNTS:
+            assert unit == "suffix: USDT", panel["title"]
+            checked.add("USDT")
+    assert checked == {"BTC", "USDT"}
 
 
 # ---------------------------------------------------------------- Grafana provisioning
@@ -353,6 +419,79 @@ def test_stale_data_alert_has_a_threshold_for_every_group(
     served = set(re.findall(r'binance_last_refresh_timestamp_seconds\{group="(\w+)"\}',
                             GOLDEN.read_text()))
     assert groups == served == {"spreads", "books", "rankings", "exchange"}
+
+
+JOB = "binance"  # the job name of prometheus.yml and of the README's scrape_configs
+SELECTOR = re.compile(r"\b(binance_[A-Za-z0-9_]+|up)\b(\{[^}]*\})?")
+MARKET_METRICS = {"binance_price_spread", "binance_price_spread_delta",
+                  "binance_price_spread_ratio"}
+
+
+def test_every_alert_selects_the_job_prometheus_scrapes(
+        alerts: list[dict[str, Any]]) -> None:
+    """One job name everywhere: a rule that selected no job would watch another exporter's
+    ``up``, and one job in some rules and none in others would go half blind when the
+    exporter is scraped under another name (a Kubernetes ServiceMonitor names the job
+    after its Service)."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert [job["job_name"] for job in config["scrape_configs"]] == [JOB]
+    for rule in alerts:
+        selectors = SELECTOR.findall(rule["expr"])
+        assert selectors, rule["alert"]
+        for name, matchers in selectors:
+            assert f'job="{JOB}"' in matchers, f"{rule['alert']}: {name} selects no job"
+
+
+def test_every_alert_has_a_static_summary_and_a_runbook_in_the_readme(
+        alerts: list[dict[str, Any]]) -> None:
+    """Mixin conventions: a summary is the same sentence for every instance (so alerts
+    group), the labels go in the description, and runbook_url leads to a README section
+    named after the alert that says what it means and what to do."""
+    anchors = readme_anchors()
+    for rule in alerts:
+        name, annotations = rule["alert"], rule["annotations"]
+        assert "{{" not in annotations["summary"], name
+        assert annotations["summary"].endswith("."), name
+        assert annotations["runbook_url"] == f"README.md#{name.lower()}", name
+        assert name.lower() in anchors, f"README.md has no section {name}"
+        section = README.read_text().split(f"\n#### {name}\n", 1)[1].split("\n#", 1)[0]
+        assert f"*{rule['labels']['severity']}" in section, name  # it states the severity
+
+
+def duration_seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", text))
+
+
+def test_warnings_wait_5_to_15_minutes_and_market_alerts_are_info(
+        alerts: list[dict[str, Any]]) -> None:
+    """A warning that fires after a minute pages for blips that heal themselves; the
+    mixins wait 5 to 15 minutes. An alert on the market alone (spreads) names nothing an
+    operator can fix: info, routed where it pages no one."""
+    for rule in alerts:
+        names = set(METRIC_NAME.findall(rule["expr"]))
+        if names and names <= MARKET_METRICS:
+            assert rule["labels"]["severity"] == "info", rule["alert"]
+        elif rule["labels"]["severity"] == "warning":
+            assert 300 <= duration_seconds(rule["for"]) <= 900, rule["alert"]
+        else:
+            assert rule["labels"]["severity"] == "critical", rule["alert"]
+
+
+def test_the_weight_alert_is_tested_on_a_per_minute_sawtooth(
+        alert_tests: list[dict[str, Any]]) -> None:
+    """binance_api_used_weight restarts every clock minute: a test feeding it a constant
+    would pass a rule that can never fire. One test must feed a ramp that falls back
+    every minute, and expect the alert."""
+    def sawtooth(values: str) -> bool:
+        numbers = [float(v) for v in values.split() if re.fullmatch(r"[\d.]+", v)]
+        falls = sum(1 for a, b in zip(numbers, numbers[1:]) if b < a)
+        return falls >= 5
+    tested = [test for test in alert_tests
+              if any("binance_api_used_weight" in series["series"]
+                     and sawtooth(series["values"]) for series in test["input_series"])]
+    assert any(case["alertname"] == "BinanceRequestWeightHigh" and case["exp_alerts"]
+               for test in tested for case in test["alert_rule_test"])
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -455,6 +594,19 @@ def test_compose_file_is_valid_and_pins_its_images() -> None:
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
+def test_compose_comments_name_files_that_exist_and_the_logins_the_readme_gives() -> None:
+    """The file's comments are what a newcomer reads first: they named a rules file
+    (alerts/alerts.yml) that does not exist, and said Grafana needs no login where the
+    README gives admin/admin for editing."""
+    comments = "\n".join(line for line in COMPOSE.read_text().splitlines()
+                         if line.lstrip().startswith("#"))
+    paths = set(re.findall(r"\b[\w-]+/[\w./-]+\.(?:yml|json)\b", comments))
+    assert paths, "the comments name no file"
+    for path in paths:
+        assert (ROOT / path).is_file(), f"docker-compose.yml names {path}, which does not exist"
+    assert "admin/admin" in comments and "admin/admin" in README.read_text()
+
+
 def test_offline_profile_feeds_an_exporter_in_stream_mode_from_the_simulator() -> None:
     services = compose_config("offline")["services"]
     assert set(services) == {"exporter", "prometheus", "grafana", "simulator",
@@ -479,3 +631,50 @@ def test_the_package_version_is_the_collectors() -> None:
     so it cannot read collector.__version__); it must stay the exporter's own."""
     assert re.search(r"^version = (\S+)$", (ROOT / "setup.cfg").read_text(), re.M).group(1) \
         == __version__  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- README
+
+README = ROOT / "README.md"
+README_LINK = re.compile(r"\]\((README\.md)?#([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation (backticks,
+    parentheses, dots, ``≥``) dropped, each space a hyphen."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
+def readme_anchors() -> set[str]:
+    return {github_anchor(line.lstrip("#")) for line in README.read_text().splitlines()
+            if re.match(r"#{1,6} ", line)}
+
+
+def test_github_anchor_matches_githubs_own() -> None:
+    assert github_anchor(" Set up (Python ≥ 3.10)") == "set-up-python--310"
+    assert github_anchor(" Stream mode (`--source stream`)") == "stream-mode---source-stream"
+    assert github_anchor(" The report: `binance-report`") == "the-report-binance-report"
+
+
+def test_every_link_to_a_readme_section_exists() -> None:
+    """The contents list and the cross-references: a renamed heading breaks its links."""
+    links = {anchor for _, anchor in README_LINK.findall(README.read_text())}
+    assert len(links) > 20
+    assert links <= readme_anchors(), sorted(links - readme_anchors())
+
+
+def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
+        tmp_path: Path) -> None:
+    """The snippet for users without Compose: promtool accepts it, with alerts.yml beside it
+    as it says, and its job is the one the alert rules select."""
+    text = README.read_text()
+    section = text[text.index("### Your own Prometheus"):]
+    snippet = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert snippet is not None
+    (tmp_path / "prometheus.yml").write_text(snippet.group(1))
+    (tmp_path / "alerts.yml").write_text((PROMETHEUS / "alerts.yml").read_text())
+    checked = run(promtool(), "check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (job,) = yaml.safe_load(snippet.group(1))["scrape_configs"]
+    assert job["job_name"] == "binance"

@@ -341,7 +341,46 @@ def test_the_q5_text_log_keeps_its_columns_from_tick_to_tick() -> None:
                                   deltas={"BTCUSDT": Decimal(delta) if delta else None},
                                   at=1_767_225_600 + at)), now=0)
     lines = out.getvalue().splitlines()
-    assert lines == ["2026-01-01T00:00:00Z  BTCUSDT  spread  0.01  delta  -",
+    assert lines == ["2026-01-01T00:00:00Z  BTCUSDT  spread  0.01  delta     -",
                      "2026-01-01T00:00:10Z  BTCUSDT  spread  12.5  delta  12.49",
                      "2026-01-01T00:00:20Z  BTCUSDT  spread  0.02  delta   0.01"]  # as wide
     assert log.all_ok
+
+
+def column_starts(line: str) -> list[int]:
+    """Where each column of a Q5 line ends (columns are two spaces apart, numbers
+    right-aligned): the offsets of every 'spread', 'delta', 'min' and 'max' label and of the
+    end of the value after it."""
+    ends = [match.end() for match in re.finditer(r"(spread|delta|min|max)\s+\S+", line)]
+    labels = [match.start() for match in re.finditer(r"\b(spread|delta|min|max)\b", line)]
+    return labels + ends
+
+
+def test_every_stream_q5_block_lines_up_with_the_first() -> None:
+    """Stream mode: the first tick has no delta ('-') but min and max; sized to its '-',
+    the delta column widened at the second tick and pushed min and max right, so the
+    first block did not line up with the later ones. Every block now has the same
+    columns (the values are those of a run against the simulator)."""
+    ticks = [  # (spread, delta, min, max) of two symbols, tick by tick
+        {"FLOKIUSDT": ("0.00000005", None, "0.00000001", "0.00000005"),
+         "BTCUSDT": ("0.01", None, "0.01", "0.05")},
+        {"FLOKIUSDT": ("0.00000001", "0.00000004", "0.00000001", "0.00000005"),
+         "BTCUSDT": ("0.04", "0.03", "0.01", "0.05")},
+        {"FLOKIUSDT": ("0.00000004", "0.00000003", "0.00000001", "0.00000005"),
+         "BTCUSDT": ("0.04", "0", "0.01", "0.05")},
+    ]
+    out = io.StringIO()
+    log = report.Q5Log("text", out)
+    for i, tick in enumerate(ticks):
+        values = {symbol: [Decimal(v) if v else None for v in row] for symbol, row in tick.items()}
+        log.write(Outcome(Spreads(
+            tops={}, at=1_767_225_600 + 10 * i,
+            spreads={s: v[0] for s, v in values.items()},
+            deltas={s: v[1] for s, v in values.items()},
+            minimum={s: v[2] for s, v in values.items()},
+            maximum={s: v[3] for s, v in values.items()})), now=0)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 6
+    assert len({tuple(column_starts(line)) for line in lines}) == 1, "\n".join(lines)
+    assert lines[1] == ("2026-01-01T00:00:00Z  BTCUSDT    spread        0.01  delta           -"
+                        "  min        0.01  max        0.05")
