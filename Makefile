@@ -34,10 +34,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
-	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py bench
-	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py \
+		tools/compose-smoke/check_prometheus.py bench
+	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py \
+		tools/compose-smoke/check_prometheus.py
+	$(BIN)/hadolint Dockerfile tools/compose-smoke/Dockerfile.prometheus
 	$(BIN)/docker-compose config -q
+	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
+		-f tools/compose-smoke/compose.override.yml --profile offline config -q
 	$(BIN)/python tools/k8s_manifests.py check
 
 # rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard (commit them)
@@ -66,8 +70,8 @@ compose-down: $(COMPOSE_NEEDS)
 	$(COMPOSE) --profile offline down
 
 # the offline profile in real containers, Prometheus scraping the exporter (needs Docker, root)
-compose-smoke: $(COMPOSE_NEEDS)
-	COMPOSE="$(COMPOSE)" tools/compose_smoke.sh
+compose-smoke: $(STAMP)
+	COMPOSE="$(COMPOSE)" PYTHON=$(BIN)/python tools/compose_smoke.sh
 
 # refresh latency, request weight, /metrics latency, CPU, memory and stream mode against the
 # simulator (about 17 minutes; ARGS="--only stream" for stream mode alone, about 10; apt-get
