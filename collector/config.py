@@ -15,7 +15,7 @@ import os
 import re
 import unicodedata
 from decimal import Decimal
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from collector.binance import DEFAULT_BASE_URL, WEIGHT_LIMIT
@@ -184,7 +184,12 @@ def stream_base(text: str) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
+    """argparse with a one-line error (no usage dump) and exit code 2, and no abbreviated
+    flags: ``--ttl-book`` is not silently ``--ttl-books`` (a manifest's typo must fail)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")

@@ -135,3 +135,15 @@ def test_nothing_lets_through_more_than_binance_allows(prog: str, argv: list[str
     with pytest.raises(SystemExit) as exc:
         COMMANDS[prog][0]([*argv, "--weight-budget", "6000"])
     assert exc.value.code == 2
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize(("prog", "argv"), [("binance-exporter", ["--ttl-book", "60"]),
+                                            ("binance-report", ["--symbol", "ETHBTC"])])
+def test_abbreviated_flags_are_refused(prog: str, argv: list[str],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A shortened flag in a manifest must fail, not pass for the one it abbreviates."""
+    with pytest.raises(SystemExit) as exc:
+        COMMANDS[prog][0](argv)
+    assert exc.value.code == 2
+    assert f"unrecognized arguments: {argv[0]}" in capsys.readouterr().err
