@@ -162,11 +162,10 @@ def watchlist(rankings: Rankings, infos: Mapping[str, SymbolInfo], symbols: Iter
     followed = {symbol: symbol in infos and infos[symbol].trading for symbol in symbols}
     chosen = [symbol for symbol, ok in followed.items() if ok]
     books = dict.fromkeys([t.symbol for t in rankings.by_volume] + chosen)
-    if all_spreads:
-        spreads = sorted(symbol for symbol, info in infos.items() if info.trading)
-    else:
-        spreads = list(dict.fromkeys([t.symbol for t in rankings.by_trades] + chosen))
-    return Watchlist(tuple(books), tuple(spreads), followed)
+    top = tuple(dict.fromkeys([t.symbol for t in rankings.by_trades] + chosen))
+    spreads = tuple(sorted(symbol for symbol, info in infos.items() if info.trading)) \
+        if all_spreads else top
+    return Watchlist(tuple(books), spreads, followed, top)
 
 
 def _within(levels: Sequence[Level], inside: Callable[[Decimal], bool]) -> list[Level]:

@@ -192,6 +192,7 @@ class Watchlist:
     books: tuple[str, ...]
     spreads: tuple[str, ...]
     followed: Mapping[str, bool]
+    top_spreads: tuple[str, ...] = ()  # Q2's and --symbols', also with --spreads all
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ from collector.errors import BadResponse
 log = logging.getLogger("collector.stream")
 
 DEFAULT_STREAM_URL = "wss://data-stream.binance.vision"
+MAX_STREAMS = 1024  # on one connection (web-socket-streams.md)
+URL_NAMES = 2000  # characters of stream names in a connection's URL; the rest are subscribed
+SUBSCRIBE_NAMES = 200  # stream names in one SUBSCRIBE/UNSUBSCRIBE message
 BOOK_TICKER = "bookTicker"
 DEPTH = "depth@100ms"
 
@@ -57,6 +60,23 @@ REASONS = (CLOSED, ERROR, STALL, SERVER_SHUTDOWN, ROLLOVER, REFUSED)
 def stream_name(symbol: str, kind: str) -> str:
     """``BTCUSDT``, ``bookTicker`` → ``btcusdt@bookTicker`` (symbols are lower case)."""
     return f"{symbol.lower()}@{kind}"
+
+
+def spread_over_connections(names: Sequence[str], most: int = MAX_STREAMS) -> list[list[str]]:
+    """``names`` in order, ``most`` to a connection: the first connection gets the first
+    (the books' depth streams, then the top symbols' bookTicker)."""
+    return [list(names[i:i + most]) for i in range(0, len(names), most)] or [[]]
+
+
+def _url_part(names: Sequence[str]) -> list[str]:
+    """The first names that fit in a connection URL (at least one)."""
+    size, taken = 0, list[str]()
+    for name in names:
+        size += len(name) + 1
+        if taken and size > URL_NAMES:
+            break
+        taken.append(name)
+    return taken
 
 
 def stream_url(base: str, names: Iterable[str]) -> str:
@@ -234,8 +254,12 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
             self._handler.on_reconnect(reason)
         self._attempts += 1
         self._policy.attempted()
-        base, names = self._urls[self._url], sorted(self._wanted)
+        # depth streams first: a successor must carry them all when it takes over
+        base = self._urls[self._url]
+        names = _url_part(sorted(self._wanted, key=lambda name: ("@depth" not in name, name)))
         self._changed.clear()
+        if len(names) < len(self._wanted):
+            self._changed.set()  # the rest: SUBSCRIBE once connected
         assert self._session is not None
         try:
             ws = await asyncio.wait_for(self._session.ws_connect(
@@ -248,7 +272,8 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             self._attempt_failed(ERROR, base, str(exc) or type(exc).__name__)
             return None
-        log.info("streams connected to %s (%d streams)", base, len(names))
+        log.info("streams connected to %s (%d streams, %d more to subscribe)", base,
+                 len(names), len(self._wanted) - len(names))
         connection = _Connection(ws, base, set(names), self._clock())
         connection.reader = asyncio.create_task(self._read(connection))
         return connection
@@ -355,9 +380,11 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
         """SUBSCRIBE what is newly wanted, UNSUBSCRIBE what no longer is: paced."""
         added = sorted(self._wanted - current.subscribed)
         removed = sorted(current.subscribed - self._wanted)
-        for method, names in (("SUBSCRIBE", added), ("UNSUBSCRIBE", removed)):
-            if not names:
-                continue
+        requests = [(method, chunk) for method, names in (("SUBSCRIBE", added),
+                                                          ("UNSUBSCRIBE", removed))
+                    for chunk in (names[i:i + SUBSCRIBE_NAMES]
+                                  for i in range(0, len(names), SUBSCRIBE_NAMES))]
+        for method, names in requests:
             pause = self._last_request + self._timing.request_interval - self._clock()
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -369,7 +396,8 @@ class StreamFeed:  # pylint: disable=too-many-instance-attributes
                 log.warning("cannot send %s on the streams connection: %s", method, exc)
                 return  # the reader sees the connection end
             self._last_request = self._clock()
-            log.info("%s %s", method, " ".join(names))
+            log.info("%s %s", method, " ".join(names) if len(names) <= 10
+                     else f"{len(names)} streams")
             if method == "SUBSCRIBE":
                 current.subscribed.update(names)
             else:

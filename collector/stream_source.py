@@ -25,7 +25,16 @@ from collector.errors import BadResponse, BinanceError, RateLimited
 from collector.order_book import LocalBook
 from collector.q5 import SAMPLE_SECONDS, Listener, Q5Sampler, log_sample
 from collector.records import Outcome, Rankings, Settings, Snapshot, Spreads, Watchlist
-from collector.stream_client import ERROR, FeedTiming, StreamFeed
+from collector.stream_client import (
+    BOOK_TICKER,
+    DEPTH,
+    ERROR,
+    FeedTiming,
+    StreamFeed,
+    StreamHandler,
+    spread_over_connections,
+    stream_name,
+)
 from collector.stream_state import StreamState, StreamView
 from collector.upstream import Upstream
 
@@ -119,7 +128,10 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self._snapshots = BookSnapshots(client, self.state, resync_interval, clock)
         self._feed = StreamFeed(urls, self, timing, clock=clock)
         self._follow_lock = threading.Lock()
-        self._following: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._following: tuple[tuple[str, ...], ...] | None = None
+        self._names: list[str] = []  # the first connection's streams (loop thread)
+        self._extra: list[_Connection] = []  # the others, past 1,024 streams (loop thread)
+        self._urls, self._timing = urls, timing
         self._ticked = threading.Condition()  # a Q5 tick was sampled
         self._tick: tuple[int, Outcome[Spreads]] = (0, Outcome(None))  # (count, last tick)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,34 +166,40 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop, self._stop = loop, asyncio.Event()
         self._ready.set()
-        tasks = [asyncio.create_task(self._supervise())]
+        tasks = [asyncio.create_task(self.supervise())]
         if self._sample_every is not None:
             tasks.append(asyncio.create_task(self._ticks(self._sample_every)))
         try:
             await self._stop.wait()
         finally:
             self._snapshots.cancel_all()
+            tasks += [extra.task for extra in self._extra]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _supervise(self) -> None:
-        """The feed, started again after a bug (never by design): an exporter never dies
-        of its upstream."""
+    def extra_feed(self, handler: StreamHandler) -> StreamFeed:
+        """A feed of its own for a connection past the first (loop thread)."""
+        return StreamFeed(self._urls, handler, self._timing, clock=self._clock)
+
+    async def supervise(self, feed: StreamFeed | None = None,
+                         handler: StreamHandler | None = None) -> None:
+        """A feed (the first one by default), started again after a bug (never by design):
+        an exporter never dies of its upstream."""
+        feed, handler = feed or self._feed, handler or self
         while True:
             try:
-                await self._feed.run()
+                await feed.run()
             except Exception:  # pylint: disable=broad-exception-caught
                 log.exception("the streams feed failed; starting it again in a minute")
-                if self.state.is_connected:
-                    self.on_disconnected(ERROR)
+                handler.on_disconnected(ERROR)
                 await asyncio.sleep(60)
 
     # -- what to follow (any thread) -------------------------------------------------------
 
     def follow(self, watched: Watchlist) -> None:
         """Follow the books and best bid/asks ``watched`` names."""
-        wanted = (watched.books, watched.spreads)
+        wanted = (watched.books, watched.spreads, watched.top_spreads)
         with self._follow_lock:
             if wanted == self._following:
                 return
@@ -190,12 +208,31 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
             if self._loop is not None:  # in the lock: the loop gets the sets in this order
                 self._loop.call_soon_threadsafe(self._set_symbols, *wanted)
 
-    def _set_symbols(self, books: tuple[str, ...], tickers: tuple[str, ...]) -> None:
-        by_stream = self.state.follow(books, tickers)
+    def _set_symbols(self, books: tuple[str, ...], tickers: tuple[str, ...],
+                     required: tuple[str, ...]) -> None:
+        self.state.follow(books, tickers, required)
         self._snapshots.keep_only(books)
-        log.info("following books of %s and best bid/ask of %s",
-                 " ".join(books) or "-", " ".join(tickers) or "-")
-        self._feed.want(by_stream)
+        if len(tickers) > 20:
+            log.info("following books of %s and best bid/ask of %d symbols",
+                     " ".join(books) or "-", len(tickers))
+        else:
+            log.info("following books of %s and best bid/ask of %s",
+                     " ".join(books) or "-", " ".join(tickers) or "-")
+        # the first connection carries the books and the spreads that must be known
+        first = set(required)
+        ordered = [*required, *(s for s in tickers if s not in first)]
+        parts = spread_over_connections([stream_name(s, DEPTH) for s in books]
+                                        + [stream_name(s, BOOK_TICKER) for s in ordered])
+        self.state.connections(len(parts))
+        self._names = parts[0]
+        self._feed.want(parts[0])
+        for extra in self._extra[len(parts) - 1:]:  # no longer needed
+            extra.task.cancel()
+        del self._extra[len(parts) - 1:]
+        for index, names in enumerate(parts[1:], 1):
+            if index > len(self._extra):
+                self._extra.append(_Connection(self, index))
+            self._extra[index - 1].want(names)
 
     # -- the feed's reports (loop thread) ----------------------------------------------------
 
@@ -204,8 +241,8 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.state.connected()
 
     def on_disconnected(self, reason: str) -> None:
-        """Everything pushed so far is dropped: it would be stale."""
-        self.state.disconnected()
+        """Everything the first connection pushed is dropped: it would be stale."""
+        self.state.disconnected(0, self._names if self._extra else None)
         self._snapshots.cancel_all()
         log.info("streams down (%s): live values withdrawn", reason)
 
@@ -214,8 +251,8 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self.state.reconnecting(reason)
 
     def on_bad_message(self, error: BadResponse) -> None:
-        """A message that could not be read: every value is in doubt."""
-        self.state.bad_message(error)
+        """A message that could not be read: every value of its connection is in doubt."""
+        self.state.bad_message(error, self._names if self._extra else None)
 
     def on_message(self, stream: str, data: Any) -> None:
         """One event: applied to memory; a book it left unsynced gets a snapshot."""
@@ -299,3 +336,41 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         view = self.view()
         return self._upstream.snapshot(rankings, view.books, view.spreads, exchange,
                                        stream=view.health)
+
+
+class _Connection:
+    """A connection past the first (``--spreads all``: more than 1,024 streams): only
+    bookTicker streams, its own feed and task; what it pushed is dropped alone when it
+    goes down."""
+
+    def __init__(self, source: StreamSource, index: int) -> None:
+        self._source, self._index = source, index
+        self.names: list[str] = []
+        self.feed = source.extra_feed(self)
+        self.task = asyncio.create_task(source.supervise(self.feed, self))
+
+    def want(self, names: list[str]) -> None:
+        """Its streams from now on."""
+        self.names = names
+        self.feed.want(names)
+
+    def on_connected(self) -> None:
+        """Values arrive on this connection from now on."""
+        self._source.state.connected(self._index)
+
+    def on_message(self, stream: str, data: Any) -> None:
+        """One event: applied like the first connection's."""
+        self._source.on_message(stream, data)
+
+    def on_bad_message(self, error: BadResponse) -> None:
+        """A message that could not be read: this connection's values are in doubt."""
+        self._source.state.bad_message(error, self.names)
+
+    def on_disconnected(self, reason: str) -> None:
+        """What this connection pushed is dropped."""
+        self._source.state.disconnected(self._index, self.names)
+        log.info("streams connection %d down (%s): its values withdrawn", self._index, reason)
+
+    def on_reconnect(self, reason: str) -> None:
+        """Count the attempt."""
+        self._source.state.reconnecting(reason)

@@ -28,7 +28,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from collector import answers
 from collector.errors import BadResponse, NotAttempted, NotSynced, StreamUnavailable
@@ -129,11 +129,13 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         self._ranked = False  # a ranking has said what to follow
         self._by_stream: dict[str, str] = {}  # stream name → symbol
         self._tickers: tuple[str, ...] = ()  # Q2: the bookTicker symbols
+        self._required: tuple[str, ...] = ()  # those whose spread must be known (Q2's)
         self._books: dict[str, LocalBook] = {}  # Q1
         self._tops: dict[str, tuple[int, BookTop]] = {}  # symbol → (update id, best bid/ask)
         self._windows: dict[str, SpreadWindow] = {}
         self._top_at = 0.0
-        self._connected = False
+        self._up: dict[int, bool] = {0: False}  # connection → delivering
+        self._connected = False  # every connection delivers
         self._last_message: float | None = None
         self._messages: Counter[str] = Counter()
         self._updates: Counter[str] = Counter()
@@ -155,9 +157,12 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             self._ranked = True
             self._books_changed += 1
 
-    def follow(self, books: Sequence[str], tickers: Sequence[str]) -> dict[str, str]:
+    def follow(self, books: Sequence[str], tickers: Sequence[str],
+               required: Sequence[str] | None = None) -> dict[str, str]:
         """Follow the books of ``books`` and the best bid/ask of ``tickers``; the streams
-        that takes, name → symbol."""
+        that takes, name → symbol. Spreads are published once ``required`` (default: all
+        of ``tickers``) have each had a best bid/ask pushed: an illiquid symbol of the whole
+        market may not change for minutes."""
         by_stream = {stream_name(s, BOOK_TICKER): s for s in tickers}
         by_stream.update({stream_name(s, DEPTH): s for s in books})
         with self._lock:
@@ -165,6 +170,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
                                                               bands=self._bands)
                            for s in books}
             self._tickers = tuple(tickers)
+            self._required = tuple(tickers if required is None else required)
             for gone in set(self._tops) - set(tickers):
                 del self._tops[gone]
                 self._windows.pop(gone, None)
@@ -179,25 +185,40 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
 
     # -- the connection ------------------------------------------------------------------
 
-    def connected(self) -> None:
-        """Values arrive from now on."""
+    def connections(self, count: int) -> None:
+        """The streams are spread over ``count`` connections (Binance allows 1,024 streams
+        on one), numbered from 0."""
         with self._lock:
-            self._connected = True
+            self._up = {n: self._up.get(n, False) for n in range(count)}
+            self._connected = bool(self._up) and all(self._up.values())
+            self._books_changed += 1
+
+    def connected(self, connection: int = 0) -> None:
+        """Values arrive on ``connection`` from now on."""
+        with self._lock:
+            self._up[connection] = True
+            self._connected = all(self._up.values())
             self._bad_logged = False
             self._books_changed += 1
 
     @property
     def is_connected(self) -> bool:
         """True while a connection delivers."""
-        return self._connected
+        return any(self._up.values())
 
-    def disconnected(self) -> None:
-        """Everything pushed so far is dropped: it would be stale."""
+    def disconnected(self, connection: int = 0, streams: Collection[str] | None = None) -> None:
+        """What ``connection`` pushed (the values of ``streams``; None: all) is dropped: it
+        would be stale."""
         with self._lock:
+            self._up[connection] = False
             self._connected = False
-            self._tops.clear()
-            self._windows.clear()
+            tops, books = self._carried_by(streams)
+            for symbol in tops:
+                del self._tops[symbol]
+                self._windows.pop(symbol, None)
             for symbol, book in self._books.items():
+                if symbol not in books:
+                    continue
                 if book.synced:
                     self._resyncs[symbol, DISCONNECT] += 1
                 book.reset()
@@ -208,10 +229,22 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         with self._lock:
             self._reconnects[reason] += 1
 
-    def bad_message(self, error: BadResponse) -> None:
-        """A message of an unknown stream is lost: any book may have missed an event, any
-        best bid/ask an update; all are dropped until the streams send them again."""
-        self._drop(list(self._books), list(self._tops), error)
+    def bad_message(self, error: BadResponse, streams: Collection[str] | None = None) -> None:
+        """A message of an unknown stream of ``streams`` (None: any) is lost: any of their
+        books may have missed an event, any best bid/ask an update; they are dropped until
+        the streams send them again."""
+        with self._lock:
+            tops, books = self._carried_by(streams)
+        self._drop(books, tops, error)
+
+    def _carried_by(self, streams: Collection[str] | None) -> tuple[list[str], list[str]]:
+        """The symbols whose best bid/ask, and those whose book, ``streams`` carry (None:
+        every stream): under the lock."""
+        if streams is None:
+            return list(self._tops), list(self._books)
+        names = set(streams)
+        return ([s for s in self._tops if stream_name(s, BOOK_TICKER) in names],
+                [s for s in self._books if stream_name(s, DEPTH) in names])
 
     def _drop(self, books: Sequence[str], tops: Sequence[str], error: BadResponse) -> None:
         """Events for these books and best bid/asks may be lost: withdraw them (the books
@@ -319,7 +352,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
     def current_spreads(self) -> SpreadMap:
         """Q4 now, for Q5's sample: none at all while no connection delivers."""
         with self._lock:
-            if not self._connected:
+            if not any(self._up.values()):
                 return dict.fromkeys(self._tickers)
             return answers.spreads_of(self._tickers, {s: t for s, (_, t) in self._tops.items()})
 
@@ -350,7 +383,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         and minimum/maximum: under the lock."""
         if not self._ranked:
             return Outcome(None, NotAttempted("stream", "no ranking yet to pick symbols from"))
-        if not self._connected:
+        if not any(self._up.values()):
             return Outcome(None, StreamUnavailable("stream", "not connected"))
         tops = {s: self._tops[s][1] for s in self._tickers if s in self._tops}
         low, high = {}, {}
@@ -366,7 +399,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             deltas=MappingProxyType({s: deltas.get(s) for s in self._tickers}),
             at=self._top_at if at is None else at,
             minimum=MappingProxyType(low), maximum=MappingProxyType(high))
-        missing = [s for s in self._tickers if s not in tops]
+        missing = [s for s in self._required if s not in tops]
         error = NotSynced("stream", "no best bid/ask pushed yet for " + " ".join(missing)) \
             if missing else None
         return Outcome(record, error)
@@ -381,7 +414,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
     def _notionals(self) -> Outcome[Mapping[str, Notional]]:
         if not self._ranked:
             return Outcome(None, NotAttempted("stream", "no ranking yet to pick symbols from"))
-        if not self._connected:
+        if not any(self._up.values()):
             return Outcome(None, StreamUnavailable("stream", "not connected"))
         notionals = {}
         for symbol, book in self._books.items():

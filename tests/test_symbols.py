@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from test_live import streaming
+from test_live import eventually, streaming
 
 from binance_simulator.testkit import InProcessSimulator, serving_in_process
 from collector import answers, report
@@ -28,6 +28,7 @@ from collector.models import parse_book_tickers, parse_order_book
 from collector.records import STREAM, Settings, Snapshot
 from collector.rest_source import RestSource
 from collector.source import Source
+from collector.stream_client import BOOK_TICKER, stream_name
 
 CHOSEN = ("ADAUSDT", "LTCBTC", "币安人生USDT", "BCCBTC", "NOPE")
 FOLLOWED = {"ADAUSDT": True, "LTCBTC": True, "币安人生USDT": True, "BCCBTC": False,
@@ -195,3 +196,68 @@ def test_the_report_json_carries_chosen_symbols_and_the_market(
     ratios = [Decimal(row["spread_ratio"]) for row in market if row["spread_ratio"]]
     assert ratios == sorted(ratios) and len(ratios) > 500  # tightest first
     assert all(row["spread"] is None for row in market[len(ratios):])  # none last
+
+
+def test_stream_spreads_all_spreads_the_market_over_connections_of_1024_streams() -> None:
+    """Every TRADING symbol's bookTicker: more than Binance's 1,024 streams on one
+    connection, so a second one carries the rest (the simulator refuses a 1,025th). A
+    spread is published once its stream has pushed a best bid/ask, and equals the
+    market's; the Q2 symbols' are required before the spreads count as known."""
+    with streaming(exporter=Settings(source=STREAM, all_spreads=True)) as stream:
+        stream.synced()
+        every = trading(stream.sim)
+
+        def as_the_market() -> dict[str, Decimal | None] | None:
+            snapshot = stream.snapshot()
+            spreads = snapshot.spreads.value
+            if not snapshot.spreads.ok or spreads is None:
+                return None
+            market = {}
+            for raw in stream.sim.get("/api/v3/ticker/bookTicker"):
+                bid, ask = Decimal(raw["bidPrice"]), Decimal(raw["askPrice"])
+                market[raw["symbol"]] = ask - bid if 0 < bid < ask else None
+            if any(value is not None and value != market[symbol]
+                   for symbol, value in spreads.spreads.items()):
+                return None
+            return dict(spreads.spreads)
+
+        for _ in range(3):
+            stream.sim.step(1)
+            found = eventually(as_the_market, "every spread pushed, as the market's")
+        assert set(found) == every
+        assert len([value for value in found.values() if value is not None]) > 500
+        opened = [c for c in stream.sim.control.connections() if c["closed_at"] is None]
+        sizes = sorted(len(c["streams"]) for c in opened)
+        assert len(opened) == 2 and sizes[-1] == 1024 and sum(sizes) == len(every) + 5
+        assert stream.view().health.connected
+
+
+def test_a_lost_second_connection_withdraws_only_its_own_spreads() -> None:
+    with streaming(exporter=Settings(source=STREAM, all_spreads=True)) as stream:
+        stream.synced()
+        last = sorted(s for s in trading(stream.sim) if s.isascii())[-1]  # on the second
+        stream.sim.control.set_faults([{"name": "ws_close", "rate": 1,
+                                        "streams": [stream_name(last, BOOK_TICKER)]}])
+        stream.sim.step(1)
+
+        def withdrawn() -> Snapshot | None:
+            snapshot = stream.snapshot()
+            spreads = snapshot.spreads.value
+            health = snapshot.health.stream
+            if spreads is None or health is None or health.connected \
+                    or spreads.spreads.get(last) is not None:
+                return None
+            return snapshot
+        snapshot = eventually(withdrawn, "the second connection's spreads withdrawn")
+        spreads = snapshot.spreads.value
+        assert spreads is not None and snapshot.spreads.ok  # the first one still serves
+        assert spreads.spreads["BTCUSDT"] == market_spread(stream.sim, "BTCUSDT")
+        assert snapshot.books.ok  # the books are on the first connection
+        stream.sim.control.clear_faults()
+
+        def back() -> bool:
+            stream.sim.step(1)
+            health = stream.view().health
+            return health.connected and health.reconnects["closed"] + \
+                health.reconnects["error"] >= 1
+        eventually(back, "the second connection back")
