@@ -19,7 +19,10 @@ import pytest
 from e2e_support import promtool, tool
 import yaml
 
-from collector import __version__, exporter_cli
+from collector import __version__, exporter_cli, report
+from collector.config import parse_args
+from collector.costs import peak_weight_per_minute
+from collector.records import REST, STREAM
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -678,3 +681,47 @@ def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     (job,) = yaml.safe_load(snippet.group(1))["scrape_configs"]
     assert job["job_name"] == "binance"
+
+
+def test_readme_documents_every_flag_and_variable_of_both_commands() -> None:
+    """A flag added to a parser without a word in the README fails here: each option of
+    binance-exporter and binance-report appears in code (`--flag`, `--flag VALUE` or
+    `--flag=...`), and so does each BINANCE_* variable their help names."""
+    text = README.read_text()
+    for parser in (exporter_cli.build_parser(), report.build_parser()):
+        options = [option for action in parser._actions  # pylint: disable=protected-access
+                   for option in action.option_strings if option.startswith("--")]
+        assert "--symbols" in options and "--depth-bands" in options
+        for option in options:
+            assert re.search(rf"`{re.escape(option)}[\s`=]", text), \
+                f"README.md does not document {parser.prog} {option}"
+        for variable in set(re.findall(r"BINANCE_[A-Z_]+", parser.format_help())):
+            assert f"`{variable}`" in text or f"{variable}=" in text, \
+                f"README.md does not name {variable}"
+
+
+COST_ROW = re.compile(r"^\| (none|`[^`]+`) \| (\d+)(, refused)? \| (\d+)(, refused)? \|$", re.M)
+
+
+def test_readme_weight_table_is_what_the_budget_check_computes() -> None:
+    """Each row of the README's table of worst-minute weights is recomputed from its flags
+    through the exporter's own parser and collector.costs, in both modes, and says
+    "refused" exactly where the start-up check refuses it (over --weight-budget)."""
+    text = README.read_text()
+    section = text.split("<!-- worst-minute weights:", 1)[1].split("\n\n", 1)[0]
+    rows = COST_ROW.findall(section)
+    assert len(rows) == len(section.splitlines()) - 3  # comment, header, rule: none unread
+    assert [row[0] for row in rows][:2] == ["none", "`--symbols ADAUSDT`"]
+    for flags, rest, rest_refused, stream, stream_refused in rows:
+        argv = [] if flags == "none" else flags.strip("`").split()
+        for source, shown, refused in ((REST, rest, rest_refused),
+                                       (STREAM, stream, stream_refused)):
+            args = parse_args(exporter_cli.build_parser(), [*argv, "--source", source])
+            spend = peak_weight_per_minute(exporter_cli.exporter_settings(args))
+            assert int(shown) == spend, (flags, source)
+            assert bool(refused) == (spend > args.weight_budget), (flags, source)
+
+
+def test_readme_keeps_a_place_for_the_whole_market_figures() -> None:
+    """BENCHMARKS.md holds the --spreads all figures; the README links them, never copies."""
+    assert "<!-- whole-market figures: BENCHMARKS.md section 7 -->" in README.read_text()
