@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
@@ -22,7 +23,8 @@ import yaml
 from collector import __version__, exporter_cli, report
 from collector.config import parse_args
 from collector.costs import peak_weight_per_minute
-from collector.records import REST, STREAM
+from collector.exporter import BinanceCollector
+from collector.records import REST, STREAM, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -53,6 +55,13 @@ STREAM_METRICS = {
 }
 STREAM_ALERTS = "binance-stream"
 STREAM_ROW = "Stream mode (--source stream)"
+# Metrics only --symbols or --depth-bands serve: absent by default, and so from the golden
+# file. Only the dashboard row FLAG_ROW may use them.
+FLAG_METRICS = {
+    "binance_symbol_followed", "binance_order_book_band_notional",
+    "binance_order_book_band_complete",
+}
+FLAG_ROW = "Your symbols and depth bands (--symbols, --depth-bands)"
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
@@ -210,8 +219,8 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
     the alert (the outage tests of alerts_test.yml show both)."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
-    queries = [(f"panel {panel['title']!r}", target["expr"],
-                exposed | STREAM_METRICS if row == STREAM_ROW else exposed)
+    allowed = {STREAM_ROW: exposed | STREAM_METRICS, FLAG_ROW: exposed | FLAG_METRICS}
+    queries = [(f"panel {panel['title']!r}", target["expr"], allowed.get(row, exposed))
                for row, panel in panels_by_row(dashboard["panels"])
                for target in panel.get("targets", [])]
     queries += [(f"variable {v['name']!r}", v["definition"], exposed)
@@ -236,6 +245,48 @@ def test_stream_metrics_are_absent_in_rest_mode() -> None:
     """The golden file is the default REST mode's exposition: no metric listed as
     stream-only may be in it."""
     assert STREAM_METRICS.isdisjoint(exposed_metrics())
+
+
+def served_with(**flags: Any) -> set[str]:
+    """The metric families the exporter describes at these settings."""
+    source = SimpleNamespace(settings=Settings(**flags))
+    return {family.name for family in BinanceCollector(source).describe()}  # type: ignore[arg-type]
+
+
+def test_flag_metrics_are_served_with_their_flags_only() -> None:
+    """FLAG_METRICS are the families --symbols and --depth-bands add, in both modes: a
+    renamed one fails here before the dashboard row or an alert goes blank."""
+    assert FLAG_METRICS.isdisjoint(exposed_metrics())
+    for source in (REST, STREAM):
+        plain = served_with(source=source)
+        assert served_with(source=source, symbols=("ADAUSDT",)) - plain == {
+            "binance_symbol_followed"}
+        assert served_with(source=source, depth_bands=("2",)) - plain == {
+            "binance_order_book_band_notional", "binance_order_book_band_complete"}
+
+
+def test_flag_row_shows_every_flag_metric_and_the_chosen_symbols(dashboard: Any) -> None:
+    """The row for --symbols and --depth-bands shows the band sums by band and side, how
+    complete they are and which entries are followed (instant stats), and the spreads of
+    the symbols chosen in the visible, multi-valued Symbol menu."""
+    row = [panel for title, panel in panels_by_row(dashboard["panels"]) if title == FLAG_ROW]
+    exprs = {panel["title"]: " ".join(target["expr"] for target in panel["targets"])
+             for panel in row}
+    used = {name for expr in exprs.values() for name in METRIC_NAME.findall(expr)}
+    assert FLAG_METRICS <= used, FLAG_METRICS - used
+    stats = {name for panel in row if panel["type"] == "stat"
+             for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
+    assert {"binance_symbol_followed", "binance_order_book_band_complete"} <= stats
+    (bands,) = [panel for panel in row if "binance_order_book_band_notional" in exprs[panel["title"]]]
+    legend = bands["targets"][0]["legendFormat"]
+    assert all(label in legend for label in ("{{band}}", "{{side}}", "{{symbol}}")), legend
+    chosen = {name for expr in exprs.values() if 'symbol=~"$symbol"' in expr
+              for name in METRIC_NAME.findall(expr)}
+    assert {"binance_price_spread", "binance_price_spread_ratio"} <= chosen
+    symbol = {v["name"]: v for v in dashboard["templating"]["list"]}["symbol"]
+    assert symbol["multi"] and symbol["includeAll"] and symbol["hide"] == 0
+    assert symbol["definition"].startswith("label_values(binance_price_spread{")
+    assert symbol["definition"].endswith(", symbol)")
 
 
 def test_stream_mode_row_shows_every_stream_metric(dashboard: Any) -> None:
@@ -305,25 +356,40 @@ def test_stat_panels_show_now_and_a_red_no_data(dashboard: Any) -> None:
 BTC_AMOUNTS = {"binance_order_book_notional", "binance_symbol_quote_volume_24h"}
 USDT_AMOUNTS = {"binance_price_spread", "binance_price_spread_delta",
                 "binance_price_spread_min", "binance_price_spread_max"}
+ANY_QUOTE_AMOUNTS = {"binance_order_book_band_notional"}  # every book followed, any quote
+RANKING_OF = {"BTC": "volume", "USDT": "trades"}
 
 
 def test_amounts_carry_their_currency(dashboard: Any) -> None:
     """The books and volumes are of BTC-quoted symbols (Q1), in BTC; the spreads of
-    USDT-quoted ones (Q2), in USDT. A ratio of two amounts (no unit) is not an amount."""
+    USDT-quoted ones (Q2), in USDT: such a panel keeps to its ranking (``and on(...)
+    binance_symbol_rank{ranking=...}``), or a --symbols entry of another quote asset, or
+    --spreads all, would show under the wrong currency. A panel over the chosen symbols
+    (``$symbol``) or the depth bands mixes quote assets: no unit, and a legend naming the
+    quote asset. A ratio of two amounts (no unit) is not an amount."""
     checked = set()
     for panel in panels(dashboard["panels"]):
         exprs = [target["expr"] for target in panel["targets"]]
         if any("/" in expr for expr in exprs):
             continue
-        names = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+        measured = [expr.split(" and ", 1)[0] for expr in exprs]  # "and": a filter
+        names = {name for expr in measured for name in METRIC_NAME.findall(expr)}
         unit = panel["fieldConfig"]["defaults"].get("unit")
-        if names and names <= BTC_AMOUNTS:
-            assert unit == "currencyBTC", panel["title"]
-            checked.add("BTC")
-        elif names and names <= USDT_AMOUNTS:
-            assert unit == "suffix: USDT", panel["title"]
-            checked.add("USDT")
-    assert checked == {"BTC", "USDT"}
+        mixed = names <= ANY_QUOTE_AMOUNTS or any('"$symbol"' in e for e in exprs)
+        if names and mixed and names <= BTC_AMOUNTS | USDT_AMOUNTS | ANY_QUOTE_AMOUNTS:
+            assert unit == "none", panel["title"]
+            assert any("{{quote_asset}}" in target["legendFormat"]
+                       for target in panel["targets"]), panel["title"]
+            checked.add("any")
+            continue
+        for currency, amounts, shown in (("BTC", BTC_AMOUNTS, "currencyBTC"),
+                                         ("USDT", USDT_AMOUNTS, "suffix: USDT")):
+            if names and names <= amounts:
+                assert unit == shown, panel["title"]
+                ranking = f'binance_symbol_rank{{ranking="{RANKING_OF[currency]}"'
+                assert all(ranking in expr for expr in exprs), panel["title"]
+                checked.add(currency)
+    assert checked == {"BTC", "USDT", "any"}
 
 
 # ---------------------------------------------------------------- Grafana provisioning
