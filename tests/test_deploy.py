@@ -56,7 +56,8 @@ STREAM_METRICS = {
 STREAM_ALERTS = "binance-stream"
 STREAM_ROW = "Stream mode (--source stream)"
 # Metrics only --symbols or --depth-bands serve: absent by default, and so from the golden
-# file. Only the dashboard row FLAG_ROW may use them.
+# file. Only the dashboard row FLAG_ROW and the alerts may use them (an alert on them is
+# quiet without its flag).
 FLAG_METRICS = {
     "binance_symbol_followed", "binance_order_book_band_notional",
     "binance_order_book_band_complete",
@@ -230,7 +231,7 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
             fires, _, silenced_by = rule["expr"].partition("unless")
             stream = group == STREAM_ALERTS
             queries.append((f"alert {rule['alert']}", fires,
-                            exposed | STREAM_METRICS if stream else exposed))
+                            (exposed | STREAM_METRICS if stream else exposed) | FLAG_METRICS))
             if silenced_by:
                 queries.append((f"alert {rule['alert']} (unless)", silenced_by,
                                 exposed | STREAM_METRICS))
@@ -453,7 +454,8 @@ def test_every_alert_is_complete_and_tested_firing_and_quiet(
             "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump",
             "BinanceStreamDisconnected", "BinanceStreamReconnectingOften",
             "BinanceOrderBookUnsynced", "BinanceOrderBookResyncingOften",
-            "BinanceStreamSilent"} <= set(names)
+            "BinanceStreamSilent", "BinanceDepthBandDropped",
+            "BinanceSymbolNotFollowed"} <= set(names)
     for rule in alerts:
         name = rule["alert"]
         assert rule.get("for"), f"{name} has no 'for'"
@@ -493,7 +495,8 @@ def test_stale_data_alert_has_a_threshold_for_every_group(
 JOB = "binance"  # the job name of prometheus.yml and of the README's scrape_configs
 SELECTOR = re.compile(r"\b(binance_[A-Za-z0-9_]+|up)\b(\{[^}]*\})?")
 MARKET_METRICS = {"binance_price_spread", "binance_price_spread_delta",
-                  "binance_price_spread_ratio"}
+                  "binance_price_spread_ratio", "binance_order_book_band_notional",
+                  "binance_order_book_band_complete"}
 
 
 def test_every_alert_selects_the_job_prometheus_scrapes(
