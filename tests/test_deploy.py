@@ -278,7 +278,8 @@ def test_flag_row_shows_every_flag_metric_and_the_chosen_symbols(dashboard: Any)
     stats = {name for panel in row if panel["type"] == "stat"
              for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
     assert {"binance_symbol_followed", "binance_order_book_band_complete"} <= stats
-    (bands,) = [panel for panel in row if "binance_order_book_band_notional" in exprs[panel["title"]]]
+    (bands,) = [panel for panel in row
+                if "binance_order_book_band_notional" in exprs[panel["title"]]]
     legend = bands["targets"][0]["legendFormat"]
     assert all(label in legend for label in ("{{band}}", "{{side}}", "{{symbol}}")), legend
     chosen = {name for expr in exprs.values() if 'symbol=~"$symbol"' in expr
