@@ -13,13 +13,18 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 from e2e_support import promtool, tool
 import yaml
 
-from collector import __version__, exporter_cli
+from collector import __version__, exporter_cli, report
+from collector.config import parse_args
+from collector.costs import peak_weight_per_minute
+from collector.exporter import BinanceCollector
+from collector.records import REST, STREAM, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -50,6 +55,14 @@ STREAM_METRICS = {
 }
 STREAM_ALERTS = "binance-stream"
 STREAM_ROW = "Stream mode (--source stream)"
+# Metrics only --symbols or --depth-bands serve: absent by default, and so from the golden
+# file. Only the dashboard row FLAG_ROW and the alerts may use them (an alert on them is
+# quiet without its flag).
+FLAG_METRICS = {
+    "binance_symbol_followed", "binance_order_book_band_notional",
+    "binance_order_book_band_complete",
+}
+FLAG_ROW = "Your symbols and depth bands (--symbols, --depth-bands)"
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
@@ -207,8 +220,8 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
     the alert (the outage tests of alerts_test.yml show both)."""
     exposed = exposed_metrics() | PROMETHEUS_METRICS
     assert DASHBOARD_METRICS <= exposed
-    queries = [(f"panel {panel['title']!r}", target["expr"],
-                exposed | STREAM_METRICS if row == STREAM_ROW else exposed)
+    allowed = {STREAM_ROW: exposed | STREAM_METRICS, FLAG_ROW: exposed | FLAG_METRICS}
+    queries = [(f"panel {panel['title']!r}", target["expr"], allowed.get(row, exposed))
                for row, panel in panels_by_row(dashboard["panels"])
                for target in panel.get("targets", [])]
     queries += [(f"variable {v['name']!r}", v["definition"], exposed)
@@ -218,7 +231,7 @@ def test_dashboard_and_alerts_use_only_metrics_the_exporter_serves(
             fires, _, silenced_by = rule["expr"].partition("unless")
             stream = group == STREAM_ALERTS
             queries.append((f"alert {rule['alert']}", fires,
-                            exposed | STREAM_METRICS if stream else exposed))
+                            (exposed | STREAM_METRICS if stream else exposed) | FLAG_METRICS))
             if silenced_by:
                 queries.append((f"alert {rule['alert']} (unless)", silenced_by,
                                 exposed | STREAM_METRICS))
@@ -233,6 +246,49 @@ def test_stream_metrics_are_absent_in_rest_mode() -> None:
     """The golden file is the default REST mode's exposition: no metric listed as
     stream-only may be in it."""
     assert STREAM_METRICS.isdisjoint(exposed_metrics())
+
+
+def served_with(**flags: Any) -> set[str]:
+    """The metric families the exporter describes at these settings."""
+    source = SimpleNamespace(settings=Settings(**flags))
+    return {family.name for family in BinanceCollector(source).describe()}  # type: ignore[arg-type]
+
+
+def test_flag_metrics_are_served_with_their_flags_only() -> None:
+    """FLAG_METRICS are the families --symbols and --depth-bands add, in both modes: a
+    renamed one fails here before the dashboard row or an alert goes blank."""
+    assert FLAG_METRICS.isdisjoint(exposed_metrics())
+    for source in (REST, STREAM):
+        plain = served_with(source=source)
+        assert served_with(source=source, symbols=("ADAUSDT",)) - plain == {
+            "binance_symbol_followed"}
+        assert served_with(source=source, depth_bands=("2",)) - plain == {
+            "binance_order_book_band_notional", "binance_order_book_band_complete"}
+
+
+def test_flag_row_shows_every_flag_metric_and_the_chosen_symbols(dashboard: Any) -> None:
+    """The row for --symbols and --depth-bands shows the band sums by band and side, how
+    complete they are and which entries are followed (instant stats), and the spreads of
+    the symbols chosen in the visible, multi-valued Symbol menu."""
+    row = [panel for title, panel in panels_by_row(dashboard["panels"]) if title == FLAG_ROW]
+    exprs = {panel["title"]: " ".join(target["expr"] for target in panel["targets"])
+             for panel in row}
+    used = {name for expr in exprs.values() for name in METRIC_NAME.findall(expr)}
+    assert FLAG_METRICS <= used, FLAG_METRICS - used
+    stats = {name for panel in row if panel["type"] == "stat"
+             for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
+    assert {"binance_symbol_followed", "binance_order_book_band_complete"} <= stats
+    (bands,) = [panel for panel in row
+                if "binance_order_book_band_notional" in exprs[panel["title"]]]
+    legend = bands["targets"][0]["legendFormat"]
+    assert all(label in legend for label in ("{{band}}", "{{side}}", "{{symbol}}")), legend
+    chosen = {name for expr in exprs.values() if 'symbol=~"$symbol"' in expr
+              for name in METRIC_NAME.findall(expr)}
+    assert {"binance_price_spread", "binance_price_spread_ratio"} <= chosen
+    symbol = {v["name"]: v for v in dashboard["templating"]["list"]}["symbol"]
+    assert symbol["multi"] and symbol["includeAll"] and symbol["hide"] == 0
+    assert symbol["definition"].startswith("label_values(binance_price_spread{")
+    assert symbol["definition"].endswith(", symbol)")
 
 
 def test_stream_mode_row_shows_every_stream_metric(dashboard: Any) -> None:
@@ -302,25 +358,40 @@ def test_stat_panels_show_now_and_a_red_no_data(dashboard: Any) -> None:
 BTC_AMOUNTS = {"binance_order_book_notional", "binance_symbol_quote_volume_24h"}
 USDT_AMOUNTS = {"binance_price_spread", "binance_price_spread_delta",
                 "binance_price_spread_min", "binance_price_spread_max"}
+ANY_QUOTE_AMOUNTS = {"binance_order_book_band_notional"}  # every book followed, any quote
+RANKING_OF = {"BTC": "volume", "USDT": "trades"}
 
 
 def test_amounts_carry_their_currency(dashboard: Any) -> None:
     """The books and volumes are of BTC-quoted symbols (Q1), in BTC; the spreads of
-    USDT-quoted ones (Q2), in USDT. A ratio of two amounts (no unit) is not an amount."""
+    USDT-quoted ones (Q2), in USDT: such a panel keeps to its ranking (``and on(...)
+    binance_symbol_rank{ranking=...}``), or a --symbols entry of another quote asset, or
+    --spreads all, would show under the wrong currency. A panel over the chosen symbols
+    (``$symbol``) or the depth bands mixes quote assets: no unit, and a legend naming the
+    quote asset. A ratio of two amounts (no unit) is not an amount."""
     checked = set()
     for panel in panels(dashboard["panels"]):
         exprs = [target["expr"] for target in panel["targets"]]
         if any("/" in expr for expr in exprs):
             continue
-        names = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+        measured = [expr.split(" and ", 1)[0] for expr in exprs]  # "and": a filter
+        names = {name for expr in measured for name in METRIC_NAME.findall(expr)}
         unit = panel["fieldConfig"]["defaults"].get("unit")
-        if names and names <= BTC_AMOUNTS:
-            assert unit == "currencyBTC", panel["title"]
-            checked.add("BTC")
-        elif names and names <= USDT_AMOUNTS:
-            assert unit == "suffix: USDT", panel["title"]
-            checked.add("USDT")
-    assert checked == {"BTC", "USDT"}
+        mixed = names <= ANY_QUOTE_AMOUNTS or any('"$symbol"' in e for e in exprs)
+        if names and mixed and names <= BTC_AMOUNTS | USDT_AMOUNTS | ANY_QUOTE_AMOUNTS:
+            assert unit == "none", panel["title"]
+            assert any("{{quote_asset}}" in target["legendFormat"]
+                       for target in panel["targets"]), panel["title"]
+            checked.add("any")
+            continue
+        for currency, amounts, shown in (("BTC", BTC_AMOUNTS, "currencyBTC"),
+                                         ("USDT", USDT_AMOUNTS, "suffix: USDT")):
+            if names and names <= amounts:
+                assert unit == shown, panel["title"]
+                ranking = f'binance_symbol_rank{{ranking="{RANKING_OF[currency]}"'
+                assert all(ranking in expr for expr in exprs), panel["title"]
+                checked.add(currency)
+    assert checked == {"BTC", "USDT", "any"}
 
 
 # ---------------------------------------------------------------- Grafana provisioning
@@ -384,7 +455,8 @@ def test_every_alert_is_complete_and_tested_firing_and_quiet(
             "BinanceDataStale", "BinanceRequestWeightHigh", "BinanceSpreadJump",
             "BinanceStreamDisconnected", "BinanceStreamReconnectingOften",
             "BinanceOrderBookUnsynced", "BinanceOrderBookResyncingOften",
-            "BinanceStreamSilent"} <= set(names)
+            "BinanceStreamSilent", "BinanceDepthBandDropped",
+            "BinanceSymbolNotFollowed"} <= set(names)
     for rule in alerts:
         name = rule["alert"]
         assert rule.get("for"), f"{name} has no 'for'"
@@ -424,7 +496,8 @@ def test_stale_data_alert_has_a_threshold_for_every_group(
 JOB = "binance"  # the job name of prometheus.yml and of the README's scrape_configs
 SELECTOR = re.compile(r"\b(binance_[A-Za-z0-9_]+|up)\b(\{[^}]*\})?")
 MARKET_METRICS = {"binance_price_spread", "binance_price_spread_delta",
-                  "binance_price_spread_ratio"}
+                  "binance_price_spread_ratio", "binance_order_book_band_notional",
+                  "binance_order_book_band_complete"}
 
 
 def test_every_alert_selects_the_job_prometheus_scrapes(
@@ -678,3 +751,47 @@ def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     (job,) = yaml.safe_load(snippet.group(1))["scrape_configs"]
     assert job["job_name"] == "binance"
+
+
+def test_readme_documents_every_flag_and_variable_of_both_commands() -> None:
+    """A flag added to a parser without a word in the README fails here: each option of
+    binance-exporter and binance-report appears in code (`--flag`, `--flag VALUE` or
+    `--flag=...`), and so does each BINANCE_* variable their help names."""
+    text = README.read_text()
+    for parser in (exporter_cli.build_parser(), report.build_parser()):
+        options = [option for action in parser._actions  # pylint: disable=protected-access
+                   for option in action.option_strings if option.startswith("--")]
+        assert "--symbols" in options and "--depth-bands" in options
+        for option in options:
+            assert re.search(rf"`{re.escape(option)}[\s`=]", text), \
+                f"README.md does not document {parser.prog} {option}"
+        for variable in set(re.findall(r"BINANCE_[A-Z_]+", parser.format_help())):
+            assert f"`{variable}`" in text or f"{variable}=" in text, \
+                f"README.md does not name {variable}"
+
+
+COST_ROW = re.compile(r"^\| (none|`[^`]+`) \| (\d+)(, refused)? \| (\d+)(, refused)? \|$", re.M)
+
+
+def test_readme_weight_table_is_what_the_budget_check_computes() -> None:
+    """Each row of the README's table of worst-minute weights is recomputed from its flags
+    through the exporter's own parser and collector.costs, in both modes, and says
+    "refused" exactly where the start-up check refuses it (over --weight-budget)."""
+    text = README.read_text()
+    section = text.split("<!-- worst-minute weights:", 1)[1].split("\n\n", 1)[0]
+    rows = COST_ROW.findall(section)
+    assert len(rows) == len(section.splitlines()) - 3  # comment, header, rule: none unread
+    assert [row[0] for row in rows][:2] == ["none", "`--symbols ADAUSDT`"]
+    for flags, rest, rest_refused, stream, stream_refused in rows:
+        argv = [] if flags == "none" else flags.strip("`").split()
+        for source, shown, refused in ((REST, rest, rest_refused),
+                                       (STREAM, stream, stream_refused)):
+            args = parse_args(exporter_cli.build_parser(), [*argv, "--source", source])
+            spend = peak_weight_per_minute(exporter_cli.exporter_settings(args))
+            assert int(shown) == spend, (flags, source)
+            assert bool(refused) == (spend > args.weight_budget), (flags, source)
+
+
+def test_readme_keeps_a_place_for_the_whole_market_figures() -> None:
+    """BENCHMARKS.md holds the --spreads all figures; the README links them, never copies."""
+    assert "<!-- whole-market figures: BENCHMARKS.md section 7 -->" in README.read_text()
