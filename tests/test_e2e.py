@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 from e2e_support import BIN, Prometheus, http_get, promtool, running_prometheus, tool
-from test_deploy import METRIC_NAME, STREAM_METRICS, as_promql, panel_exprs
+from test_deploy import FLAG_METRICS, METRIC_NAME, STREAM_METRICS, as_promql, panel_exprs
 
 from binance_simulator.market import SimulatedMarket
 from binance_simulator.testkit import SimulatorProcess, running_exporter, running_simulator
@@ -199,7 +199,7 @@ def test_every_dashboard_panel_returns_data(chain: Chain) -> None:
     board = json.loads((Path(__file__).parent.parent / "grafana" / "dashboards" /
                         "binance.json").read_text())
     stream = [(title, expr) for title, expr in panel_exprs(board)
-              if STREAM_METRICS & set(METRIC_NAME.findall(expr))]
+              if (STREAM_METRICS | FLAG_METRICS) & set(METRIC_NAME.findall(expr))]
     assert stream
     empty = [title for title, expr in panel_exprs(board)
              if (title, expr) not in stream and "binance_refresh_failures_total" not in expr
@@ -489,7 +489,8 @@ def test_every_dashboard_panel_returns_data_in_stream_mode(stream_chain: StreamC
                         "binance.json").read_text())
     answers = {(title, expr): stream_chain.prometheus.query_range(as_promql(expr), seconds=300)
                for title, expr in panel_exprs(board)
-               if "binance_refresh_failures_total" not in expr}
+               if "binance_refresh_failures_total" not in expr
+               and not FLAG_METRICS & set(METRIC_NAME.findall(expr))}
     empty = [title for (title, _), result in answers.items() if not result]
     assert not empty, f"panels without data in stream mode: {empty}"
     for (title, expr), result in answers.items():
