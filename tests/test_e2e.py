@@ -496,3 +496,63 @@ def test_every_dashboard_panel_returns_data_in_stream_mode(stream_chain: StreamC
     for (title, expr), result in answers.items():
         if "reconnects_total" in expr or "resyncs_total" in expr:
             assert {float(v) for series in result for _, v in series["values"]} == {0}, title
+
+
+# ---------------------------------------------------------------- your symbols, depth bands
+#
+# --symbols and --depth-bands against a real Prometheus, in both modes. In REST mode the
+# market stands still (a step an hour), so what Prometheus stored must equal the
+# simulator's books exactly; in stream mode it moves, and the families must be there.
+
+FLAGS = ("--symbols", "ADAUSDT,NOPE", "--depth-bands", "0.5,2", "--weight-budget", "6000")
+FLAG_BOOKS = 6  # Q1 and ADAUSDT
+
+
+def band_reference(sim: SimulatorProcess, symbol: str, band: str) -> tuple[float, float]:
+    """Σ price × quantity within ±band % of mid, per side, of the simulator's whole book."""
+    book = fetch(sim, "/api/v3/depth", symbol=symbol, limit="5000")
+    bids = [(Decimal(p), Decimal(q)) for p, q in book["bids"]]
+    asks = [(Decimal(p), Decimal(q)) for p, q in book["asks"]]
+    mid = (bids[0][0] + asks[0][0]) / 2
+    low, high = mid * (1 - Decimal(band) / 100), mid * (1 + Decimal(band) / 100)
+    return (float(sum(p * q for p, q in bids if p >= low)),
+            float(sum(p * q for p, q in asks if p <= high)))
+
+
+@pytest.mark.parametrize("mode", ["rest", "stream"])
+def test_prometheus_stores_your_symbols_and_depth_bands(mode: str) -> None:
+    tool("prometheus", "apt-get install prometheus")
+    stream = mode == "stream"
+    step = "1" if stream else "3600"
+    with running_simulator("--seed", "11", "--step-seconds", step, "--weight-limit",
+                           "1000000") as sim, \
+            running_exporter(sim.url, *FLAGS, *(("--source", "stream", "--stream-url",
+                                                 sim.stream_url) if stream else ())) as exporter:
+        assert http_get(exporter.url + "/metrics")[0] == 200  # stream mode: connects
+        with running_prometheus(exporter.url.removeprefix("http://")) as prometheus:
+            deadline = time.monotonic() + 60
+            while len(prometheus.query("binance_order_book_band_complete == 1")) \
+                    < FLAG_BOOKS * 2 * 2 or not prometheus.query(
+                        'binance_price_spread{symbol="ADAUSDT"}'):
+                assert time.monotonic() < deadline, "the bands and ADAUSDT not stored in 60 s"
+                time.sleep(0.5)
+            followed = {s["metric"]["symbol"]: float(s["value"][1])
+                        for s in prometheus.query("binance_symbol_followed")}
+            assert followed == {"ADAUSDT": 1.0, "NOPE": 0.0}
+            notionals = prometheus.query("binance_order_book_band_notional")
+            assert {(s["metric"]["symbol"], s["metric"]["band"], s["metric"]["side"])
+                    for s in notionals} == {(symbol, band, side)
+                                            for symbol in [*expected_rankings()[0], "ADAUSDT"]
+                                            for band in ("0.5", "2") for side in ("bid", "ask")}
+            if not stream:  # the market stands still: exactly the simulator's books
+                for series in notionals:
+                    labels = series["metric"]
+                    want = band_reference(sim, labels["symbol"], labels["band"])
+                    assert math.isclose(float(series["value"][1]),
+                                        want[labels["side"] == "ask"], rel_tol=1e-12)
+            board = json.loads((Path(__file__).parent.parent / "grafana" / "dashboards" /
+                                "binance.json").read_text())
+            empty = [title for title, expr in panel_exprs(board)
+                     if FLAG_METRICS & set(METRIC_NAME.findall(expr))
+                     and not prometheus.query_range(as_promql(expr))]
+            assert not empty, f"flag panels without data: {empty}"
