@@ -12,8 +12,10 @@ spreads it publishes is counted (a symbol whose book has an empty side has none)
 * **Cached scrape latency.** ``wrk`` (1 thread, keep-alive, ``Accept-Encoding: gzip``),
   1 and 10 clients, windows interleaved, against a REST exporter whose TTLs are all an
   hour (``--ttl-spreads 3600`` and the others, as in section 3), so that no scrape in a
-  window refreshes anything (the simulator's request count is read around them). The
-  same windows are then run against the stream exporter, events flowing, for context.
+  window refreshes anything (the simulator's request count is read around them); the
+  time the exporter's threads spent runnable but waiting for a core, and the load
+  average, are shown beside them (the machine may be shared). The same windows are
+  then run against the stream exporter, events flowing, for context.
 * **Side by side, scraped as by Prometheus.** A REST exporter with ``--ttl-spreads 10``
   (the other TTLs an hour: only spreads refresh) and a stream exporter (``--source
   stream --stream-url`` its simulator's), started together; after ``SETTLED`` s both are
@@ -43,6 +45,7 @@ import gzip
 import http.client
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -58,7 +61,7 @@ from collector import answers, models
 from collector.records import Rankings
 
 from bench import scrape
-from bench.common import BenchError, cpu_seconds, median, memory_kb
+from bench.common import BenchError, cpu_seconds, median, memory_kb, run_queue_wait
 from bench.cpu import served
 from bench.figures import Figure
 from bench.procs import HTTP_TIMEOUT, exporter, simulator
@@ -139,7 +142,7 @@ class Whole:  # pylint: disable=too-many-instance-attributes
     market: dict[str, int]
     cached_size: Size
     cached_windows: dict[int, list[scrape.Window]]
-    cached_upstream: int
+    cached_meanwhile: str  # upstream requests, waiting for a core, load
     cached_memory: dict[str, int]
     marks: list[Mark]
     refreshing_memory: dict[str, int]
@@ -161,16 +164,20 @@ def measure(scratch: Path, plan: Plan) -> tuple[list[Figure], str]:
 
 
 def _cached(scratch: Path, plan: Plan, rest_sim: SimulatorProcess, tool: str | None
-            ) -> tuple[Size, dict[int, list[scrape.Window]], int, dict[str, int]]:
-    """The REST exporter with every TTL long: its size, ``wrk``, the upstream requests
-    made meanwhile (none expected), its memory."""
+            ) -> tuple[Size, dict[int, list[scrape.Window]], str, dict[str, int]]:
+    """The REST exporter with every TTL long: its size, ``wrk``, what else happened
+    meanwhile (upstream requests: none expected; waiting for a core), its memory."""
     with exporter(scratch, "market-cached", rest_sim.url, *ALL, *scrape.CACHE_ONLY) as cached:
         scrape.warm_up(cached.url)
         found = size(cached.url)
         before = rest_sim.stats()["requests_total"]
+        waited, started = run_queue_wait(cached.pid), time.monotonic()
         windows = _wrk(tool, cached.url, plan)
+        waited = (run_queue_wait(cached.pid) - waited) / (time.monotonic() - started)
         upstream = int(rest_sim.stats()["requests_total"] - before)
-        return found, windows, upstream, memory_kb(cached.pid)
+        meanwhile = (f"{upstream} upstream requests; the exporter waited for a core "
+                     f"{waited:.2f} s/s, load average {os.getloadavg()[0]:.1f}")
+        return found, windows, meanwhile, memory_kb(cached.pid)
 
 
 def whole_market(url: str) -> dict[str, int]:
@@ -402,7 +409,7 @@ def _scrape_figures(whole: Whole) -> list[Figure]:
             SECTION, _scrape_name(clients, "REST --spreads all, cached only"), p99s, "ms",
             f"≤ {SCRAPE_TARGET_MS:g}" if judged else "",
             median(p99s) <= SCRAPE_TARGET_MS if judged else None, digits=2,
-            note=_window_note(found) + f"; {whole.cached_upstream} upstream requests"))
+            note=f"{_window_note(found)}; {whole.cached_meanwhile}"))
     for clients in CLIENTS:
         found = whole.stream.windows.get(clients, [])
         figures.append(Figure(
