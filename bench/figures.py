@@ -16,8 +16,8 @@ class Figure:  # pylint: disable=too-many-instance-attributes
     """Repeated measurements of one figure; the verdict is judged on the median.
 
     ``passed`` is None for figures shown for context, without a target. ``error`` says why
-    a figure could not be measured: its verdict is then ``FAILED`` (counted as missed when
-    ``passed`` is False) and its values may be NaN, shown as ``—``.
+    a figure could not be measured: its verdict is then ``FAILED`` (counted as missed in
+    the report) and its values may be NaN, shown as ``—``.
     """
 
     section: str
