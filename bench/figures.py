@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,7 +15,9 @@ HEADER = ("#", "figure", "min", "median", "max", "unit", "target", "verdict", "n
 class Figure:  # pylint: disable=too-many-instance-attributes
     """Repeated measurements of one figure; the verdict is judged on the median.
 
-    ``passed`` is None for figures shown for context, without a target.
+    ``passed`` is None for figures shown for context, without a target. ``error`` says why
+    a figure could not be measured: its verdict is then ``FAILED`` (counted as missed in
+    the report) and its values may be NaN, shown as ``—``.
     """
 
     section: str
@@ -25,6 +28,7 @@ class Figure:  # pylint: disable=too-many-instance-attributes
     passed: bool | None = None
     note: str = ""
     digits: int = 1
+    error: str = ""
 
     @property
     def median(self) -> float:
@@ -33,17 +37,23 @@ class Figure:  # pylint: disable=too-many-instance-attributes
 
     @property
     def verdict(self) -> str:
-        """``pass``, ``MISS`` or empty (no target)."""
+        """``pass``, ``MISS``, ``FAILED`` (not measured) or empty (no target)."""
+        if self.error:
+            return "FAILED"
         if self.passed is None:
             return ""
         return "pass" if self.passed else "MISS"
 
     def row(self) -> tuple[str, ...]:
         """The figure as table cells (see ``HEADER``)."""
-        show = f"{{:.{self.digits}f}}".format
+        def show(value: float) -> str:
+            return f"{value:.{self.digits}f}" if math.isfinite(value) else "—"
+
+        note = "; ".join(part for part in (self.error and f"FAILED: {self.error}", self.note)
+                         if part)
         return (self.section, self.name, show(min(self.values)), show(self.median),
                 show(max(self.values)), self.unit, self.target, self.verdict,
-                f"{self.note} (n={len(self.values)})" if self.note else f"n={len(self.values)}")
+                f"{note} (n={len(self.values)})" if note else f"n={len(self.values)}")
 
 
 def text_table(figures: Sequence[Figure]) -> str:

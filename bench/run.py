@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Sequence
 
-from bench import cost, cpu, latency, memory, report, scrape, stream
+from bench import cost, cpu, latency, market, memory, report, scrape, stream
 from bench.common import ROOT, BenchError
 from bench.figures import Figure, text_table
 
@@ -47,6 +47,10 @@ def _stream(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]
     return stream.measure(scratch, args.latency_ms, stream.QUICK if args.quick else stream.FULL)
 
 
+def _market(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]:
+    return market.measure(scratch, market.QUICK if args.quick else market.FULL)
+
+
 Runner = Callable[[argparse.Namespace, Path], tuple[list[Figure], str]]
 SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "latency": ("1. Refresh latency", latency, _latency),
@@ -55,6 +59,7 @@ SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "cpu": ("4. CPU of a ranking refresh", cpu, _cpu),
     "memory": ("5. Memory", memory, _memory),
     "stream": ("6. Stream mode", stream, _stream),
+    "market": ("7. Whole market", market, _market),
 }
 
 
