@@ -81,8 +81,14 @@ def container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def exporter_args(objects: dict[str, dict[str, Any]],
                   monkeypatch: pytest.MonkeyPatch) -> Any:
     """The Deployment's args and env as ``binance-exporter`` parses them."""
-    spec = container(objects)
+    return parse_container(container(objects), monkeypatch)
+
+
+def parse_container(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A container's args and env as ``binance-exporter`` parses them."""
     with monkeypatch.context() as patch:
+        for variable in [v for v in os.environ if v.startswith("BINANCE_")]:
+            patch.delenv(variable)
         for item in spec["env"]:
             patch.setenv(item["name"], item["value"])
         return config.parse_args(exporter_cli.build_parser(), spec.get("args", []))
@@ -135,6 +141,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 BASE = Path("deploy/kubernetes/base")
 STREAM = Path("deploy/kubernetes/overlays/stream")
+SHARDED = Path("deploy/kubernetes/overlays/sharded")
 
 
 def unknown_deployment_field(root: Path) -> None:
@@ -193,6 +200,18 @@ def other_listen_port(root: Path) -> None:
     edit(root / BASE / "deployment.yaml", 'value: "8080"', 'value: "9100"')
 
 
+def shards_overlap(root: Path) -> None:
+    edit(root / SHARDED / "shard-b" / "deployment.yaml", "PEPEUSDT,SHIBUSDT",
+         "PEPEUSDT,BTCUSDT,SHIBUSDT")
+
+
+def shard_flag_overlaps(root: Path) -> None:
+    """A flag wins over BINANCE_SYMBOLS, as the exporter parses them: shard a follows
+    PEPEUSDT alone, which is shard b's."""
+    edit(root / SHARDED / "shard-a" / "deployment.yaml", "          env:\n",
+         "          args: [--symbols, 'PEPEUSDT']\n          env:\n")
+
+
 def timeout_under_budget(root: Path) -> None:
     edit(root / BASE / "servicemonitor.yaml", "scrapeTimeout: 10s", "scrapeTimeout: 8s")
 
@@ -241,6 +260,13 @@ BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "bad value": (bad_value, ["'streams' is not one of rest, stream (from BINANCE_SOURCE)"]),
     "settings over the weight budget": (over_weight_budget, ["over the weight budget"]),
     "port mismatch": (other_listen_port, ["listens on port 9100 but its metrics port is 8080"]),
+    # shards of one build following a symbol in common
+    "shards follow one symbol": (shards_overlap, [
+        "overlays/sharded: shards Deployment/binance-exporter-a and "
+        "Deployment/binance-exporter-b both follow BTCUSDT: give each symbol to one shard"]),
+    "a shard's flag follows the other's symbol": (shard_flag_overlaps, [
+        "overlays/sharded: shards Deployment/binance-exporter-a and "
+        "Deployment/binance-exporter-b both follow PEPEUSDT:"]),
     # scrape timing and job
     "timeout not above the refresh budget": (timeout_under_budget, [
         "scrapeTimeout 8 s is not above the exporter's --refresh-budget 8 s"]),
