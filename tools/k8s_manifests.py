@@ -23,6 +23,8 @@ empty file all the same) and fails on:
 * an exporter container whose args or ``BINANCE_*`` variables the exporter's own parser
   refuses (a renamed flag, a bad value, settings over ``--weight-budget``), or that listens
   on another port than its ``metrics`` port;
+* exporters of one build (the shards of ``overlays/sharded``) that follow a symbol in
+  common: shards split ``--symbols`` between them, or they pay twice for one book;
 * a ServiceMonitor whose scrape timeout is not above ``--refresh-budget`` and below its
   interval, or whose job is not the one the alerts select.
 """
@@ -178,7 +180,7 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
 
     def check_build(self, where: str, objects: list[dict[str, Any]]) -> None:
         """Schemas, then what the objects mean, for one rendered base or overlay."""
-        refresh_budgets: list[float] = []
+        exporters: list[tuple[str, argparse.Namespace]] = []
         for obj in objects:
             name = f"{where}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
             kind = obj.get("kind", "")
@@ -196,7 +198,9 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
                     DASHBOARD_LABEL[0]) == DASHBOARD_LABEL[1]:
                 self.check_dashboard(name, obj)
             elif kind == "Deployment":
-                refresh_budgets += self.check_deployment(name, obj)
+                exporters += self.check_deployment(name, obj)
+        self.check_shards(where, exporters)
+        refresh_budgets = [args.refresh_budget for _, args in exporters]
         services = [obj["metadata"]["name"] for obj in objects if obj.get("kind") == "Service"]
         for obj in objects:
             if obj.get("kind") == "ServiceMonitor":
@@ -232,21 +236,33 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
         if text is None or json.loads(text) != self.dashboard:
             self.fail(name, f"its {DASHBOARD.name} is not {DASHBOARD}")
 
-    def check_deployment(self, name: str, obj: dict[str, Any]) -> list[float]:
-        """The exporter containers' args and env, parsed by the exporter's own parser; the
-        refresh budget of each."""
-        budgets = []
+    def check_deployment(self, name: str,
+                         obj: dict[str, Any]) -> list[tuple[str, argparse.Namespace]]:
+        """The exporter containers' args and env, parsed by the exporter's own parser: each
+        container's Deployment/NAME and parse."""
+        exporters = []
         for container in obj["spec"]["template"]["spec"]["containers"]:
             where = f"{name}: container {container['name']}"
             parsed = self.parse_exporter(where, container)
             if parsed is None:
                 continue
-            budgets.append(parsed.refresh_budget)
+            exporters.append((f"Deployment/{obj['metadata']['name']}", parsed))
             ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
             if ports.get("metrics") != parsed.port:
                 self.fail(where, f"listens on port {parsed.port} but its metrics port is "
                           f"{ports.get('metrics')}")
-        return budgets
+        return exporters
+
+    def check_shards(self, where: str, exporters: list[tuple[str, argparse.Namespace]]) -> None:
+        """Exporters built together are shards: no two follow one symbol (``--symbols``, as
+        the exporter parsed it)."""
+        for i, (first, first_args) in enumerate(exporters):
+            for second, second_args in exporters[i + 1:]:
+                common = [s for s in first_args.symbols if s in set(second_args.symbols)]
+                if common:
+                    self.fail(where, f"shards {first} and {second} both follow "
+                              f"{', '.join(common)}: give each symbol to one shard "
+                              "(BINANCE_SYMBOLS, --symbols)")
 
     def parse_exporter(self, where: str, container: dict[str, Any]) -> argparse.Namespace | None:
         """``binance-exporter``'s parse of the container's args and environment, or None
