@@ -74,7 +74,7 @@ compose-smoke: $(STAMP)
 	COMPOSE="$(COMPOSE)" PYTHON=$(BIN)/python tools/compose_smoke.sh
 
 # refresh latency, request weight, /metrics latency, CPU, memory and stream mode against the
-# simulator (about 17 minutes; ARGS="--only stream" for stream mode alone, about 10; apt-get
+# simulator (about 22 minutes; ARGS="--only stream" for stream mode alone, about 10; apt-get
 # install wrk for accurate scrape latencies); writes BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

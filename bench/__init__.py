@@ -2,7 +2,7 @@
 
 Run from the repository root with the project's virtual environment::
 
-    .venv/bin/python -m bench                  # everything, ~17 minutes; writes BENCHMARKS.md
+    .venv/bin/python -m bench                  # everything, ~22 minutes; writes BENCHMARKS.md
     .venv/bin/python -m bench --quick --output /tmp/bench.md   # a shortened smoke run
     .venv/bin/python -m bench --only latency,cpu
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from test_bands import reference
 from test_live import eventually, streaming
 
 from binance_simulator.testkit import InProcessSimulator, serving_in_process
@@ -261,3 +262,32 @@ def test_a_lost_second_connection_withdraws_only_its_own_spreads() -> None:
             return health.connected and health.reconnects["closed"] + \
                 health.reconnects["error"] >= 1
         eventually(back, "the second connection back")
+
+
+def test_the_report_in_stream_mode_carries_chosen_symbols_and_bands() -> None:
+    """The report reads the same Source in stream mode: the chosen symbols' spreads,
+    notionals and bands are the market's at the step it printed."""
+    settings = Settings(source=STREAM, symbols=CHOSEN, depth_bands=("0.5", "2"))
+    with streaming(exporter=settings) as stream:
+        stream.synced()
+        stream.step()  # every book and spread is the market's at this step
+        printed = {}
+        for fmt in ("json", "text"):
+            out = io.StringIO()
+            assert report.run(stream.source, fmt=fmt, count=0, interval=10, out=out)
+            printed[fmt] = out.getvalue()
+        sim = stream.sim
+    answer = json.loads(printed["json"])
+    ada = answer["symbols"]["ADAUSDT"]
+    notional = market_notional(sim, "ADAUSDT")
+    assert ada["spread"] == answers.plain(market_spread(sim, "ADAUSDT"))
+    assert (ada["order_book_notional"]["bids"], ada["order_book_notional"]["asks"]) == (
+        answers.plain(notional.bids), answers.plain(notional.asks))
+    whole = reference(sim, "ADAUSDT")
+    assert {band: (Decimal(d["bids"]), Decimal(d["asks"]), d["bids_complete"],
+                   d["asks_complete"]) for band, d in ada["order_book_notional"]["bands"].items()
+            } == {band: whole[band] for band in ("0.5", "2")}
+    assert answer["symbols"]["NOPE"] == {"followed": False}
+    text = printed["text"]
+    assert "Your symbols (--symbols)" in text and "(--depth-bands)" in text
+    assert "  left out, not a TRADING symbol of Binance: BCCBTC NOPE" in text
