@@ -18,7 +18,10 @@ the recorded mid, and draws a spread of one to five ticks.  Prices never go <= 0
 Levels.  Each side is a fixed *ladder* of levels one to three ticks apart, from the best
 price the side can ever reach outwards, quantities as the recording's (``SideSpec``): one
 level per recorded trade, 20 to 4,900 (``SLACK`` short of Binance's 5,000, for the levels
-added near the best).  The best level is the best price with a quantity of its own,
+added near the best).  Past the first ``REACH`` levels the gaps widen evenly, so that a
+full ladder reaches ``DEPTH_SPAN`` (5 %) from its start: Binance's busiest books, one
+cent a level at the top, hold liquidity well past ±2 % of the price in their 5,000
+levels; a thin book (20 levels) stays within a fraction of a per cent.  The best level is the best price with a quantity of its own,
 drawn anew on each active step and, for the busiest symbols, on one side at every moment
 (their bookTicker).  Levels between the best price and the ladder's start are hidden.  On
 each active step a few levels near the best (within ``REACH`` ladder levels, most within
@@ -53,6 +56,7 @@ MOVES, SPREADS = range(-3, 4), range(1, 6)  # in ticks
 # a burst of BURST_MIN to BURST_MIN + BURST_SPAN - 1 (tuned to Binance's BTCUSDT events)
 CALM_SPAN, BURST_SHARE, BURST_MIN, BURST_SPAN = 4, 40, 20, 120
 SLACK = 100  # levels a side keeps free of 5,000, for the levels added near the best
+DEPTH_SPAN = 0.05  # how far from its start a full ladder (4,900 levels) reaches, at least
 LONG_SPAN = 600  # steps: a longer diff compares two books, not every step between
 
 
@@ -219,9 +223,12 @@ class Ladders:
         draws = digest(self.seed, spec.symbol, "bids" if is_bid else "asks", size=3 * count)
         offsets, qtys = array("q"), array("q")
         offset = 0
+        # past REACH, gaps widen evenly so that a full ladder ends DEPTH_SPAN from its start
+        stretch = max(1.0, anchor * DEPTH_SPAN / spec.tick / (2 * max(1, count - REACH)))
         for index in range(0, 3 * count, 3):
             if index:
-                offset += 1 + draws[index] % 3
+                gap = 1 + draws[index] % 3
+                offset += gap if index < 3 * REACH else max(gap, round(gap * stretch))
             if anchor + offset * step <= 0:
                 break
             offsets.append(offset)
