@@ -21,8 +21,9 @@ level per recorded trade, 20 to 4,900 (``SLACK`` short of Binance's 5,000, for t
 added near the best).  Past the first ``REACH`` levels the gaps widen evenly, so that a
 full ladder reaches ``DEPTH_SPAN`` (5 %) from its start: Binance's busiest books, one
 cent a level at the top, hold liquidity well past ±2 % of the price in their 5,000
-levels; a thin book (20 levels) stays within a fraction of a per cent.  The best level is the best price with a quantity of its own,
-drawn anew on each active step and, for the busiest symbols, on one side at every moment
+levels; a thin book (20 levels) stays within a fraction of a per cent.  The best level
+is the best price with a quantity of its own, drawn anew on each active step and, for
+the busiest symbols, on one side at every moment
 (their bookTicker).  Levels between the best price and the ladder's start are hidden.  On
 each active step a few levels near the best (within ``REACH`` ladder levels, most within
 six) change for 1 to ``LIFETIME`` active steps, then are what they were: a new quantity,

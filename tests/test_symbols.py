@@ -9,6 +9,7 @@ book unless asked for, BCCBTC is on BREAK and NOPE is not listed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from decimal import Decimal
@@ -269,25 +270,41 @@ def test_the_report_in_stream_mode_carries_chosen_symbols_and_bands() -> None:
     notionals and bands are the market's at the step it printed."""
     settings = Settings(source=STREAM, symbols=CHOSEN, depth_bands=("0.5", "2"))
     with streaming(exporter=settings) as stream:
-        stream.synced()
-        stream.step()  # every book and spread is the market's at this step
+        def as_the_market() -> bool:
+            snapshot = stream.snapshot()
+            books = snapshot.books.value
+            return snapshot.books.ok and snapshot.spreads.ok and books is not None and all(
+                d.bids_complete and d.asks_complete
+                for book in books.values() for d in book.bands.values()) and \
+                dataclasses.replace(books["ADAUSDT"], bands={}) == \
+                market_notional(stream.sim, "ADAUSDT")
+
+        def step_until_settled() -> bool:
+            stream.sim.step(1)  # a book dropped for a deeper snapshot needs events
+            try:
+                return eventually(as_the_market, "settled", deadline=2.0)
+            except AssertionError:
+                return False
+
+        eventually(step_until_settled, "every book synced, its bands complete")
         printed = {}
         for fmt in ("json", "text"):
             out = io.StringIO()
             assert report.run(stream.source, fmt=fmt, count=0, interval=10, out=out)
             printed[fmt] = out.getvalue()
         sim = stream.sim
-    answer = json.loads(printed["json"])
-    ada = answer["symbols"]["ADAUSDT"]
-    notional = market_notional(sim, "ADAUSDT")
-    assert ada["spread"] == answers.plain(market_spread(sim, "ADAUSDT"))
-    assert (ada["order_book_notional"]["bids"], ada["order_book_notional"]["asks"]) == (
-        answers.plain(notional.bids), answers.plain(notional.asks))
-    whole = reference(sim, "ADAUSDT")
-    assert {band: (Decimal(d["bids"]), Decimal(d["asks"]), d["bids_complete"],
-                   d["asks_complete"]) for band, d in ada["order_book_notional"]["bands"].items()
-            } == {band: whole[band] for band in ("0.5", "2")}
-    assert answer["symbols"]["NOPE"] == {"followed": False}
-    text = printed["text"]
-    assert "Your symbols (--symbols)" in text and "(--depth-bands)" in text
-    assert "  left out, not a TRADING symbol of Binance: BCCBTC NOPE" in text
+        answer = json.loads(printed["json"])
+        ada = answer["symbols"]["ADAUSDT"]
+        notional = market_notional(sim, "ADAUSDT")
+        assert ada["spread"] == answers.plain(market_spread(sim, "ADAUSDT"))
+        assert (ada["order_book_notional"]["bids"], ada["order_book_notional"]["asks"]) == (
+            answers.plain(notional.bids), answers.plain(notional.asks))
+        whole = reference(sim, "ADAUSDT")
+        bands = ada["order_book_notional"]["bands"]
+        assert {band: (Decimal(d["bids"]), Decimal(d["asks"]), d["bids_complete"],
+                       d["asks_complete"]) for band, d in bands.items()} == {
+            band: whole[band] for band in ("0.5", "2")}
+        assert answer["symbols"]["NOPE"] == {"followed": False}
+        text = printed["text"]
+        assert "Your symbols (--symbols)" in text and "(--depth-bands)" in text
+        assert "  left out, not a TRADING symbol of Binance: BCCBTC NOPE" in text
