@@ -223,7 +223,7 @@ def test_depth_levels_are_sorted_whole_ticks(market: SimulatedMarket) -> None:
     for prices in (bid_prices, [-price for price in ask_prices]):
         gaps = [high - low for high, low in zip(prices, prices[1:])]
         assert all(gap > 0 and gap % tick == 0 for gap in gaps)
-        assert len({gap for gap in gaps[250:]}) <= 3 and min(gaps[250:]) > 3 * tick
+        assert len(set(gaps[250:])) <= 3 and min(gaps[250:]) > 3 * tick
         assert abs(prices[0] - prices[-1]) >= Decimal("0.045") * abs(prices[0])
     recorded_qty = to_units("10.80232000")  # BTCUSDT's recorded bidQty
     assert all(0 < qty <= 2 * recorded_qty for _, qty in book.bids)
