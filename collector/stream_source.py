@@ -130,7 +130,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         self._follow_lock = threading.Lock()
         self._following: tuple[tuple[str, ...], ...] | None = None
         self._names: list[str] = []  # the first connection's streams (loop thread)
-        self._extra: list[_Connection] = []  # the others, past 1,024 streams (loop thread)
+        self._extra: list[_ExtraFeed] = []  # the others, past 1,024 streams (loop thread)
         self._urls, self._timing = urls, timing
         self._ticked = threading.Condition()  # a Q5 tick was sampled
         self._tick: tuple[int, Outcome[Spreads]] = (0, Outcome(None))  # (count, last tick)
@@ -231,7 +231,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
         del self._extra[len(parts) - 1:]
         for index, names in enumerate(parts[1:], 1):
             if index > len(self._extra):
-                self._extra.append(_Connection(self, index))
+                self._extra.append(_ExtraFeed(self, index))
             self._extra[index - 1].want(names)
 
     # -- the feed's reports (loop thread) ----------------------------------------------------
@@ -338,7 +338,7 @@ class StreamSource:  # pylint: disable=too-many-instance-attributes
                                        stream=view.health)
 
 
-class _Connection:
+class _ExtraFeed:
     """A connection past the first (``--spreads all``: more than 1,024 streams): only
     bookTicker streams, its own feed and task; what it pushed is dropped alone when it
     goes down."""
