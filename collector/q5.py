@@ -11,6 +11,7 @@ them itself.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from decimal import Decimal
@@ -26,9 +27,17 @@ SpreadMap = Mapping[str, Decimal | None]
 Listener = Callable[[SpreadMap, SpreadMap], None]
 
 
+LOGGED_MOST = 20  # symbols in one log line: --spreads all samples the whole market
+
+
 def log_sample(spreads: SpreadMap, deltas: SpreadMap) -> None:
-    """Q5's log line: ``spreads: BTCUSDT=0.01 (delta 0) ...``."""
-    log.info("spreads: %s", q5_line(spreads, deltas))
+    """Q5's log line: ``spreads: BTCUSDT=0.01 (delta 0) ...``; past ``LOGGED_MOST``
+    symbols (the first are Q2's and ``--symbols``' unless the whole market is sampled),
+    how many more there are, whose figures are on ``/metrics``."""
+    shown = dict(itertools.islice(spreads.items(), LOGGED_MOST))
+    more = len(spreads) - len(shown)
+    log.info("spreads: %s%s", q5_line(shown, deltas),
+             f" and {more} more on /metrics" if more else "")
 
 
 class Q5Sampler:

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +18,7 @@ from conftest import BASE, FakeClock, calls_to, connection_error, load, register
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector import q5
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.rest_source import RestSource
@@ -316,3 +318,13 @@ def test_every_failure_of_a_group_leaves_it_out_and_names_it(
     assert samples[("binance_refresh_failures_total", (("group", "spreads"), ("kind", kind)))] == 1
     assert samples[("binance_api_requests_total",
                     (("code", code), ("endpoint", "/api/v3/ticker/bookTicker")))] >= 1
+
+
+def test_the_q5_log_line_names_at_most_20_symbols(caplog: pytest.LogCaptureFixture) -> None:
+    """--spreads all samples the whole market: one line must not list 1,300 symbols."""
+    spreads = {f"S{i:04}": Decimal(i) for i in range(1341)}
+    with caplog.at_level(logging.INFO, logger="collector.q5"):
+        q5.log_sample(spreads, {})
+    line = caplog.records[-1].getMessage()
+    assert line.startswith("spreads: S0000=0 (delta -) S0001=1 (delta -) ")
+    assert "S0019=19 (delta -) and 1321 more on /metrics" in line and "S0020" not in line
