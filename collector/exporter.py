@@ -139,7 +139,8 @@ class BinanceCollector(Collector):
         stream = health.stream
         if self._streams and stream is not None:
             groups += [
-                kept.get("extremes", (spreads, symbols),
+                kept.get("extremes", (None, None, symbols) if spreads is None else
+                         (spreads.minimum, spreads.maximum, symbols),
                          lambda: self._extreme_families(snapshot)),
                 kept.get("stream", (stream.connected, stream.reconnects, stream.synced,
                                     stream.resyncs, symbols),

@@ -38,6 +38,10 @@ Encoder = Callable[[Collector], bytes]
 # content types are keyed by the Accept header's version and escaping: a client
 # can make up any number of them, so only the last few are kept
 FORMATS_KEPT = 4
+# ``name[]`` filtered bodies, kept by (content type, gzip, names) while the families they
+# were cut from stay the same objects: a client polling a few series at a high rate
+# (e.g. every millisecond) costs a comparison, not a render, until they change
+FILTERS_KEPT = 8
 GZIP_LEVEL = 6
 # the families BinanceCollector builds anew on every scrape (exporter._PerScrape, and in stream
 # mode exporter._message_age): their bytes may change each time, so a gzip body carries them
@@ -164,6 +168,8 @@ class Exposition:
     def __init__(self, collector: BinanceCollector) -> None:
         self.collector = collector
         self._formats: LRUCache[str, _Format] = LRUCache(maxsize=FORMATS_KEPT)
+        self._filtered: LRUCache[tuple[str, bool, tuple[str, ...]],
+                                 tuple[tuple[Metric, ...], Body]] = LRUCache(maxsize=FILTERS_KEPT)
         self._lock = threading.Lock()
 
     def cached(self, request: Request) -> Body | None:
@@ -184,12 +190,29 @@ class Exposition:
             form = self._formats.get(content_type)
             if form is None:
                 form = self._formats[content_type] = _Format(encoder)
-        if request.names:
-            groups = [tuple(_restricted((f for group in groups for f in group),
-                                        set(request.names)))]
         zipped = gzip_accepted(request.accept_encoding)
-        return Body(form.render(groups, keep=not request.names, gzipped=zipped), content_type,
-                    gzipped=zipped)
+        if request.names:
+            return self._filtered_body(groups, request.names, form, content_type, zipped)
+        return Body(form.render(groups, gzipped=zipped), content_type, gzipped=zipped)
+
+    def _filtered_body(self, groups: list[Group], names: tuple[str, ...],  # pylint: disable=too-many-arguments
+                       form: _Format, content_type: str, zipped: bool) -> Body:
+        """The body of a ``name[]`` scrape: the one kept for these names, if it was cut from
+        the same family objects, else rendered (leaving the full scrape's bytes as kept)."""
+        wanted = set(names)
+        sources = tuple(family for group in groups for family in group
+                        if any(sample.name in wanted for sample in family.samples))
+        key = (content_type, zipped, names)
+        with self._lock:
+            kept = self._filtered.get(key)
+        if kept is not None and len(kept[0]) == len(sources) \
+                and all(a is b for a, b in zip(kept[0], sources)):
+            return kept[1]
+        body = Body(form.render([tuple(_restricted(sources, wanted))], keep=False,
+                                gzipped=zipped), content_type, gzipped=zipped)
+        with self._lock:
+            self._filtered[key] = (sources, body)  # held: their ids stay theirs
+        return body
 
 
 def _restricted(families: Iterable[Metric], names: set[str]) -> list[Metric]:

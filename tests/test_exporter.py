@@ -22,7 +22,8 @@ from collector import q5
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
 from collector.rest_source import RestSource
-from collector.records import Settings
+from collector.records import (STREAM, BookTop, Health, Outcome, Settings, Snapshot, Spreads,
+                               StreamHealth, SymbolInfo)
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 BOOK_TICKER = f"{BASE}/api/v3/ticker/bookTicker"
@@ -328,3 +329,56 @@ def test_the_q5_log_line_names_at_most_20_symbols(caplog: pytest.LogCaptureFixtu
     line = caplog.records[-1].getMessage()
     assert line.startswith("spreads: S0000=0 (delta -) S0001=1 (delta -) ")
     assert "S0019=19 (delta -) and 1321 more on /metrics" in line and "S0020" not in line
+
+
+class _StreamLike:
+    """A stream-mode source whose snapshot a test sets."""
+
+    settings = Settings(source=STREAM)
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.current = snapshot
+
+    def cached_snapshot(self) -> Snapshot:
+        return self.current
+
+    def snapshot(self) -> Snapshot:
+        return self.current
+
+
+def _stream_snapshot(ask: str, low: str, high: str) -> Snapshot:
+    top = BookTop("BTCUSDT", Decimal("69010.00"), Decimal("1"), Decimal(ask), Decimal("2"))
+    spreads = Spreads(tops={"BTCUSDT": top}, spreads={"BTCUSDT": top.ask_price - top.bid_price},
+                      deltas={"BTCUSDT": None}, at=1.0, minimum={"BTCUSDT": Decimal(low)},
+                      maximum={"BTCUSDT": Decimal(high)})
+    stream = StreamHealth(connected=True, reconnects={}, messages={"btcusdt@bookTicker": 1},
+                          last_message_age=0.0, synced={}, resyncs={}, updates={"BTCUSDT": 1})
+    health = Health(requests={}, failures={}, last_refresh={}, used_weight=None,
+                    weight_limit=6000, cool_down=0.0, stream=stream)
+    nothing: Outcome[Any] = Outcome(None, None)
+    return Snapshot(rankings=nothing, books=nothing, spreads=Outcome(spreads, None),
+                    exchange=nothing, health=health,
+                    symbols={"BTCUSDT": SymbolInfo("BTCUSDT", "TRADING", "BTC", "USDT")})
+
+
+def test_stream_min_max_are_rebuilt_only_when_they_change(clock: FakeClock) -> None:
+    """A best bid/ask pushed inside the 10 s window's extremes rebuilds the spread families,
+    not the min/max ones (their bytes are kept); a new extreme rebuilds them."""
+    source = _StreamLike(_stream_snapshot("69010.02", "0.01", "0.03"))
+    collector = BinanceCollector(source, clock=clock)  # type: ignore[arg-type]
+
+    def families() -> dict[str, Any]:
+        groups = collector.collect_cached()
+        assert groups is not None
+        return {f.name: f for group in groups for f in group}
+
+    before = families()
+    source.current = _stream_snapshot("69010.03", "0.01", "0.03")  # 0.02 → 0.03: inside
+    inside = families()
+    assert inside["binance_price_spread"] is not before["binance_price_spread"]
+    assert inside["binance_price_spread_min"] is before["binance_price_spread_min"]
+    assert inside["binance_price_spread_max"] is before["binance_price_spread_max"]
+    source.current = _stream_snapshot("69010.05", "0.01", "0.05")  # a new maximum
+    outside = families()
+    assert outside["binance_price_spread_max"] is not before["binance_price_spread_max"]
+    assert [s.value for s in outside["binance_price_spread_max"].samples] == [0.05]

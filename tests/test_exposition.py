@@ -155,6 +155,41 @@ def test_gzip_and_name_filters_follow_the_client_library(
     del market_mock
 
 
+def test_a_repeated_name_filter_renders_nothing_until_its_families_change(
+    rig: Rig, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client polling ``name[]`` at a high rate is answered from the body kept for those
+    names while its families are the same objects; a change is shown by the next poll."""
+    tops = load("book_ticker.json")
+    spread = Request(names=("binance_price_spread",))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        register_market(mock, book_ticker=tops)
+        rig.text()
+        first = rig.exposition.cached(spread)
+        rendered: list[str] = []
+        real = exposition._Format.render
+
+        def counting(self: exposition._Format, groups: Any, *args: Any, **kw: Any) -> bytes:
+            rendered.extend(f.name for group in groups for f in group)
+            return real(self, groups, *args, **kw)
+
+        monkeypatch.setattr(exposition._Format, "render", counting)
+        for _ in range(3):
+            again = rig.exposition.cached(spread)
+            assert again is first  # the kept body itself: nothing rendered
+        assert not rendered
+        assert first is not None and first.data == generate_latest(
+            rig.registry.restricted_registry(spread.names))
+        tops[2]["askPrice"] = "69010.03000000"  # BTCUSDT spread 0.01 -> 0.03
+        mock.replace(responses.GET, BOOK_TICKER, json=tops)
+        clock.advance(10)
+        changed = rig.exposition.fresh(spread).data.decode()
+        assert 'binance_price_spread{quote_asset="USDT",symbol="BTCUSDT"} 0.03' in changed
+        assert rendered == ["binance_price_spread"]
+        zipped = rig.exposition.cached(Request(accept_encoding="gzip", names=spread.names))
+        assert zipped is not None and gzip.decompress(zipped.data).decode() == changed
+
+
 def unpacked(body: bytes) -> bytes:
     """A gzip body's content; it must be exactly one gzip member, properly ended."""
     unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
