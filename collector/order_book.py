@@ -4,9 +4,11 @@ Pure: no I/O, exact ``Decimal``. The caller feeds what arrives (:meth:`LocalBook
 :meth:`LocalBook.on_snapshot`) and fetches a snapshot when told to; the book follows
 Binance's "How to manage a local order book correctly" (web-socket-streams.md):
 
-1. Until synced, events are buffered, at most ``max_buffer`` (the oldest go first). The
-   buffer stays contiguous: an event that does not continue the last one (its ``U`` is not
-   the last ``u`` + 1) replaces everything buffered, which could no longer be applied.
+1. Until synced, events are buffered, at most ``max_buffer`` of them and
+   ``max_buffered_levels`` levels in all (the oldest go first; the newest event is always
+   kept, whatever its size). The buffer stays contiguous: an event that does not continue
+   the last one (its ``U`` is not the last ``u`` + 1) replaces everything buffered, which
+   could no longer be applied.
    Once :attr:`LocalBook.first_buffered` is set, a snapshot may be fetched.
 2. A snapshot drops the buffered events with ``u`` <= its ``lastUpdateId``. The first one
    left must continue the snapshot: ``lastUpdateId`` + 1 within its [``U``, ``u``]. If its
@@ -29,8 +31,8 @@ side with fewer levels is the whole side and has no boundary. A side never holds
 ``snapshot_limit`` levels: past that, its boundary moves in to the last level kept. When
 events leave a bounded side with fewer than ``levels`` known levels, the book is
 :data:`THIN`: discarded, the event buffered, and a new snapshot needed. So memory stays
-bounded whatever the message rate: ``snapshot_limit`` levels a side (or the limit a
-snapshot was asked with), ``max_buffer`` events.
+bounded whatever the message rate and size: ``snapshot_limit`` levels a side (or the limit
+a snapshot was asked with), ``max_buffer`` events of ``max_buffered_levels`` levels.
 
 With ``bands`` (``--depth-bands``), :meth:`LocalBook.notional` also sums the depth within
 each band of the mid price over every level known; a bounded side whose known levels end
@@ -52,6 +54,11 @@ from typing import Sequence
 
 from collector.answers import book_notional
 from collector.records import DepthUpdate, Level, Notional, OrderBook
+
+MAX_BUFFER = 1000  # events kept while waiting for a snapshot: ~100 s of a busy symbol's
+# and their levels in all, so that large events cannot grow memory: ~260 bytes a parsed
+# level, ~13 MB a book (Binance's busiest send ~20 levels an event, p99 ~100)
+MAX_BUFFERED_LEVELS = 50_000
 
 GAP = "gap"  # an event does not continue the book: events were missed
 THIN = "thin"  # a bounded side has fewer than ``levels`` known levels left
@@ -111,6 +118,38 @@ class _Side:
                      for rank in self.ranks[:levels])
 
 
+class _Buffer:
+    """Events waiting for a snapshot, oldest first: contiguous, and bounded by count and by
+    levels in all. Past either bound the oldest go (dropping from the front keeps the rest
+    contiguous); the newest event stays, whatever its size."""
+
+    __slots__ = ("events", "levels", "_max_events", "_max_levels")
+
+    def __init__(self, max_events: int, max_levels: int) -> None:
+        self.events: deque[DepthUpdate] = deque()
+        self.levels = 0  # levels of the events held
+        self._max_events = max_events
+        self._max_levels = max_levels
+
+    def append(self, event: DepthUpdate) -> None:
+        """Hold ``event`` last; the oldest go while over a bound."""
+        self.events.append(event)
+        self.levels += len(event.bids) + len(event.asks)
+        while len(self.events) > 1 and (len(self.events) > self._max_events
+                                        or self.levels > self._max_levels):
+            self.pop_oldest()
+
+    def pop_oldest(self) -> None:
+        """Drop the oldest event."""
+        oldest = self.events.popleft()
+        self.levels -= len(oldest.bids) + len(oldest.asks)
+
+    def clear(self) -> None:
+        """Drop every event."""
+        self.events.clear()
+        self.levels = 0
+
+
 class _Synced:
     """A synced book: its sides, its update id, and the notional while it holds."""
 
@@ -130,20 +169,23 @@ class LocalBook:
 
     ``levels``: how many of the best levels a side sums in :meth:`notional`.
     ``snapshot_limit``: the ``limit`` the caller's depth snapshots ask for (it must be at
-    least ``levels``). ``max_buffer``: events kept while waiting for a snapshot.
+    least ``levels``). ``max_buffer`` and ``max_buffered_levels``: the events, and their
+    levels in all, kept while waiting for a snapshot.
     The caller passes only this symbol's events and snapshots.
     """
 
     def __init__(self, symbol: str, levels: int, snapshot_limit: int = 500,  # pylint: disable=too-many-arguments
-                 max_buffer: int = 1000, *, bands: Sequence[str] = ()) -> None:
-        if not 1 <= levels <= snapshot_limit or max_buffer < 1:
+                 max_buffer: int = MAX_BUFFER, *, bands: Sequence[str] = (),
+                 max_buffered_levels: int = MAX_BUFFERED_LEVELS) -> None:
+        if not 1 <= levels <= snapshot_limit or max_buffer < 1 or max_buffered_levels < 1:
             raise ValueError(f"need 1 <= levels ({levels}) <= snapshot_limit "
-                             f"({snapshot_limit}) and max_buffer ({max_buffer}) >= 1")
+                             f"({snapshot_limit}), max_buffer ({max_buffer}) >= 1 and "
+                             f"max_buffered_levels ({max_buffered_levels}) >= 1")
         self.symbol = symbol
         self.levels = levels
         self.snapshot_limit = snapshot_limit
         self.bands = tuple(bands)
-        self._buffer: deque[DepthUpdate] = deque(maxlen=max_buffer)
+        self._buffer = _Buffer(max_buffer, max_buffered_levels)
         self._book: _Synced | None = None
 
     @property
@@ -159,7 +201,13 @@ class LocalBook:
     @property
     def first_buffered(self) -> int | None:
         """``U`` of the first buffered event: a snapshot may be fetched once it is set."""
-        return self._buffer[0].first_update_id if self._buffer else None
+        events = self._buffer.events
+        return events[0].first_update_id if events else None
+
+    @property
+    def buffered(self) -> tuple[int, int]:
+        """(events, levels) buffered while waiting for a snapshot."""
+        return len(self._buffer.events), self._buffer.levels
 
     def reset(self) -> None:
         """Forget the book and the buffer (e.g. on a disconnect)."""
@@ -171,8 +219,8 @@ class LocalBook:
         if self._book is not None:
             return self._apply(self._book, event)
         buffer = self._buffer
-        if buffer:
-            last = buffer[-1].last_update_id
+        if buffer.events:
+            last = buffer.events[-1].last_update_id
             if event.last_update_id <= last:
                 return None  # old or repeated
             if event.first_update_id != last + 1:
@@ -195,17 +243,18 @@ class LocalBook:
         if max(price for price, _ in snapshot.bids) >= min(price for price, _ in snapshot.asks):
             return CROSSED
         buffer = self._buffer
-        while buffer and buffer[0].last_update_id <= snapshot.last_update_id:
-            buffer.popleft()
-        if buffer and buffer[0].first_update_id > snapshot.last_update_id + 1:
+        while buffer.events and buffer.events[0].last_update_id <= snapshot.last_update_id:
+            buffer.pop_oldest()
+        if buffer.events and buffer.events[0].first_update_id > snapshot.last_update_id + 1:
             return STALE
         book = self._book = _Synced(snapshot, max(limit or self.snapshot_limit, self.levels))
-        pending = list(buffer)
+        pending = list(buffer.events)
         buffer.clear()
         for index, event in enumerate(pending):
             reason = self._apply(book, event)
             if reason is not None:
-                buffer.extend(pending[index + 1:])
+                for later in pending[index + 1:]:
+                    buffer.append(later)
                 return reason
         return None
 

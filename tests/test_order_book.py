@@ -291,6 +291,22 @@ def test_the_buffer_is_bounded_and_contiguous() -> None:
     assert book.update_id == 107
 
 
+def test_the_buffer_is_bounded_by_its_levels_too_and_keeps_the_newest_event() -> None:
+    """Large events (a whole book each) must not grow memory while a snapshot is awaited:
+    the oldest go once the levels buffered pass the bound; the buffer stays contiguous, and
+    a single event larger than the bound is still kept (a book needs it to sync)."""
+    book = LocalBook(SYMBOL, levels=2, snapshot_limit=4, max_buffered_levels=10)
+    wide = levels(*((f"{9 - n / 10:.1f}", "1") for n in range(4)))  # 4 levels an event
+    for first in range(101, 105):
+        book.on_event(event(first, first, bids=wide))
+    assert (book.first_buffered, book.buffered) == (103, (2, 8))  # 101, 102 went
+    huge = levels(*((f"{9 - n / 100:.2f}", "1") for n in range(12)))
+    book.on_event(event(105, 105, bids=huge))
+    assert (book.first_buffered, book.buffered) == (105, (1, 12))  # alone, over the bound
+    assert book.on_snapshot(snapshot(104, BIDS, ASKS)) is None
+    assert book.update_id == 105 and book.buffered == (0, 0)
+
+
 def test_reset_forgets_the_book_and_the_buffer() -> None:
     book = synced_book(100)
     book.reset()
@@ -318,10 +334,12 @@ def test_notional_is_exact_and_kept_until_the_next_change() -> None:
                                           levels((high, "1"), (high + ".5", "3")), 2)
 
 
-@pytest.mark.parametrize(("count", "limit", "buffer"), [(0, 4, 1), (5, 4, 1), (2, 4, 0)])
-def test_sizes_are_checked(count: int, limit: int, buffer: int) -> None:
+@pytest.mark.parametrize(("count", "limit", "buffer", "buffered_levels"),
+                         [(0, 4, 1, 1), (5, 4, 1, 1), (2, 4, 0, 1), (2, 4, 1, 0)])
+def test_sizes_are_checked(count: int, limit: int, buffer: int, buffered_levels: int) -> None:
     with pytest.raises(ValueError):
-        LocalBook(SYMBOL, levels=count, snapshot_limit=limit, max_buffer=buffer)
+        LocalBook(SYMBOL, levels=count, snapshot_limit=limit, max_buffer=buffer,
+                  max_buffered_levels=buffered_levels)
 
 
 # -- property: the local book's top is the true book's top ---------------------------------
