@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Collection, Mapping, Sequence
@@ -105,6 +105,12 @@ class SpreadWindow:
             return None
         return self._low[0][1], self._high[0][1]
 
+    def changes_at(self) -> float:
+        """When the bounds next change with time alone (no :meth:`add` or :meth:`end`):
+        when the value holding either leaves the window; never while only the latest is held."""
+        ends = [queue[0][0] for queue in (self._low, self._high) if queue]
+        return min(ends, default=math.inf) + self._seconds
+
     def _expire(self, now: float) -> None:
         for queue in (self._low, self._high):
             while queue and queue[0][0] <= now - self._seconds:
@@ -148,12 +154,18 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         # levels is the dearest part of a view, and bookTicker events do not change it
         self._books_changed = 0
         self._books_record: tuple[int, Outcome[Mapping[str, Notional]]] | None = None
+        # the last view, kept while nothing changed (every change under the lock counts one
+        # in _version), Q5's deltas are the same and no 10 s extreme has left its window:
+        # a scrape between two events costs a comparison, not a rebuild
+        self._version = 0
+        self._view: tuple[int, SpreadMap, float, StreamView] | None = None
 
     # -- what to follow ------------------------------------------------------------------
 
     def ranked(self) -> None:
         """A ranking has said what to follow (it is followed once :meth:`follow` runs)."""
         with self._lock:
+            self._version += 1
             self._ranked = True
             self._books_changed += 1
 
@@ -166,6 +178,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         by_stream = {stream_name(s, BOOK_TICKER): s for s in tickers}
         by_stream.update({stream_name(s, DEPTH): s for s in books})
         with self._lock:
+            self._version += 1
             self._books = {s: self._books.get(s) or LocalBook(s, self._levels, self._limit,
                                                               bands=self._bands)
                            for s in books}
@@ -189,6 +202,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         """The streams are spread over ``count`` connections (Binance allows 1,024 streams
         on one), numbered from 0."""
         with self._lock:
+            self._version += 1
             self._up = {n: self._up.get(n, False) for n in range(count)}
             self._connected = bool(self._up) and all(self._up.values())
             self._books_changed += 1
@@ -196,6 +210,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
     def connected(self, connection: int = 0) -> None:
         """Values arrive on ``connection`` from now on."""
         with self._lock:
+            self._version += 1
             self._up[connection] = True
             self._connected = all(self._up.values())
             self._bad_logged = False
@@ -210,6 +225,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         """What ``connection`` pushed (the values of ``streams``; None: all) is dropped: it
         would be stale."""
         with self._lock:
+            self._version += 1
             self._up[connection] = False
             self._connected = False
             tops, books = self._carried_by(streams)
@@ -227,6 +243,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
     def reconnecting(self, reason: str) -> None:
         """Count a connection attempt."""
         with self._lock:
+            self._version += 1
             self._reconnects[reason] += 1
 
     def bad_message(self, error: BadResponse, streams: Collection[str] | None = None) -> None:
@@ -250,6 +267,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         """Events for these books and best bid/asks may be lost: withdraw them (the books
         resync, the best bid/asks wait for their next update)."""
         with self._lock:
+            self._version += 1
             first, self._bad_logged = not self._bad_logged, True
             for symbol in books:
                 book = self._books.get(symbol)
@@ -281,6 +299,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
                        else [], error)
         finally:
             with self._lock:
+                self._version += 1
                 if symbol is not None:
                     self._messages[stream] += 1
                 self._last_message = now
@@ -291,6 +310,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         if top.symbol != symbol:
             raise BadResponse(f"stream {stream}", "s", f"{top.symbol!r} on the wrong stream")
         with self._lock:
+            self._version += 1
             previous = self._tops.get(symbol)
             if previous is not None and update_id <= previous[0]:
                 return  # already seen, or older: from a connection being replaced
@@ -310,6 +330,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
     def _depth(self, stream: str, symbol: str, data: Any) -> LocalBook | None:
         event = parse_depth_update(data, stream)
         with self._lock:
+            self._version += 1
             book = self._books.get(symbol)
             if book is None:
                 return None
@@ -330,6 +351,7 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
         (:data:`BAND`), up to 5,000 levels."""
         symbol = snapshot.symbol
         with self._lock:
+            self._version += 1
             if self._books.get(symbol) is not book:
                 return None  # no longer followed
             limit = limit or self._limit
@@ -357,20 +379,34 @@ class StreamState:  # pylint: disable=too-many-instance-attributes
             return answers.spreads_of(self._tickers, {s: t for s, (_, t) in self._tops.items()})
 
     def view(self, deltas: SpreadMap) -> StreamView:
-        """What the streams say now, with Q5's last ``deltas``; never waits on the network."""
+        """What the streams say now, with Q5's last ``deltas``; never waits on the network.
+        Built again only when something changed (see ``_view``); the age of the last
+        message is always now's."""
         with self._lock:
             now = self._clock()
-            health = StreamHealth(
-                connected=self._connected,
-                reconnects=dict(self._reconnects),
-                messages=dict(self._messages),
-                last_message_age=None if self._last_message is None
-                else max(0.0, now - self._last_message),
-                synced={s: b.synced for s, b in self._books.items()},
-                resyncs=dict(self._resyncs),
-                updates={s: self._updates[s] for s in self._tickers},
-            )
-            return StreamView(self._spreads(now, deltas), self._book_notionals(), health)
+            kept = self._view
+            if kept is None or kept[0] != self._version or kept[1] is not deltas \
+                    or now >= kept[2]:
+                view = self._build_view(now, deltas)
+                until = min((w.changes_at() for s, w in self._windows.items() if s in self._tops),
+                            default=math.inf)
+                kept = self._view = (self._version, deltas, until, view)
+            age = None if self._last_message is None else max(0.0, now - self._last_message)
+        view = kept[3]
+        return replace(view, health=replace(view.health, last_message_age=age))
+
+    def _build_view(self, now: float, deltas: SpreadMap) -> StreamView:
+        """The view now: under the lock."""
+        health = StreamHealth(
+            connected=self._connected,
+            reconnects=dict(self._reconnects),
+            messages=dict(self._messages),
+            last_message_age=None,  # each view's own
+            synced={s: b.synced for s, b in self._books.items()},
+            resyncs=dict(self._resyncs),
+            updates={s: self._updates[s] for s in self._tickers},
+        )
+        return StreamView(self._spreads(now, deltas), self._book_notionals(), health)
 
     def tick(self, spreads: SpreadMap, deltas: SpreadMap, at: float) -> Outcome[Spreads]:
         """The record of Q5's sample ``spreads`` taken at ``at`` (Unix time)."""

@@ -35,9 +35,9 @@ from binance_simulator.testkit import (BIN, FakeClock, InProcessSimulator, runni
 from collector import answers, report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.errors import NotAttempted, NotSynced, StreamUnavailable
+from collector.errors import BadResponse, NotAttempted, NotSynced, StreamUnavailable
 from collector.models import parse_book_tickers, parse_order_book
-from collector.records import STREAM, Rankings, Settings, Snapshot
+from collector.records import STREAM, OrderBook, Rankings, Settings, Snapshot
 from collector.stream_client import FeedTiming
 from collector.stream_source import StreamSource
 from collector.stream_state import SpreadWindow, StreamState, StreamView
@@ -329,6 +329,87 @@ def test_a_best_bid_ask_seen_before_or_older_is_not_applied_again() -> None:
     push(11, "99.5")
     assert state.view({}).health.updates == {"BTCUSDT": 2}
     assert state.current_spreads() == {"BTCUSDT": Decimal("0.5")}
+
+
+class _Clock:
+    """A settable monotonic clock for a StreamState."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ticker_state(clock: _Clock) -> StreamState:
+    state = StreamState(2, 4, window=10, clock=clock, wall=clock)
+    state.ranked()
+    state.follow(["BTCUSDT"], ["BTCUSDT"])
+    state.connected()
+    return state
+
+
+def _push(state: StreamState, update_id: int, bid: str, ask: str = "100") -> None:
+    state.message("btcusdt@bookTicker", {"u": update_id, "s": "BTCUSDT", "b": bid,
+                                         "B": "1", "a": ask, "A": "1"})
+
+
+def test_a_view_is_kept_between_changes_but_its_message_age_is_always_now() -> None:
+    """Scrapes between two events get the same records (nothing rebuilt), each with the
+    age of the last message at its own time; an event, new Q5 deltas, or a 10 s extreme
+    leaving its window (time alone) give a new view."""
+    clock = _Clock()
+    state = _ticker_state(clock)
+    deltas: dict[str, Decimal | None] = {}
+    _push(state, 1, "95")  # spread 5
+    clock.now = 1.0
+    _push(state, 2, "99")  # spread 1: 5 stays the maximum until 11
+    first = state.view(deltas)
+    clock.now = 3.0
+    again = state.view(deltas)
+    assert again.spreads is first.spreads and again.books is first.books
+    assert again.health.messages is first.health.messages
+    assert (first.health.last_message_age, again.health.last_message_age) == (0.0, 2.0)
+    clock.now = 11.0  # 5 (current until 1) leaves the window: the maximum is now 1
+    later = state.view(deltas)
+    assert later.spreads is not first.spreads and later.spreads.value is not None
+    assert later.spreads.value.maximum == {"BTCUSDT": Decimal(1)}
+    new_deltas: dict[str, Decimal | None] = {"BTCUSDT": Decimal(4)}
+    sampled = state.view(new_deltas)
+    assert sampled.spreads.value is not None
+    assert sampled.spreads.value.deltas == {"BTCUSDT": Decimal(4)}
+    _push(state, 3, "98")
+    pushed = state.view(new_deltas).spreads.value
+    assert pushed is not None and pushed.spreads == {"BTCUSDT": Decimal(2)}
+
+
+@pytest.mark.parametrize("change", [
+    "bookTicker", "depth", "bad message", "disconnected", "connected", "reconnecting",
+    "follow", "ranked", "connections", "snapshot"])
+def test_every_change_of_the_state_gives_a_new_view(change: str) -> None:
+    """A kept view must never hide a change: each way the streams change the state."""
+    clock = _Clock()
+    state = _ticker_state(clock)
+    _push(state, 1, "99")
+    book = state._books["BTCUSDT"]  # pylint: disable=protected-access
+    deltas: dict[str, Decimal | None] = {}
+    kept = state.view(deltas)
+    assert state.view(deltas).health.messages is kept.health.messages
+    {
+        "bookTicker": lambda: _push(state, 2, "98"),
+        "depth": lambda: state.message("btcusdt@depth@100ms", {
+            "e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 5, "u": 6, "b": [], "a": []}),
+        "bad message": lambda: state.bad_message(BadResponse("stream", "message", "x")),
+        "disconnected": state.disconnected,
+        "connected": lambda: state.connected(0),
+        "reconnecting": lambda: state.reconnecting("error"),
+        "follow": lambda: state.follow(["BTCUSDT"], ["BTCUSDT", "ETHUSDT"]),
+        "ranked": state.ranked,
+        "connections": lambda: state.connections(2),
+        "snapshot": lambda: state.snapshot_arrived(book, OrderBook(
+            "BTCUSDT", ((Decimal(99), Decimal(1)),), ((Decimal(100), Decimal(1)),), 4)),
+    }[change]()
+    assert state.view(deltas).health.messages is not kept.health.messages
 
 
 def test_rollover_replaces_the_connection_before_binance_cuts_it() -> None:
