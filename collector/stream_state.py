@@ -79,8 +79,8 @@ class SpreadWindow:
     def add(self, at: float, value: Decimal) -> None:
         """A new current spread at ``at``: the one before stops being current."""
         for queue in (self._low, self._high):
-            if queue:
-                queue[-1][0] = at  # the latest is the last entry of both queues
+            if queue and queue[-1][0] > at:  # the latest (last of both queues) stops being
+                queue[-1][0] = at  # current now, unless end() already said when it did
         entry = [math.inf, value]
         while self._low and self._low[-1][1] >= value:
             self._low.pop()

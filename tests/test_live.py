@@ -522,6 +522,17 @@ def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() 
     assert window.bounds(1000) == (Decimal(4), Decimal(4))  # current, however old
 
 
+def test_a_spread_that_ended_leaves_the_window_from_its_end_not_from_the_next_one() -> None:
+    """A spread ended by an empty side or a crossed book (no spread for a while) counts
+    until that end, not until the next spread arrives."""
+    window = SpreadWindow(10)
+    window.add(0, Decimal(5))
+    window.end(1)  # no spread from 1 to 9
+    window.add(9, Decimal(1))
+    assert window.bounds(10.5) == (Decimal(1), Decimal(5))  # 5 was current until 1 > 0.5
+    assert window.bounds(11) == (Decimal(1), Decimal(1))  # 5 left at 1 + 10, not at 9 + 10
+
+
 def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
         stream: StreamRig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="collector.q5")
