@@ -346,7 +346,7 @@ class _StreamLike:
         return self.current
 
 
-def _stream_snapshot(ask: str, low: str, high: str) -> Snapshot:
+def _stream_snapshot(ask: str, low: str, high: str, quote: str = "USDT") -> Snapshot:
     top = BookTop("BTCUSDT", Decimal("69010.00"), Decimal("1"), Decimal(ask), Decimal("2"))
     spreads = Spreads(tops={"BTCUSDT": top}, spreads={"BTCUSDT": top.ask_price - top.bid_price},
                       deltas={"BTCUSDT": None}, at=1.0, minimum={"BTCUSDT": Decimal(low)},
@@ -358,7 +358,7 @@ def _stream_snapshot(ask: str, low: str, high: str) -> Snapshot:
     nothing: Outcome[Any] = Outcome(None, None)
     return Snapshot(rankings=nothing, books=nothing, spreads=Outcome(spreads, None),
                     exchange=nothing, health=health,
-                    symbols={"BTCUSDT": SymbolInfo("BTCUSDT", "TRADING", "BTC", "USDT")})
+                    symbols={"BTCUSDT": SymbolInfo("BTCUSDT", "TRADING", "BTC", quote)})
 
 
 def test_stream_min_max_are_rebuilt_only_when_they_change(clock: FakeClock) -> None:
@@ -382,3 +382,6 @@ def test_stream_min_max_are_rebuilt_only_when_they_change(clock: FakeClock) -> N
     outside = families()
     assert outside["binance_price_spread_max"] is not before["binance_price_spread_max"]
     assert [s.value for s in outside["binance_price_spread_max"].samples] == [0.05]
+    source.current = _stream_snapshot("69010.05", "0.01", "0.05", quote="USD1")  # relabelled
+    relabelled = families()["binance_price_spread_max"]
+    assert [s.labels["quote_asset"] for s in relabelled.samples] == ["USD1"]

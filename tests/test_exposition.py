@@ -188,6 +188,10 @@ def test_a_repeated_name_filter_renders_nothing_until_its_families_change(
         assert rendered == ["binance_price_spread"]
         zipped = rig.exposition.cached(Request(accept_encoding="gzip", names=spread.names))
         assert zipped is not None and gzip.decompress(zipped.data).decode() == changed
+        open_metrics = rig.exposition.cached(Request(OPENMETRICS, names=spread.names))
+        assert open_metrics is not None and open_metrics.data.decode() == changed + "# EOF\n"
+        text = rig.exposition.cached(spread)  # the same names in the other format: its own
+        assert text is not None and text.data.decode() == changed
 
 
 def unpacked(body: bytes) -> bytes:
