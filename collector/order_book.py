@@ -55,9 +55,10 @@ from typing import Sequence
 from collector.answers import book_notional
 from collector.records import DepthUpdate, Level, Notional, OrderBook
 
-MAX_BUFFER = 1000  # events kept while waiting for a snapshot: ~100 s of a busy symbol's
-# and their levels in all, so that large events cannot grow memory: ~260 bytes a parsed
-# level, ~13 MB a book (Binance's busiest send ~20 levels an event, p99 ~100)
+# what a book buffers while waiting for a snapshot: events (~100 s of a busy symbol's), and
+# their levels in all, so that large events cannot grow memory either (~260 bytes a parsed
+# level: ~13 MB a book; Binance's busiest send ~20 levels an event, p99 ~100)
+MAX_BUFFER = 1000
 MAX_BUFFERED_LEVELS = 50_000
 
 GAP = "gap"  # an event does not continue the book: events were missed
