@@ -13,6 +13,8 @@ Module map, in the order data flows (each imports only modules above it):
 
 * ``errors``: the failures, one class per kind; a kind is a metric label;
 * ``records``: the immutable records every layer passes around, and ``Settings``;
+* ``chunked``: read-only maps in chunks that later versions share (the whole market's);
+* ``tracked``: maps that record which keys changed, for readers that ask what did;
 * ``models``: Binance's JSON → validated records (exact ``Decimal``);
 * ``answers``: pure Q1–Q5 functions over records; no I/O;
 * ``order_book``: one symbol's local order book from a snapshot and diff events;
@@ -24,10 +26,15 @@ Module map, in the order data flows (each imports only modules above it):
 * ``upstream``: exchangeInfo, the 24 h ticker, Q1/Q2 and health: REST both sources share;
 * ``source``: the one interface front ends read;
 * ``rest_source``: the default source, fetched on scrape and TTL-cached;
+* ``stream_tops``: Q4 from the streams: best bid/ask, 10 s extremes, update counts;
+* ``stream_books``: Q3 from the streams: the local books, resyncs, depth limits;
+* ``stream_connections``: which connection delivers; attempts and events counted;
+* ``stream_views``: the stream state's records, made from what changed since the last;
 * ``stream_state``: what the streams said, applied by callbacks (no I/O, no thread);
 * ``stream_source``: stream mode's source: thread, loop, feed, book snapshots, Q5 clock;
+* ``parted``: the whole market's metric families, built and kept a chunk at a time;
 * ``exporter``: ``BinanceCollector``, metric families from a snapshot;
-* ``exposition``: /metrics bodies (text, OpenMetrics, gzip) rendered once per change;
+* ``exposition``: /metrics bodies (text, OpenMetrics, gzip): only what changed rendered;
 * ``server``: the HTTP server (``/``, ``/metrics``);
 * ``config``: flags and ``BINANCE_*`` variables → validated settings (parsing only);
 * ``wiring``: validated flags → the running objects, for both front ends;

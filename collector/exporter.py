@@ -35,8 +35,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from collector import __version__, answers
+from collector.chunked import ABSENT, ChunkedMap, Layout, chunked
 from collector.errors import NotAttempted
-from collector.records import STREAM, Outcome, Snapshot
+from collector.parted import PartedBuilder
+from collector.records import STREAM, Outcome, Snapshot, Spreads, SymbolInfo
 from collector.source import Source
 
 log = logging.getLogger("collector.exporter")
@@ -63,6 +65,7 @@ class BinanceCollector(Collector):
         self._streams = source.settings.source == STREAM  # stream mode has families of its own
         self._clock = clock
         self._kept = _Kept()
+        self._parted: dict[str, PartedBuilder] = {}  # the whole market's families, by name
         self._hinted = False  # the hint of an outage is logged once, until Binance answers
 
     def describe(self) -> Iterable[Metric]:
@@ -155,21 +158,22 @@ class BinanceCollector(Collector):
         spreads = snapshot.spreads.value
         if spreads is None:  # failed: left out, never the previous values
             return tuple(f.all())
-        for symbol, value in spreads.spreads.items():
-            if value is None:  # an empty side or a crossed book: no series at all
-                continue
-            labels = [symbol, snapshot.quote_asset(symbol)]
-            top = spreads.tops[symbol]
-            f.spread.add_metric(labels, float(value))
-            f.best_bid.add_metric(labels, float(top.bid_price))
-            f.best_ask.add_metric(labels, float(top.ask_price))
-            ratio = answers.relative_spread(top)
-            if ratio is not None:
-                f.spread_ratio.add_metric(labels, float(ratio))
-            delta = spreads.deltas.get(symbol)
-            if delta is not None:
-                f.spread_delta.add_metric(labels, float(delta))
-        return tuple(f.all())
+        values, tops, deltas = _aligned(spreads)
+        meta = snapshot.symbols
+        return (self._family(f.spread, _spread_rows, meta, values),
+                self._family(f.spread_delta, _delta_rows, meta, values, deltas),
+                self._family(f.spread_ratio, _ratio_rows, meta, values, tops),
+                self._family(f.best_bid, _bid_rows, meta, values, tops),
+                self._family(f.best_ask, _ask_rows, meta, values, tops))
+
+    def _family(self, template: Metric, rows: Callable[..., Any], meta: object,
+                *maps: ChunkedMap[Any]) -> Metric:
+        """A whole-market family, built again only where its maps changed (see
+        :mod:`collector.parted`)."""
+        builder = self._parted.get(template.name)
+        if builder is None:
+            builder = self._parted[template.name] = PartedBuilder(template, rows)
+        return builder.family(maps, meta)
 
     @staticmethod
     def _book_families(snapshot: Snapshot, bands: tuple[str, ...]) -> Group:
@@ -226,16 +230,15 @@ class BinanceCollector(Collector):
         f.build.add_metric([], {"version": __version__})
         return tuple(f.all())
 
-    @staticmethod
-    def _extreme_families(snapshot: Snapshot) -> Group:
+    def _extreme_families(self, snapshot: Snapshot) -> Group:
         f = _ExtremeFamilies()
         spreads = snapshot.spreads.value
-        if spreads is not None:
-            for symbol, low in spreads.minimum.items():
-                labels = [symbol, snapshot.quote_asset(symbol)]
-                f.spread_min.add_metric(labels, float(low))
-                f.spread_max.add_metric(labels, float(spreads.maximum[symbol]))
-        return tuple(f.all())
+        if spreads is None:
+            return tuple(f.all())
+        low = chunked(spreads.minimum)
+        high = chunked(spreads.maximum, low.layout)
+        return (self._family(f.spread_min, _spread_rows, snapshot.symbols, low),
+                self._family(f.spread_max, _max_rows, snapshot.symbols, low, high))
 
     @staticmethod
     def _stream_families(snapshot: Snapshot) -> Group:
@@ -251,16 +254,15 @@ class BinanceCollector(Collector):
             f.resyncs.add_metric([symbol, snapshot.quote_asset(symbol), reason], count)
         return tuple(f.all())
 
-    @staticmethod
-    def _event_count_families(snapshot: Snapshot) -> Group:
+    def _event_count_families(self, snapshot: Snapshot) -> Group:
         stream = snapshot.health.stream
         assert stream is not None
         f = _EventCountFamilies()
-        for name, count in sorted(stream.messages.items()):
-            f.messages.add_metric([name], count)
-        for symbol, count in stream.updates.items():
-            f.updates.add_metric([symbol, snapshot.quote_asset(symbol)], count)
-        return tuple(f.all())
+        messages = stream.messages if isinstance(stream.messages, ChunkedMap) \
+            else ChunkedMap.of(Layout(sorted(stream.messages)), stream.messages)
+        return (self._family(f.messages, _count_rows, None, messages),
+                self._family(f.updates, _spread_rows, snapshot.symbols,
+                             chunked(stream.updates)))
 
     def _log(self, snapshot: Snapshot) -> None:
         """Log each failed refresh once (only the scrape that did it); Q5's log line is the
@@ -284,10 +286,15 @@ class BinanceCollector(Collector):
             self._hinted = False
 
 
+_PLAIN = frozenset({dict, tuple, bool, int, float, str, type(None)})  # compared by value
+
+
 class _Kept:
     """Groups of families kept with the inputs they were built from, and returned again
-    while the inputs are the same objects or equal: a group is rebuilt only when what it
-    shows changed. The inputs are held, so an id can never be mistaken for a new one's."""
+    while the inputs are the same objects, or equal plain values (records and whole-market
+    maps are compared by identity: a new one is a change): a group is rebuilt only when
+    what it shows changed. The inputs are held, so an id can never be mistaken for a new
+    one's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -297,12 +304,62 @@ class _Kept:
         """The kept group ``name`` if built from these inputs, else ``build()`` (kept)."""
         with self._lock:
             kept = self._groups.get(name)
-        if kept is not None and all(a is b or a == b for a, b in zip(kept[0], inputs)):
+        if kept is not None and all(a is b or (type(a) in _PLAIN and a == b)
+                                    for a, b in zip(kept[0], inputs)):
             return kept[1]
         group = build()
         with self._lock:
             self._groups[name] = (inputs, group)
         return group
+
+
+def _quote(symbols: Any, symbol: str) -> str:
+    """The symbol's quote asset in ``symbols`` (exchangeInfo's); "" if unknown."""
+    info: SymbolInfo | None = symbols.get(symbol)
+    return info.quote_asset if info is not None else ""
+
+
+def _aligned(spreads: Spreads) -> tuple[ChunkedMap[Any], ChunkedMap[Any], ChunkedMap[Any]]:
+    """The spreads, best bid/asks and deltas as maps of one layout (the spreads')."""
+    values = chunked(spreads.spreads)
+    return values, chunked(spreads.tops, values.layout), chunked(spreads.deltas, values.layout)
+
+
+# a symbol's rows of each whole-market family, from its values in the family's maps (the
+# first: the spread, or the value itself; ABSENT where a map has none)
+
+def _spread_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    return [] if values[0] is None else [([symbol, _quote(meta, symbol)], float(values[0]))]
+
+
+def _delta_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    spread, delta = values
+    if spread is None or delta is None or delta is ABSENT:
+        return []
+    return [([symbol, _quote(meta, symbol)], float(delta))]
+
+
+def _ratio_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    ratio = None if values[0] is None else answers.relative_spread(values[1])
+    return [] if ratio is None else [([symbol, _quote(meta, symbol)], float(ratio))]
+
+
+def _bid_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    return [] if values[0] is None else [([symbol, _quote(meta, symbol)],
+                                          float(values[1].bid_price))]
+
+
+def _ask_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    return [] if values[0] is None else [([symbol, _quote(meta, symbol)],
+                                          float(values[1].ask_price))]
+
+
+def _max_rows(symbol: str, values: tuple[Any, ...], meta: Any) -> list[tuple[list[str], float]]:
+    return [([symbol, _quote(meta, symbol)], float(values[1]))]
+
+
+def _count_rows(name: str, values: tuple[Any, ...], _: Any) -> list[tuple[list[str], float]]:
+    return [([name], values[0])]
 
 
 class _Group:

@@ -30,8 +30,10 @@ from cachetools import LRUCache
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from collector.exporter import BinanceCollector, Group
+from collector.parted import Part, PartedFamily
 
 Encoder = Callable[[Collector], bytes]
 
@@ -43,6 +45,9 @@ FORMATS_KEPT = 4
 # (e.g. every millisecond) costs a comparison, not a render, until they change
 FILTERS_KEPT = 8
 GZIP_LEVEL = 6
+# parts (collector.parted: 16 series each) compressed together in a parted family's gzip
+# body: what a change costs to compress again against what compressing apart loses
+SEGMENT_PARTS = 4
 # the families BinanceCollector builds anew on every scrape (exporter._PerScrape, and in stream
 # mode exporter._message_age): their bytes may change each time, so a gzip body carries them
 # stored rather than compressing every scrape
@@ -85,73 +90,174 @@ class _FamilySet(Collector):
         return self._families
 
 
+class _PartedBytes:
+    """A parted family's bytes as last rendered: per part its bytes, lines and deflate
+    segment, and the whole family's text and gzip segments."""
+
+    __slots__ = ("parts", "texts", "lines", "segments", "text", "gzipped")
+
+    def __init__(self, parts: tuple[Part, ...]) -> None:
+        self.parts = parts
+        self.texts: list[bytes] = [b""] * len(parts)
+        self.lines: list[dict[int, tuple[Sample, bytes]]] = [{} for _ in parts]
+        self.segments: list[bytes | None] = [None] * len(parts)
+        self.text = b""
+        self.gzipped: bytes | None = None
+
+    def successor(self, parts: tuple[Part, ...]) -> tuple["_PartedBytes", list[int]]:
+        """A copy for ``parts``, and which of them differ from this one's."""
+        if len(parts) != len(self.parts):
+            return _PartedBytes(parts), list(range(len(parts)))
+        new = _PartedBytes(parts)
+        new.texts, new.lines, new.segments = list(self.texts), list(self.lines), \
+            list(self.segments)
+        return new, [n for n, (a, b) in enumerate(zip(self.parts, parts)) if a is not b]
+
+
 class _Format:
-    """One content type: its encoder, its trailer and the bytes of the last families seen."""
+    """One content type: its encoder, its trailer and the bytes of the last families seen.
+
+    An ordinary family's bytes are kept by the family object. A
+    :class:`~collector.parted.PartedFamily`'s are kept by part, with the lines of its
+    samples: a changed part renders only the samples it did not have (a family's at
+    once, with the client library's encoder), and is compressed alone.
+    """
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
         self.trailer = encoder(_FamilySet([]))  # b"# EOF\n" for OpenMetrics, b"" for text
         self._lock = threading.Lock()
         self._chunks: dict[int, _Chunk] = {}
-        self._segments: dict[bytes, bytes] = {}  # a data group's bytes → their deflate segment
+        self._segments: dict[bytes, bytes] = {}  # a run of families' bytes → their deflate
+        self._headers: dict[tuple[str, str, str, str], bytes] = {}
+        self._parted: dict[str, _PartedBytes] = {}
 
-    def _texts(self, groups: Sequence[Group]) -> tuple[dict[int, _Chunk],
-                                                        list[tuple[bool, bytes]]]:
-        """Each family's bytes (rendered now unless kept), and each group's: (whether it is
-        a data group, its bytes)."""
-        with self._lock:
-            known = self._chunks
-        chunks: dict[int, _Chunk] = {}
-        texts = []
-        for group in groups:
-            for family in group:
-                # keyed by id(): every family in the map is held by it, so no other
-                # object can have the same id while its bytes are kept
-                hit = known.get(id(family))
-                if hit is None:
-                    text = self.encoder(_FamilySet([family]))
-                    hit = (family, text[: len(text) - len(self.trailer)])
-                chunks[id(family)] = hit
-            texts.append((bool(group) and group[0].name not in PER_SCRAPE,
-                          b"".join(chunks[id(family)][1] for family in group)))
-        return chunks, texts
+    def _text(self, family: Metric, known: dict[int, _Chunk], chunks: dict[int, _Chunk]) -> bytes:
+        hit = known.get(id(family))  # keyed by id(): every family in the map is held by it,
+        if hit is None:  # so no other object can have the same id while its bytes are kept
+            text = self.encoder(_FamilySet([family]))
+            hit = (family, text[: len(text) - len(self.trailer)])
+        chunks[id(family)] = hit
+        return hit[1]
 
-    def render(self, groups: Sequence[Group], keep: bool = True,
+    def _header(self, family: Metric) -> bytes:
+        key = (family.name, family.documentation, family.type, family.unit)
+        header = self._headers.get(key)
+        if header is None:
+            text = self.encoder(_FamilySet([Metric(*key)]))
+            header = self._headers[key] = text[: len(text) - len(self.trailer)]
+        return header
+
+    def _parted_bytes(self, family: PartedFamily) -> _PartedBytes:
+        """The bytes of a parted family, rendered where its parts changed (under the lock)."""
+        old = self._parted.get(family.name)
+        if old is not None and old.parts is family.parts:
+            return old
+        header = self._header(family)
+        new, dirty = (old or _PartedBytes(())).successor(family.parts)
+        missing = [sample for n in dirty for sample in family.parts[n]
+                   if id(sample) not in new.lines[n]]
+        lines = self._lines(family, header, missing)
+        for n in dirty:
+            known = new.lines[n]
+            new.lines[n] = {id(sample): (sample, known[id(sample)][1] if id(sample) in known
+                                         else lines[id(sample)]) for sample in family.parts[n]}
+            new.texts[n] = b"".join(line for _, line in new.lines[n].values())
+            new.segments[n - n % SEGMENT_PARTS] = None
+        new.text = b"".join([header, *new.texts])
+        self._parted[family.name] = new
+        return new
+
+    def _lines(self, family: PartedFamily, header: bytes,
+               samples: list[Sample]) -> dict[int, bytes]:
+        """The lines of ``samples`` (one each), rendered together by the encoder."""
+        if not samples:
+            return {}
+        batch = Metric(family.name, family.documentation, family.type, family.unit)
+        batch.samples = samples
+        text = self.encoder(_FamilySet([batch]))
+        body = text[len(header): len(text) - len(self.trailer)]
+        lines = [line + b"\n" for line in body.split(b"\n")[:-1]]
+        if len(lines) != len(samples):  # one line a sample is the format's rule
+            raise ValueError(f"{family.name}: {len(samples)} samples gave {len(lines)} lines")
+        return {id(sample): line for sample, line in zip(samples, lines)}
+
+    def _gzipped(self, family: _PartedBytes, header: bytes) -> bytes:
+        """A parted family's deflate segments: one each :data:`SEGMENT_PARTS` parts, the
+        first with the header (compressed alone, a part of 16 series loses too much)."""
+        if family.gzipped is None:
+            segments = family.segments
+            for n in range(0, len(segments), SEGMENT_PARTS):
+                if segments[n] is None:
+                    opening = [header] if n == 0 else []
+                    segments[n] = _deflate(b"".join([*opening, *family.texts[n:n + SEGMENT_PARTS]]))
+            family.gzipped = b"".join(segment or b"" for segment in segments[::SEGMENT_PARTS]) \
+                if segments else _deflate(header)
+        return family.gzipped
+
+    @staticmethod
+    def _flush(run: list[bytes], data: bool, gzipped: bool, zipped: list[bytes],  # pylint: disable=too-many-arguments,too-many-positional-arguments
+               segments: dict[bytes, bytes], kept: dict[bytes, bytes]) -> None:
+        """A run of ordinary families' bytes into the gzip body: data compressed once per
+        change (kept by their bytes), per-scrape families stored as they are."""
+        if gzipped and run:
+            text = b"".join(run)
+            if not data:
+                zipped.append(_stored(text))
+            else:
+                segment = segments.get(text) or kept.get(text) or _deflate(text)
+                kept[text] = segment
+                zipped.append(segment)
+        run.clear()
+
+    def render(self, groups: Sequence[Group], keep: bool = True,  # pylint: disable=too-many-locals
                gzipped: bool = False) -> bytes:
-        """The whole exposition, gzipped if asked; families seen last time are not rendered
-        again, groups of the same bytes not compressed again.
+        """The whole exposition, gzipped if asked; families and parts seen last time are not
+        rendered again, nor compressed again.
 
         ``keep=False`` (a ``name[]`` subset) reads the kept bytes without
         replacing them, so a filtered scrape does not evict the full one's.
         """
-        chunks, texts = self._texts(groups)
-        data = b"".join(text for _, text in texts) + self.trailer
-        if not gzipped:
-            if keep:
-                with self._lock:  # only the current families: memory stays bounded
-                    self._chunks = chunks
-            return data
+        texts, zipped = [], [_GZIP_HEADER]
         with self._lock:
-            segments = self._segments
-        parts, kept_segments = [_GZIP_HEADER], dict[bytes, bytes]()
-        for data_group, text in texts:
-            if data_group:
-                segment = segments.get(text) or kept_segments.get(text) or _deflate(text)
-                kept_segments[text] = segment
-                parts.append(segment)
-            else:
-                parts.append(_stored(text))
-        if keep:
-            with self._lock:  # only the current groups: memory stays bounded
-                self._chunks, self._segments = chunks, kept_segments
-        return b"".join([*parts, _stored(self.trailer), _FINAL_BLOCK,
-                         struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)])
+            known, segments = self._chunks, self._segments
+            chunks: dict[int, _Chunk] = {}
+            kept_segments: dict[bytes, bytes] = {}
+            for group in groups:
+                data = bool(group) and group[0].name not in PER_SCRAPE
+                run: list[bytes] = []  # ordinary families in a row: compressed together
+                for family in group:
+                    if isinstance(family, PartedFamily):
+                        self._flush(run, data, gzipped, zipped, segments, kept_segments)
+                        parted = self._parted_bytes(family)
+                        texts.append(parted.text)
+                        if gzipped:
+                            zipped.append(self._gzipped(parted, self._header(family)))
+                    else:
+                        run.append(self._text(family, known, chunks))
+                        texts.append(run[-1])
+                self._flush(run, data, gzipped, zipped, segments, kept_segments)
+            if keep:  # only the current families: memory stays bounded
+                self._chunks = chunks
+                if gzipped:
+                    self._segments = kept_segments
+        texts.append(self.trailer)
+        if not gzipped:
+            return b"".join(texts)
+        crc, length = 0, 0
+        for text in texts:
+            crc, length = zlib.crc32(text, crc), length + len(text)
+        return b"".join([*zipped, _stored(self.trailer), _FINAL_BLOCK,
+                         struct.pack("<II", crc, length & 0xFFFFFFFF)])
 
 
 def _deflate(text: bytes) -> bytes:
     """Raw deflate blocks of ``text``, none marked final, ending on a byte boundary: other
-    blocks may follow it in the same stream."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    blocks may follow it in the same stream. The window and memory fit the text (any
+    inflater reads a smaller window): most pieces are a part of a few hundred bytes, for
+    which zlib's default 256 KiB of state costs ten times the compression."""
+    bits = min(15, max(10, len(text).bit_length()))
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -bits, max(2, bits - 7))
     return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 

@@ -35,12 +35,12 @@ from binance_simulator.testkit import (BIN, FakeClock, InProcessSimulator, runni
 from collector import answers, report
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
-from collector.errors import BadResponse, NotAttempted, NotSynced, StreamUnavailable
+from collector.errors import NotAttempted, NotSynced, StreamUnavailable
 from collector.models import parse_book_tickers, parse_order_book
-from collector.records import STREAM, OrderBook, Rankings, Settings, Snapshot
+from collector.records import STREAM, Rankings, Settings, Snapshot
 from collector.stream_client import FeedTiming
 from collector.stream_source import StreamSource
-from collector.stream_state import SpreadWindow, StreamState, StreamView
+from collector.stream_state import StreamView
 
 T = TypeVar("T")
 DEADLINE = 20.0  # generous: what is due arrives in milliseconds, but CI machines are noisy
@@ -306,112 +306,6 @@ def test_server_shutdown_hands_over_to_a_new_connection_without_a_gap(stream: St
     assert stream.sim.control.stats()["streams"]["connections_open"] == 1
 
 
-def test_a_best_bid_ask_seen_before_or_older_is_not_applied_again() -> None:
-    """During a handover two connections send the same events: a bookTicker update whose
-    id is not above the last one applied changes nothing."""
-    state = StreamState(200, 500, clock=lambda: 0.0, wall=lambda: 0.0)
-    state.ranked()
-    state.follow([], ["BTCUSDT"])
-    state.connected()
-
-    def push(update_id: int, bid: str) -> None:
-        state.message("btcusdt@bookTicker", {"u": update_id, "s": "BTCUSDT", "b": bid,
-                                             "B": "1", "a": "100", "A": "1"})
-
-    push(10, "99")
-    push(10, "98")  # the same update again, from the other connection
-    push(9, "97")  # an older one
-    view = state.view({})
-    assert view.health.updates == {"BTCUSDT": 1}
-    assert view.health.messages == {"btcusdt@bookTicker": 3}
-    assert view.spreads.value is not None and view.spreads.value.spreads == {
-        "BTCUSDT": Decimal(1)}
-    push(11, "99.5")
-    assert state.view({}).health.updates == {"BTCUSDT": 2}
-    assert state.current_spreads() == {"BTCUSDT": Decimal("0.5")}
-
-
-class _Clock:
-    """A settable monotonic clock for a StreamState."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _ticker_state(clock: _Clock) -> StreamState:
-    state = StreamState(2, 4, window=10, clock=clock, wall=clock)
-    state.ranked()
-    state.follow(["BTCUSDT"], ["BTCUSDT"])
-    state.connected()
-    return state
-
-
-def _push(state: StreamState, update_id: int, bid: str, ask: str = "100") -> None:
-    state.message("btcusdt@bookTicker", {"u": update_id, "s": "BTCUSDT", "b": bid,
-                                         "B": "1", "a": ask, "A": "1"})
-
-
-def test_a_view_is_kept_between_changes_but_its_message_age_is_always_now() -> None:
-    """Scrapes between two events get the same records (nothing rebuilt), each with the
-    age of the last message at its own time; an event, new Q5 deltas, or a 10 s extreme
-    leaving its window (time alone) give a new view."""
-    clock = _Clock()
-    state = _ticker_state(clock)
-    deltas: dict[str, Decimal | None] = {}
-    _push(state, 1, "95")  # spread 5
-    clock.now = 1.0
-    _push(state, 2, "99")  # spread 1: 5 stays the maximum until 11
-    first = state.view(deltas)
-    clock.now = 3.0
-    again = state.view(deltas)
-    assert again.spreads is first.spreads and again.books is first.books
-    assert again.health.messages is first.health.messages
-    assert (first.health.last_message_age, again.health.last_message_age) == (0.0, 2.0)
-    clock.now = 11.0  # 5 (current until 1) leaves the window: the maximum is now 1
-    later = state.view(deltas)
-    assert later.spreads is not first.spreads and later.spreads.value is not None
-    assert later.spreads.value.maximum == {"BTCUSDT": Decimal(1)}
-    new_deltas: dict[str, Decimal | None] = {"BTCUSDT": Decimal(4)}
-    sampled = state.view(new_deltas)
-    assert sampled.spreads.value is not None
-    assert sampled.spreads.value.deltas == {"BTCUSDT": Decimal(4)}
-    _push(state, 3, "98")
-    pushed = state.view(new_deltas).spreads.value
-    assert pushed is not None and pushed.spreads == {"BTCUSDT": Decimal(2)}
-
-
-@pytest.mark.parametrize("change", [
-    "bookTicker", "depth", "bad message", "disconnected", "connected", "reconnecting",
-    "follow", "ranked", "connections", "snapshot"])
-def test_every_change_of_the_state_gives_a_new_view(change: str) -> None:
-    """A kept view must never hide a change: each way the streams change the state."""
-    clock = _Clock()
-    state = _ticker_state(clock)
-    _push(state, 1, "99")
-    book = state._books["BTCUSDT"]  # pylint: disable=protected-access
-    deltas: dict[str, Decimal | None] = {}
-    kept = state.view(deltas)
-    assert state.view(deltas).health.messages is kept.health.messages
-    {
-        "bookTicker": lambda: _push(state, 2, "98"),
-        "depth": lambda: state.message("btcusdt@depth@100ms", {
-            "e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 5, "u": 6, "b": [], "a": []}),
-        "bad message": lambda: state.bad_message(BadResponse("stream", "message", "x")),
-        "disconnected": state.disconnected,
-        "connected": lambda: state.connected(0),
-        "reconnecting": lambda: state.reconnecting("error"),
-        "follow": lambda: state.follow(["BTCUSDT"], ["BTCUSDT", "ETHUSDT"]),
-        "ranked": state.ranked,
-        "connections": lambda: state.connections(2),
-        "snapshot": lambda: state.snapshot_arrived(book, OrderBook(
-            "BTCUSDT", ((Decimal(99), Decimal(1)),), ((Decimal(100), Decimal(1)),), 4)),
-    }[change]()
-    assert state.view(deltas).health.messages is not kept.health.messages
-
-
 def test_rollover_replaces_the_connection_before_binance_cuts_it() -> None:
     with streaming(timing=dataclasses.replace(FAST, rollover=1.0)) as stream:
         stream.synced()
@@ -508,29 +402,6 @@ def test_subscriptions_follow_the_rankings_on_the_same_connection(stream: Stream
     assert not happened(view.health.reconnects)
     assert stats()["streams"]["connections_open"] == 1
     assert stats()["streams"]["connections"] == {"accepted": 1}
-
-
-def test_the_spread_window_keeps_the_extremes_of_the_last_10_s_and_the_latest() -> None:
-    window = SpreadWindow(10)
-    assert window.bounds(0) is None
-    for at, value in ((0, "5"), (1, "2"), (2, "9"), (3, "4")):
-        window.add(at, Decimal(value))
-    assert window.bounds(3) == (Decimal(2), Decimal(9))  # 5, 2, 9 and 4 were all current
-    assert window.bounds(11.5) == (Decimal(2), Decimal(9))  # 2 was current until 2 > 1.5
-    assert window.bounds(12) == (Decimal(4), Decimal(9))
-    assert window.bounds(13) == (Decimal(4), Decimal(4))  # only the latest remains
-    assert window.bounds(1000) == (Decimal(4), Decimal(4))  # current, however old
-
-
-def test_a_spread_that_ended_leaves_the_window_from_its_end_not_from_the_next_one() -> None:
-    """A spread ended by an empty side or a crossed book (no spread for a while) counts
-    until that end, not until the next spread arrives."""
-    window = SpreadWindow(10)
-    window.add(0, Decimal(5))
-    window.end(1)  # no spread from 1 to 9
-    window.add(9, Decimal(1))
-    assert window.bounds(10.5) == (Decimal(1), Decimal(5))  # 5 was current until 1 > 0.5
-    assert window.bounds(11) == (Decimal(1), Decimal(1))  # 5 left at 1 + 10, not at 9 + 10
 
 
 def test_q5_deltas_come_from_the_10_s_clock_not_from_updates(
@@ -782,16 +653,6 @@ def test_a_bad_event_withdraws_only_its_stream_s_values() -> None:
         assert view.books.value is not None
         assert set(view.books.value) == {t.symbol for t in ranked.by_volume} - {book}
         assert happened(view.health.resyncs) == {(book, "gap"): 1}
-
-
-def test_min_and_max_leave_out_a_spread_that_stopped_being_current() -> None:
-    window = SpreadWindow(10)
-    window.add(0, Decimal(1))
-    window.end(5)  # a crossed book from 5 s: no spread
-    assert window.bounds(14) == (Decimal(1), Decimal(1))  # it was current until 5
-    assert window.bounds(15) is None
-    window.add(20, Decimal(3))
-    assert window.bounds(21) == (Decimal(3), Decimal(3))
 
 
 def test_the_exporter_in_stream_mode_serves_then_stops_cleanly_on_sigterm() -> None:
