@@ -238,8 +238,13 @@ def test_a_lost_second_connection_withdraws_only_its_own_spreads() -> None:
     with streaming(exporter=Settings(source=STREAM, all_spreads=True)) as stream:
         stream.synced()
         last = sorted(s for s in trading(stream.sim) if s.isascii())[-1]  # on the second
+        # the second connection is cut, and new connections are refused until the test says:
+        # the exporter reconnects at once after a connection that was healthy, and could be
+        # back before the withdrawal is looked at. The first connection stays up (only
+        # attempts are refused)
         stream.sim.control.set_faults([{"name": "ws_close", "rate": 1,
-                                        "streams": [stream_name(last, BOOK_TICKER)]}])
+                                        "streams": [stream_name(last, BOOK_TICKER)]},
+                                       {"name": "ws_refuse", "rate": 1}])
         stream.sim.step(1)
 
         def withdrawn() -> Snapshot | None:
