@@ -667,7 +667,8 @@ def test_an_unreadable_message_resyncs_every_book(stream: StreamRig) -> None:
     assert stream.synced().books.ok
 
 
-def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: StreamRig) -> None:
+def test_a_rate_limited_snapshot_waits_out_the_cool_down(
+        stream: StreamRig, caplog: pytest.LogCaptureFixture) -> None:
     """A 429 on a snapshot: nothing more is asked for until Retry-After has passed."""
     stream.sim.control.set_faults([{"name": "status", "status": 429, "retry_after": 60,
                                     "rate": 1, "endpoints": ["/api/v3/depth"]}])
@@ -677,7 +678,21 @@ def test_a_rate_limited_snapshot_waits_out_the_cool_down(stream: StreamRig) -> N
     stats = stream.sim.control.stats
     eventually(lambda: stats()["requests"].get("/api/v3/depth", {}).get("429", 0) >= 1,
                "a refused snapshot")
-    stream.sim.control.clear_faults()
+    books = set(stream.view().health.synced)
+
+    def every_book_refused() -> bool:
+        failed = {message.split(":")[0].removeprefix("order book ")
+                  for message in caplog.messages if ": snapshot failed: " in message}
+        if books <= failed:
+            return True
+        stream.sim.step(1)  # a quiet book's first event, and its snapshot, may wait a step
+        return False
+    # each book asks for its snapshot on its first event, two may be on their way at once:
+    # the fault stays until each book's has failed (refused with a 429, or not sent in the
+    # cool-down), else one sent just before the cool-down began could reach the simulator
+    # once it answers again, and sync its book
+    eventually(every_book_refused, "every book's snapshot refused")
+    stream.sim.control.clear_faults()  # the simulator would answer again: we must still wait
     for _ in range(5):  # events keep coming during the cool-down: no snapshot is asked for
         stream.sim.step(1)
     snapshot = stream.snapshot()
