@@ -200,6 +200,12 @@ def test_the_report_json_carries_chosen_symbols_and_the_market(
     assert all(row["spread"] is None for row in market[len(ratios):])  # none last
 
 
+def open_connections(sim: InProcessSimulator) -> list[dict[str, Any]]:
+    """The simulator's connection log: the connections open now."""
+    return [c for c in sim.control.connections()
+            if c["outcome"] == "accepted" and c["closed_at"] is None]
+
+
 def test_stream_spreads_all_spreads_the_market_over_connections_of_1024_streams() -> None:
     """Every TRADING symbol's bookTicker: more than Binance's 1,024 streams on one
     connection, so a second one carries the rest (the simulator refuses a 1,025th). A
@@ -208,6 +214,14 @@ def test_stream_spreads_all_spreads_the_market_over_connections_of_1024_streams(
     with streaming(exporter=Settings(source=STREAM, all_spreads=True)) as stream:
         stream.synced()
         every = trading(stream.sim)
+
+        # a connection's URL names its first streams, the rest are subscribed once it is
+        # open, a paced request at a time: synced() waited for the first connection's (it
+        # carries the Q2 symbols), nothing yet for the second's
+        def all_subscribed() -> bool:
+            opened = open_connections(stream.sim)
+            return len(opened) == 2 and sum(len(c["streams"]) for c in opened) == len(every) + 5
+        eventually(all_subscribed, "every stream subscribed, on two connections")
 
         def as_the_market() -> dict[str, Decimal | None] | None:
             snapshot = stream.snapshot()
@@ -228,7 +242,7 @@ def test_stream_spreads_all_spreads_the_market_over_connections_of_1024_streams(
             found = eventually(as_the_market, "every spread pushed, as the market's")
         assert set(found) == every
         assert len([value for value in found.values() if value is not None]) > 500
-        opened = [c for c in stream.sim.control.connections() if c["closed_at"] is None]
+        opened = open_connections(stream.sim)
         sizes = sorted(len(c["streams"]) for c in opened)
         assert len(opened) == 2 and sizes[-1] == 1024 and sum(sizes) == len(every) + 5
         assert stream.view().health.connected
@@ -238,8 +252,17 @@ def test_a_lost_second_connection_withdraws_only_its_own_spreads() -> None:
     with streaming(exporter=Settings(source=STREAM, all_spreads=True)) as stream:
         stream.synced()
         last = sorted(s for s in trading(stream.sim) if s.isascii())[-1]  # on the second
-        stream.sim.control.set_faults([{"name": "ws_close", "rate": 1,
-                                        "streams": [stream_name(last, BOOK_TICKER)]}])
+        name = stream_name(last, BOOK_TICKER)
+        # subscribed by one of the requests the second connection sends once open, paced: a
+        # fault for the stream cuts only a connection that carries it already
+        eventually(lambda: any(name in c["streams"] for c in open_connections(stream.sim)),
+                   f"{name} subscribed")
+        # the second connection is cut, and new connections are refused until the test says:
+        # the exporter reconnects at once after a connection that was healthy, and could be
+        # back before the withdrawal is looked at. The first connection stays up (only
+        # attempts are refused)
+        stream.sim.control.set_faults([{"name": "ws_close", "rate": 1, "streams": [name]},
+                                       {"name": "ws_refuse", "rate": 1}])
         stream.sim.step(1)
 
         def withdrawn() -> Snapshot | None:
