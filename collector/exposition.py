@@ -45,6 +45,10 @@ FORMATS_KEPT = 4
 # (e.g. every millisecond) costs a comparison, not a render, until they change
 FILTERS_KEPT = 8
 GZIP_LEVEL = 6
+# a parted family's segments are compressed again at the rate its series change (a stream
+# event each): zlib's fastest level costs a third of level 6's and, on these repetitive
+# lines, as many bytes as level 6 over fewer parts (BENCHMARKS.md, section 7)
+PARTED_GZIP_LEVEL = 1
 # parts (collector.parted: 16 series each) compressed together in a parted family's gzip
 # body: what a change costs to compress again against what compressing apart loses
 SEGMENT_PARTS = 4
@@ -190,9 +194,10 @@ class _Format:
             for n in range(0, len(segments), SEGMENT_PARTS):
                 if segments[n] is None:
                     opening = [header] if n == 0 else []
-                    segments[n] = _deflate(b"".join([*opening, *family.texts[n:n + SEGMENT_PARTS]]))
+                    segments[n] = _deflate(b"".join([*opening, *family.texts[n:n + SEGMENT_PARTS]]),
+                                           PARTED_GZIP_LEVEL)
             family.gzipped = b"".join(segment or b"" for segment in segments[::SEGMENT_PARTS]) \
-                if segments else _deflate(header)
+                if segments else _deflate(header, PARTED_GZIP_LEVEL)
         return family.gzipped
 
     @staticmethod
@@ -251,13 +256,13 @@ class _Format:
                          struct.pack("<II", crc, length & 0xFFFFFFFF)])
 
 
-def _deflate(text: bytes) -> bytes:
+def _deflate(text: bytes, level: int = GZIP_LEVEL) -> bytes:
     """Raw deflate blocks of ``text``, none marked final, ending on a byte boundary: other
     blocks may follow it in the same stream. The window and memory fit the text (any
     inflater reads a smaller window): most pieces are a part of a few hundred bytes, for
     which zlib's default 256 KiB of state costs ten times the compression."""
     bits = min(15, max(10, len(text).bit_length()))
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -bits, max(2, bits - 7))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -bits, max(2, bits - 7))
     return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
