@@ -18,11 +18,13 @@ layout's order, equality with a dict). Pure: no I/O, no lock; immutable once bui
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Generic, Iterable, Iterator, Mapping, TypeVar
 
 V = TypeVar("V")
 
 CHUNK = 16  # keys a chunk: what one change costs to copy, render and compress again
+LINEAGE = 8  # versions :meth:`ChunkedMap.changed_since` walks back before giving up
 
 
 class _Absent:
@@ -52,12 +54,16 @@ class Layout:
 class ChunkedMap(Mapping[str, V], Generic[V]):
     """A read-only map of some of a layout's keys (see the module docstring)."""
 
-    __slots__ = ("layout", "chunks", "_len")
+    __slots__ = ("layout", "chunks", "_len", "_parent", "_changed", "__weakref__")
 
     def __init__(self, layout: Layout, chunks: tuple[tuple[Any, ...], ...], length: int) -> None:
         self.layout = layout
         self.chunks = chunks  # per chunk of the layout, its values (ABSENT: not held)
         self._len = length
+        # the map this one was updated from (weakly: versions are not kept alive by their
+        # successors), and the keys whose values differ from it
+        self._parent: weakref.ref[ChunkedMap[V]] | None = None
+        self._changed: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, layout: Layout, values: Mapping[str, V]) -> "ChunkedMap[V]":
@@ -70,6 +76,7 @@ class ChunkedMap(Mapping[str, V], Generic[V]):
         """This map with ``changes`` (a value, or :data:`ABSENT` to drop the key); chunks
         no change touches are shared, and a chunk left equal is kept."""
         touched: dict[int, list[Any]] = {}
+        changed = []
         length = self._len
         index = self.layout.index
         for key, value in changes.items():
@@ -80,15 +87,34 @@ class ChunkedMap(Mapping[str, V], Generic[V]):
             values = touched.get(number)
             if values is None:
                 values = touched[number] = list(self.chunks[number])
-            length += (value is not ABSENT) - (values[offset] is not ABSENT)
+            old = values[offset]
+            if old is value or (old is not ABSENT and value is not ABSENT and old == value):
+                continue
+            length += (value is not ABSENT) - (old is not ABSENT)
             values[offset] = value
+            changed.append(key)
+        if not changed:
+            return self  # nothing changed
         chunks = list(self.chunks)
         for number, values in touched.items():
-            if tuple(values) != chunks[number]:
-                chunks[number] = tuple(values)
-        if all(a is b for a, b in zip(chunks, self.chunks)):
-            return self  # nothing changed
-        return ChunkedMap(self.layout, tuple(chunks), length)
+            chunks[number] = tuple(values)
+        successor: ChunkedMap[V] = ChunkedMap(self.layout, tuple(chunks), length)
+        successor._parent, successor._changed = weakref.ref(self), tuple(changed)
+        return successor
+
+    def changed_since(self, older: "ChunkedMap[V]") -> set[str] | None:
+        """The keys whose values differ from ``older``'s, when this map was updated from it
+        (through versions still alive, at most :data:`LINEAGE` of them); else None."""
+        keys: set[str] = set()
+        node: ChunkedMap[V] | None = self
+        for _ in range(LINEAGE):
+            if node is older:
+                return keys
+            if node is None or node._parent is None:  # pylint: disable=protected-access
+                return None
+            keys.update(node._changed)  # pylint: disable=protected-access
+            node = node._parent()  # pylint: disable=protected-access
+        return None
 
     def __getitem__(self, key: str) -> V:
         place = self.layout.index.get(key)

@@ -95,27 +95,36 @@ class _FamilySet(Collector):
 
 
 class _PartedBytes:
-    """A parted family's bytes as last rendered: per part its bytes, lines and deflate
-    segment, and the whole family's text and gzip segments."""
+    """A parted family's bytes as last rendered: per part its bytes and deflate segment,
+    its samples' lines (by sample, shared by its successors), and the whole family's text
+    and gzip segments."""
 
-    __slots__ = ("parts", "texts", "lines", "segments", "text", "gzipped")
+    __slots__ = ("parts", "texts", "lines", "segments", "streaks", "text", "gzipped", "stored")
 
-    def __init__(self, parts: tuple[Part, ...]) -> None:
+    def __init__(self, parts: tuple[Part, ...],
+                 lines: dict[int, tuple[Sample, bytes]] | None = None) -> None:
         self.parts = parts
         self.texts: list[bytes] = [b""] * len(parts)
-        self.lines: list[dict[int, tuple[Sample, bytes]]] = [{} for _ in parts]
+        self.lines = {} if lines is None else lines  # id(sample) → (the sample, held; line)
         self.segments: list[bytes | None] = [None] * len(parts)
+        self.streaks = [0] * len(parts)  # per segment: renders in a row it changed in
         self.text = b""
         self.gzipped: bytes | None = None
+        self.stored = False  # a segment is stored uncompressed (it was busy)
 
     def successor(self, parts: tuple[Part, ...]) -> tuple["_PartedBytes", list[int]]:
         """A copy for ``parts``, and which of them differ from this one's."""
+        lines = self.lines
+        if len(lines) > 2 * sum(map(len, parts)) + 64:  # lines of samples gone: drop them
+            lines = {id(s): lines[id(s)] for part in self.parts for s in part}
+        new = _PartedBytes(parts, lines)
         if len(parts) != len(self.parts):
-            return _PartedBytes(parts), list(range(len(parts)))
-        new = _PartedBytes(parts)
-        new.texts, new.lines, new.segments = list(self.texts), list(self.lines), \
-            list(self.segments)
-        return new, [n for n, (a, b) in enumerate(zip(self.parts, parts)) if a is not b]
+            return new, list(range(len(parts)))
+        new.texts, new.segments = list(self.texts), list(self.segments)
+        dirty = [n for n, (a, b) in enumerate(zip(self.parts, parts)) if a is not b]
+        changed = {n - n % SEGMENT_PARTS for n in dirty}
+        new.streaks = [streak + 1 if n in changed else 0 for n, streak in enumerate(self.streaks)]
+        return new, dirty
 
 
 class _Format:
@@ -155,28 +164,26 @@ class _Format:
     def _parted_bytes(self, family: PartedFamily) -> _PartedBytes:
         """The bytes of a parted family, rendered where its parts changed (under the lock)."""
         old = self._parted.get(family.name)
-        if old is not None and old.parts is family.parts:
+        if old is not None and old.parts is family.parts and not old.stored:
             return old
         header = self._header(family)
         new, dirty = (old or _PartedBytes(())).successor(family.parts)
+        lines = new.lines
         missing = [sample for n in dirty for sample in family.parts[n]
-                   if id(sample) not in new.lines[n]]
-        lines = self._lines(family, header, missing)
+                   if id(sample) not in lines]
+        for sample, line in zip(missing, self._lines(family, header, missing)):
+            lines[id(sample)] = (sample, line)
         for n in dirty:
-            known = new.lines[n]
-            new.lines[n] = {id(sample): (sample, known[id(sample)][1] if id(sample) in known
-                                         else lines[id(sample)]) for sample in family.parts[n]}
-            new.texts[n] = b"".join(line for _, line in new.lines[n].values())
+            new.texts[n] = b"".join([lines[id(sample)][1] for sample in family.parts[n]])
             new.segments[n - n % SEGMENT_PARTS] = None
         new.text = b"".join([header, *new.texts])
         self._parted[family.name] = new
         return new
 
-    def _lines(self, family: PartedFamily, header: bytes,
-               samples: list[Sample]) -> dict[int, bytes]:
+    def _lines(self, family: PartedFamily, header: bytes, samples: list[Sample]) -> list[bytes]:
         """The lines of ``samples`` (one each), rendered together by the encoder."""
         if not samples:
-            return {}
+            return []
         batch = Metric(family.name, family.documentation, family.type, family.unit)
         batch.samples = samples
         text = self.encoder(_FamilySet([batch]))
@@ -184,20 +191,28 @@ class _Format:
         lines = [line + b"\n" for line in body.split(b"\n")[:-1]]
         if len(lines) != len(samples):  # one line a sample is the format's rule
             raise ValueError(f"{family.name}: {len(samples)} samples gave {len(lines)} lines")
-        return {id(sample): line for sample, line in zip(samples, lines)}
+        return lines
 
     def _gzipped(self, family: _PartedBytes, header: bytes) -> bytes:
         """A parted family's deflate segments: one each :data:`SEGMENT_PARTS` parts, the
-        first with the header (compressed alone, a part of 16 series loses too much)."""
+        first with the header (compressed alone, a part of 16 series loses too much). A
+        segment that changed in each of the two renders before too (a busy symbol's,
+        changed by nearly every event) is stored as it is: it is compressed once it stays
+        unchanged for a render."""
         if family.gzipped is None:
-            segments = family.segments
+            segments, pieces = family.segments, []
             for n in range(0, len(segments), SEGMENT_PARTS):
-                if segments[n] is None:
-                    opening = [header] if n == 0 else []
-                    segments[n] = _deflate(b"".join([*opening, *family.texts[n:n + SEGMENT_PARTS]]),
-                                           PARTED_GZIP_LEVEL)
-            family.gzipped = b"".join(segment or b"" for segment in segments[::SEGMENT_PARTS]) \
-                if segments else _deflate(header, PARTED_GZIP_LEVEL)
+                segment = segments[n]
+                if segment is None:
+                    text = b"".join([*([header] if n == 0 else []),
+                                     *family.texts[n:n + SEGMENT_PARTS]])
+                    if family.streaks[n] > 2:
+                        pieces.append(_stored(text))
+                        family.stored = True
+                        continue
+                    segment = segments[n] = _deflate(text, PARTED_GZIP_LEVEL)
+                pieces.append(segment)
+            family.gzipped = b"".join(pieces) if pieces else _deflate(header, PARTED_GZIP_LEVEL)
         return family.gzipped
 
     @staticmethod

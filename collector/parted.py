@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from collector.chunked import ABSENT, ChunkedMap
+from collector.chunked import ABSENT, CHUNK, ChunkedMap
 
 Part = tuple[Sample, ...]
 Rows = Callable[[str, tuple[Any, ...], Any], Iterable[tuple[Sequence[str], float]]]
@@ -71,39 +71,50 @@ class PartedBuilder:
             layout, last = maps[0].layout, self._maps
             if last is None or last[0].layout is not layout or meta is not self._meta:
                 self._meta, self._series = meta, {}
-                dirty: Iterable[int] = range(len(layout.chunk_keys))
+                symbols: Iterable[str] = layout.keys
                 parts: list[Part] = [()] * len(layout.chunk_keys)
             else:
-                changed: set[int] = set()
-                for old, new in zip(last, maps):
-                    if old is not new:
-                        changed.update(number for number, (a, b) in
-                                       enumerate(zip(old.chunks, new.chunks)) if a is not b)
-                dirty, parts = sorted(changed), list(self._parts)
+                symbols, parts = self._changed(last, maps), list(self._parts)
+            index, dirty = layout.index, set()
+            for symbol in symbols:
+                number, offset = divmod(index[symbol], CHUNK)
+                self._update(symbol, tuple(m.chunks[number][offset] for m in maps))
+                dirty.add(number)
+            series = self._series
             for number in dirty:
-                parts[number] = self._part(number, maps)
+                parts[number] = tuple(sample for symbol in layout.chunk_keys[number]
+                                      for sample in series.get(symbol, ((), ()))[1])
             self._maps, self._parts = tuple(maps), tuple(parts)
             return PartedFamily(self._template, self._parts)
 
-    def _part(self, number: int, maps: Sequence[ChunkedMap[Any]]) -> Part:
-        """Chunk ``number``'s samples: a symbol's kept ones while its values are the same."""
-        keys = maps[0].layout.chunk_keys[number]
-        series, samples = self._series, list[Sample]()
-        for symbol, values in zip(keys, zip(*(m.chunks[number] for m in maps))):
-            if values[0] is ABSENT:
-                series.pop(symbol, None)
+    @staticmethod
+    def _changed(last: Sequence[ChunkedMap[Any]], maps: Sequence[ChunkedMap[Any]]) -> set[str]:
+        """The symbols whose values in ``maps`` may differ from those in ``last``: as each
+        map says (its lineage), else those of its chunks that are not the same objects."""
+        symbols: set[str] = set()
+        for old, new in zip(last, maps):
+            if old is new:
                 continue
-            kept = series.get(symbol)
-            if kept is not None and kept[0] == values:  # the same objects, or equal values
-                made = kept[1]
-            else:
-                scratch = _empty(self._template)
-                for labels, value in self._rows(symbol, values, self._meta):
-                    scratch.add_metric(labels, value)  # type: ignore[attr-defined]
-                made = tuple(scratch.samples)
-                series[symbol] = (values, made)
-            samples.extend(made)
-        return tuple(samples)
+            keys = new.changed_since(old)
+            if keys is None:
+                keys = {symbol for number, (a, b) in enumerate(zip(old.chunks, new.chunks))
+                        if a is not b for symbol in new.layout.chunk_keys[number]}
+            symbols |= keys
+        return symbols
+
+    def _update(self, symbol: str, values: tuple[Any, ...]) -> None:
+        """A symbol's samples from its values now: those kept while the values are equal."""
+        series = self._series
+        if values[0] is ABSENT:
+            series.pop(symbol, None)
+            return
+        kept = series.get(symbol)
+        if kept is not None and kept[0] == values:
+            return
+        scratch = _empty(self._template)
+        for labels, value in self._rows(symbol, values, self._meta):
+            scratch.add_metric(labels, value)  # type: ignore[attr-defined]
+        series[symbol] = (values, tuple(scratch.samples))
 
 
 def _empty(template: Metric) -> Metric:
