@@ -94,7 +94,7 @@ class _FamilySet(Collector):
         return self._families
 
 
-class _PartedBytes:
+class _PartedBytes:  # pylint: disable=too-many-instance-attributes
     """A parted family's bytes as last rendered: per part its bytes and deflate segment,
     its samples' lines (by sample, shared by its successors), and the whole family's text
     and gzip segments."""
