@@ -242,12 +242,12 @@ def parse_book_ticker_event(payload: Any, stream: str) -> tuple[int, BookTop]:
     empty side). Errors name ``stream <stream>`` as the endpoint. ``payload`` may be raw
     JSON (decoded typed, see the module's docstring).
     """
-    fields = _Fields(f"stream {stream}")
     if isinstance(payload, RAW):
         typed = _typed_book_ticker_event(payload)
         if typed is not None:
             return typed
-        payload = _decoded(payload, fields.endpoint)
+        payload = _decoded(payload, f"stream {stream}")
+    fields = _Fields(f"stream {stream}")
     body = fields.obj(payload, "")
     update_id = fields.count(body, "u", "")
     return update_id, BookTop(
@@ -264,12 +264,12 @@ def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:
 
     ``payload`` may be raw JSON, the answer's body (decoded typed, see the module's
     docstring)."""
-    fields = _Fields(BOOK_TICKER)
     if isinstance(payload, RAW):
         typed = _typed_book_tickers(payload)
         if typed is not None:
             return typed
         payload = _decoded(payload, BOOK_TICKER)
+    fields = _Fields(BOOK_TICKER)
     tops: dict[str, BookTop] = {}
     for index, raw in enumerate(fields.array(payload, "")):
         path = f"[{index}]"
