@@ -35,7 +35,8 @@ def machine() -> dict[str, str]:
         "Python": f"{platform.python_version()} ({platform.python_implementation()})",
         "OS": f"{platform.system()} {platform.release()}",
         "libraries": ", ".join(f"{name} {_version(name)}" for name in
-                               ("aiohttp", "prometheus-client", "requests", "urllib3", "orjson")),
+                               ("aiohttp", "msgspec", "prometheus-client", "requests", "urllib3",
+                                "orjson")),
         "load generator": wrk_version,
     }
 

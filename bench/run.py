@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Sequence
 
-from bench import cost, cpu, latency, market, memory, report, scrape, stream
+from bench import cost, cpu, decode, latency, market, memory, report, scrape, stream
 from bench.common import ROOT, BenchError
 from bench.figures import Figure, text_table
 
@@ -51,6 +51,10 @@ def _market(args: argparse.Namespace, scratch: Path) -> tuple[list[Figure], str]
     return market.measure(scratch, market.QUICK if args.quick else market.FULL)
 
 
+def _decode(args: argparse.Namespace, _: Path) -> tuple[list[Figure], str]:
+    return decode.measure(5 if args.quick else 30)
+
+
 Runner = Callable[[argparse.Namespace, Path], tuple[list[Figure], str]]
 SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "latency": ("1. Refresh latency", latency, _latency),
@@ -60,6 +64,7 @@ SECTIONS: dict[str, tuple[str, ModuleType, Runner]] = {
     "memory": ("5. Memory", memory, _memory),
     "stream": ("6. Stream mode", stream, _stream),
     "market": ("7. Whole market", market, _market),
+    "decode": ("8. Decoding what Binance sends", decode, _decode),
 }
 
 

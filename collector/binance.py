@@ -154,11 +154,12 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
     ) -> Mapping[str, BookTop]:
         """Best bid/ask of several symbols in ONE call (weight 4); None: of every symbol
         (weight 4 too)."""
-        if symbols is None:
-            return models.parse_book_tickers(self.get(models.BOOK_TICKER, {}, deadline))
+        if symbols is None:  # the body as read: decoded typed
+            return models.parse_book_tickers(self.get_body(models.BOOK_TICKER, {}, deadline))
         # compact, and UTF-8 rather than \\u escapes: requests percent-encodes it
         param = json.dumps(sorted(symbols), separators=(",", ":"), ensure_ascii=False)
-        tops = models.parse_book_tickers(self.get(models.BOOK_TICKER, {"symbols": param}, deadline))
+        tops = models.parse_book_tickers(
+            self.get_body(models.BOOK_TICKER, {"symbols": param}, deadline))
         for symbol in symbols:
             if symbol not in tops:  # Binance answers -1121 rather than leave one out
                 raise BadResponse(models.BOOK_TICKER, f"symbol {symbol}", "missing from the answer")
@@ -186,6 +187,16 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
 
     def get(self, endpoint: str, params: Mapping[str, Any], deadline: float | None = None) -> Any:
         """GET ``endpoint`` and return its decoded JSON, or raise a ``BinanceError``."""
+        body = self.get_body(endpoint, params, deadline)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise BadResponse(endpoint, "body", "not valid JSON") from None
+
+    def get_body(self, endpoint: str, params: Mapping[str, Any],
+                 deadline: float | None = None) -> bytes:
+        """As :meth:`get`, the answer's body undecoded (for :mod:`collector.models`'
+        typed decoding)."""
         attempt, result = 0, None
         while True:
             self._check_cool_down(endpoint)
@@ -214,13 +225,14 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             reason = f"rate-limit cool-down, {remaining:.0f} s left; no request sent"
             raise RateLimited(endpoint, reason, remaining)
 
-    def _attempt(self, endpoint: str, params: Mapping[str, Any], deadline: float | None) -> Any:
+    def _attempt(self, endpoint: str, params: Mapping[str, Any], deadline: float | None
+                 ) -> bytes | _Failure:
         """One attempt: the preferred base URL, then the next ones while no connection is made.
 
         Moving to another base URL is not a retry: nothing reached Binance.
         """
         first = self._preferred
-        result: Any = None
+        result: bytes | _Failure = _Failure("no base URL tried")  # there is at least one
         for offset in range(len(self.base_urls)):
             index = (first + offset) % len(self.base_urls)
             last = offset == len(self.base_urls) - 1
@@ -243,8 +255,8 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
 
     def _request(
         self, endpoint: str, params: Mapping[str, Any], index: int, deadline: float | None
-    ) -> Any:
-        """One HTTP request to base URL ``index``: decoded JSON, a retryable _Failure, or raise."""
+    ) -> bytes | _Failure:
+        """One HTTP request to base URL ``index``: the body, a retryable _Failure, or raise."""
         base = self.base_urls[index]
         timeout = self.timeout
         if deadline is not None:
@@ -272,10 +284,7 @@ class BinanceClient:  # pylint: disable=too-many-instance-attributes
             return _Failure("the answer did not arrive within the refresh budget")
         if response.status_code < 300:
             self._waf_cool_down = 0.0  # Binance answers again: the next 403 starts at 60 s
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise BadResponse(endpoint, "body", "not valid JSON") from None
+        return body
 
     def _raise_for_status(self, endpoint: str, response: requests.Response, base: str) -> None:
         """Turn 429/418/403, 451 and other 4xx into typed errors (none of them is retried)."""

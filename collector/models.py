@@ -7,14 +7,29 @@ mistyped or non-numeric field raises :class:`~collector.errors.BadResponse`
 naming the endpoint and the field's path, e.g. ``[17].quoteVolume``.
 Fields the product does not use are ignored, so additions upstream (such as
 ``permissionSets``) never break parsing.
+
+Every parser takes the decoded JSON (dicts and lists). The three that run at volume,
+:func:`parse_book_ticker_event`, :func:`parse_depth_update` and :func:`parse_book_tickers`,
+also take the raw JSON (``bytes``, or a :class:`msgspec.Raw` as the stream client hands
+events on). Raw bookTicker events and answers are decoded by msgspec straight into typed
+structs, their numerals kept as strings and checked all at once (bench section 8: about
+2.4 times as fast as ``json`` and the checks below); anything that typed decoding does not
+take as it is, a bad field or merely an unusual one, is decoded untyped and checked
+field by field below, so a raw payload is accepted, rejected and named exactly as its
+decoded form would be. Depth events are decoded untyped: they are few (Q1's books),
+and typed decoding would gain them less (1.5 times, section 8).
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
+from itertools import chain
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, Sequence
+
+import msgspec
 
 from collector.errors import BadResponse
 from collector.records import BookTop, DepthUpdate, Level, OrderBook, SymbolInfo, Ticker24h
@@ -202,8 +217,11 @@ def parse_depth_update(payload: Any, stream: str) -> DepthUpdate:
 
     ``e`` must be ``depthUpdate``; ``U`` <= ``u``, both non-negative integers; levels are
     [price > 0, quantity >= 0]. Errors name ``stream <stream>`` as the endpoint.
+    ``payload`` may be raw JSON (decoded untyped).
     """
     fields = _Fields(f"stream {stream}")
+    if isinstance(payload, RAW):
+        payload = _decoded(payload, fields.endpoint)
     body = fields.obj(payload, "")
     kind = fields.get(body, "e", "")
     if kind != "depthUpdate":
@@ -221,8 +239,14 @@ def parse_book_ticker_event(payload: Any, stream: str) -> tuple[int, BookTop]:
     """A ``<symbol>@bookTicker`` event → (its ``u``, the :class:`BookTop` it carries).
 
     Fields are checked as :func:`parse_book_tickers` checks them (a price of 0 is an
-    empty side). Errors name ``stream <stream>`` as the endpoint.
+    empty side). Errors name ``stream <stream>`` as the endpoint. ``payload`` may be raw
+    JSON (decoded typed, see the module's docstring).
     """
+    if isinstance(payload, RAW):
+        typed = _typed_book_ticker_event(payload)
+        if typed is not None:
+            return typed
+        payload = _decoded(payload, f"stream {stream}")
     fields = _Fields(f"stream {stream}")
     body = fields.obj(payload, "")
     update_id = fields.count(body, "u", "")
@@ -236,7 +260,15 @@ def parse_book_ticker_event(payload: Any, stream: str) -> tuple[int, BookTop]:
 
 
 def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:
-    """``/api/v3/ticker/bookTicker?symbols=[...]`` → read-only symbol → :class:`BookTop`."""
+    """``/api/v3/ticker/bookTicker?symbols=[...]`` → read-only symbol → :class:`BookTop`.
+
+    ``payload`` may be raw JSON, the answer's body (decoded typed, see the module's
+    docstring)."""
+    if isinstance(payload, RAW):
+        typed = _typed_book_tickers(payload)
+        if typed is not None:
+            return typed
+        payload = _decoded(payload, BOOK_TICKER)
     fields = _Fields(BOOK_TICKER)
     tops: dict[str, BookTop] = {}
     for index, raw in enumerate(fields.array(payload, "")):
@@ -250,4 +282,93 @@ def parse_book_tickers(payload: Any) -> Mapping[str, BookTop]:
             ask_qty=fields.decimal_field(entry, "askQty", path),
         )
         tops[top.symbol] = top
+    return MappingProxyType(tops)
+
+
+# -- raw JSON ---------------------------------------------------------------------------
+
+RAW = (bytes, bytearray, memoryview, msgspec.Raw)  # raw JSON; a str is a decoded JSON string
+
+_Count = Annotated[int, msgspec.Meta(ge=0)]  # bool is no int to msgspec
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+# Numerals joined, each followed by a comma, checked at once: plain ones without a sign,
+# as Binance writes them (those of _NUMERAL that are >= 0). A comma inside a field adds a
+# numeral, so their count is checked too: by the pattern (the four of a bookTicker
+# event), or by counting commas.
+_PLAIN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?,)*").fullmatch
+_FOUR_PLAIN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?,){4}").fullmatch
+
+
+# gc=False: structs of strings and numbers take part in no reference cycle
+class _BookTickerEvent(msgspec.Struct, gc=False):
+    """A ``<symbol>@bookTicker`` event, its numerals as sent."""
+
+    update_id: _Count = msgspec.field(name="u")
+    symbol: _Text = msgspec.field(name="s")
+    bid_price: str = msgspec.field(name="b")
+    bid_qty: str = msgspec.field(name="B")
+    ask_price: str = msgspec.field(name="a")
+    ask_qty: str = msgspec.field(name="A")
+
+
+class _BookTickerEntry(msgspec.Struct, gc=False):
+    """One entry of a ``ticker/bookTicker`` answer, its numerals as sent."""
+
+    symbol: _Text
+    bid_price: str = msgspec.field(name="bidPrice")
+    bid_qty: str = msgspec.field(name="bidQty")
+    ask_price: str = msgspec.field(name="askPrice")
+    ask_qty: str = msgspec.field(name="askQty")
+
+
+_BOOK_TICKER_EVENT = msgspec.json.Decoder(_BookTickerEvent)
+_BOOK_TICKER_ENTRIES = msgspec.json.Decoder(list[_BookTickerEntry])
+_NUMERALS_OF_ENTRY = attrgetter("bid_price", "bid_qty", "ask_price", "ask_qty")
+
+
+def _decoded(raw: Any, endpoint: str) -> Any:
+    """Raw JSON decoded untyped, for the field-by-field checks."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise BadResponse(endpoint, "body", "not valid JSON") from None
+
+
+def _plain_decimals(texts: Sequence[str]) -> list[Decimal] | None:
+    """Each text as a Decimal, if every one is a plain numeral; else None."""
+    if not texts:
+        return []
+    joined = ",".join(texts) + ","
+    if _PLAIN(joined) is None or joined.count(",") != len(texts):
+        return None
+    return list(map(Decimal, texts))
+
+
+def _typed_book_ticker_event(raw: Any) -> tuple[int, BookTop] | None:
+    """A raw bookTicker event as Binance sends them; None for anything else."""
+    try:
+        event = _BOOK_TICKER_EVENT.decode(raw)
+    except msgspec.DecodeError:  # a ValidationError too
+        return None
+    bid, bid_qty, ask, ask_qty = event.bid_price, event.bid_qty, event.ask_price, event.ask_qty
+    if _FOUR_PLAIN(f"{bid},{bid_qty},{ask},{ask_qty},") is None:
+        return None
+    return event.update_id, BookTop(event.symbol, Decimal(bid), Decimal(bid_qty), Decimal(ask),
+                                    Decimal(ask_qty))
+
+
+def _typed_book_tickers(raw: Any) -> Mapping[str, BookTop] | None:
+    """A raw bookTicker answer as Binance sends them; None for anything else."""
+    try:
+        entries = _BOOK_TICKER_ENTRIES.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    numbers = _plain_decimals(list(chain.from_iterable(map(_NUMERALS_OF_ENTRY, entries))))
+    if numbers is None:
+        return None
+    found = iter(numbers)  # zip takes them in order: 4 an entry
+    tops = {}
+    for entry, bid_price, bid_qty, ask_price, ask_qty in zip(entries, found, found, found,
+                                                             found):
+        tops[entry.symbol] = BookTop(entry.symbol, bid_price, bid_qty, ask_price, ask_qty)
     return MappingProxyType(tops)

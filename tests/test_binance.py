@@ -31,6 +31,7 @@ from collector.errors import (
     RestrictedLocation,
     UpstreamUnavailable,
 )
+from collector.models import parse_book_tickers
 
 TICKER = f"{BASE}/api/v3/ticker/24hr"
 
@@ -428,6 +429,18 @@ def test_a_book_ticker_answer_missing_a_symbol_is_a_bad_response(clock: FakeCloc
     responses.get(f"{BASE}/api/v3/ticker/bookTicker", json=load("book_ticker.json")[:1])
     with pytest.raises(BadResponse, match="symbol WLDUSDT: missing from the answer"):
         client_for(clock).book_tickers(["FLOKIUSDT", "WLDUSDT"])
+
+
+@responses.activate
+def test_book_ticker_bodies_go_to_models_undecoded(clock: FakeClock) -> None:
+    """models decodes them typed; what is not JSON is named as from any other endpoint."""
+    responses.get(f"{BASE}/api/v3/ticker/bookTicker", body='[{"symbol": ')
+    with pytest.raises(BadResponse, match="/api/v3/ticker/bookTicker: field body: not valid JSON"):
+        client_for(clock).book_tickers(None)
+    responses.replace(responses.GET, f"{BASE}/api/v3/ticker/bookTicker",
+                      body=json.dumps(load("book_ticker.json")))
+    tops = client_for(clock).book_tickers(None)
+    assert dict(tops) == dict(parse_book_tickers(load("book_ticker.json")))
 
 
 @responses.activate

@@ -12,6 +12,7 @@ and ``deadline=None`` because timing on a loaded 2-core runner is not a property
 from __future__ import annotations
 
 import copy
+import json
 import re
 from decimal import Decimal
 from fractions import Fraction
@@ -38,6 +39,7 @@ from collector.models import (
     parse_tickers,
 )
 from collector.records import BookTop, DepthUpdate, OrderBook, SymbolInfo, Ticker24h
+from collector.stream_client import decode_message
 
 FUZZ = settings(
     max_examples=120,
@@ -460,6 +462,61 @@ def test_valid_book_tickers_round_trip_exactly(payload: Any) -> None:
         for attribute, key in (("bid_price", "bidPrice"), ("bid_qty", "bidQty"),
                                ("ask_price", "askPrice"), ("ask_qty", "askQty")):
             assert exact(getattr(top, attribute), entry[key])
+
+
+# --- parsers: raw JSON, as the stream client and the REST client hand it on --------
+
+RAW_PARSERS = pytest.mark.parametrize("name", ["depthUpdate", "bookTickerEvent", "bookTicker"])
+
+
+def raw_forms(payload: Any) -> list[Any]:
+    """The payload's JSON as bytes, and as the stream client hands an event on (a
+    msgspec.Raw inside a combined-stream message); none if it has no strict JSON form
+    (NaN, a lone surrogate)."""
+    try:
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
+        raw = text.encode()
+    except ValueError:
+        return []
+    return [raw, decode_message(f'{{"stream":"{STREAM}","data":{text}}}').data]
+
+
+def outcome(name: str, payload: Any) -> tuple[Any, ...]:
+    """The records (their repr: digits included), or the error with its field and problem."""
+    try:
+        result = PARSERS[name][0](payload)
+    except BadResponse as err:
+        return ("error", str(err), err.field, err.problem)
+    return ("ok", repr(dict(result) if isinstance(result, Mapping) else result))
+
+
+@RAW_PARSERS
+@FUZZ
+@given(data=st.data())
+def test_raw_json_is_parsed_or_named_as_its_decoded_form(name: str, data: Any) -> None:
+    """A payload as raw JSON (typed decoding, or untyped and checked field by field when
+    typed decoding does not take it) is accepted, rejected and named exactly as decoded."""
+    payload = data.draw(PARSERS[name][2], label="valid payload")
+    change = data.draw(st.sampled_from(["none", "replace", "delete"]), label="change")
+    places = [path for path in locations(payload) if path]
+    if change == "replace":
+        path = data.draw(st.sampled_from(list(locations(payload))), label="path")
+        payload = replaced(payload, path, data.draw(JSON | NUMBER_LIKE, label="junk"))
+    elif change == "delete" and places:
+        payload = deleted(payload, data.draw(st.sampled_from(places), label="path"))
+    forms = raw_forms(payload)
+    expected = outcome(name, payload)
+    for raw in forms:
+        assert outcome(name, raw) == expected
+
+
+@RAW_PARSERS
+@pytest.mark.parametrize("text", ['{"u": 1', "", "[1,]", '{"u": NaN}', '"\\ud800"'])
+def test_raw_json_that_is_not_json_is_a_bad_body(name: str, text: str) -> None:
+    parser, endpoint, _ = PARSERS[name]
+    with pytest.raises(BadResponse) as err:
+        parser(text.encode())
+    assert str(err.value) == f"{endpoint}: field body: not valid JSON"
 
 
 # --- Q1/Q2 rankings -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from collector.models import (
     parse_tickers,
 )
 from collector.records import BookTop, DepthUpdate
+from collector.stream_client import decode_message
 
 
 def test_exchange_info_keeps_status_and_assets() -> None:
@@ -269,3 +271,70 @@ def test_bad_book_ticker_event_fields_are_named(mutate: Any, field: str) -> None
     with pytest.raises(BadResponse) as err:
         parse_book_ticker_event([event], "bnbusdt@bookTicker")
     assert err.value.field == "body"
+
+
+# -- raw JSON ------------------------------------------------------------------------------
+
+
+def test_raw_book_ticker_events_parse_as_decoded_ones() -> None:
+    """As the stream client hands them on (a msgspec.Raw), or as bytes."""
+    event = book_ticker_event()
+    text = json.dumps(event, ensure_ascii=False)
+    raw = decode_message(f'{{"stream":"bnbusdt@bookTicker","data":{text}}}').data
+    expected = parse_book_ticker_event(event, "bnbusdt@bookTicker")
+    assert parse_book_ticker_event(raw, "bnbusdt@bookTicker") == expected
+    assert parse_book_ticker_event(text.encode(), "bnbusdt@bookTicker") == expected
+    top = parse_book_ticker_event(raw, "bnbusdt@bookTicker")[1]
+    assert str(top.bid_price) == "25.35190000"  # the digits Binance sent
+
+
+@pytest.mark.parametrize(("change", "field", "problem"), [
+    ({"b": "1,2"}, "b", "not a decimal: '1,2'"),  # a comma must not pass as two numerals
+    ({"B": " 1"}, "B", "not a decimal: ' 1'"),
+    ({"a": "+1"}, "a", "not a decimal: '+1'"),
+    ({"A": "-1"}, "A", "out of range: '-1'"),
+    ({"b": 25.3}, "b", "expected a decimal string, got float"),
+    ({"u": True}, "u", "expected a non-negative integer, got True"),
+    ({"s": ""}, "s", "expected a non-empty string, got ''"),
+])
+def test_raw_book_ticker_events_name_the_field_as_decoded_ones(
+        change: dict[str, Any], field: str, problem: str) -> None:
+    raw = json.dumps({**book_ticker_event(), **change}).encode()
+    with pytest.raises(BadResponse) as err:
+        parse_book_ticker_event(raw, "bnbusdt@bookTicker")
+    assert (err.value.endpoint, err.value.field, err.value.problem) == (
+        "stream bnbusdt@bookTicker", field, problem)
+
+
+def test_raw_payloads_take_what_typed_decoding_leaves_to_the_checks() -> None:
+    """"-0" is a plain zero to models (not to typed decoding); fields not used are ignored;
+    of a key given twice the last counts, as in json."""
+    event = {**book_ticker_event(), "b": "-0", "extra": [1, {"x": None}]}
+    update_id, top = parse_book_ticker_event(json.dumps(event).encode(), "x@bookTicker")
+    assert (update_id, top.bid_price) == (400900217, 0)
+    twice = b'{"u":1,"s":"X","b":"1","B":"1","a":"1","A":"1","A":"2"}'
+    assert parse_book_ticker_event(twice, "x@bookTicker")[1].ask_qty == 2
+
+
+def test_raw_book_ticker_answers_parse_as_decoded_ones() -> None:
+    """The REST client hands the body on as read."""
+    payload = load("book_ticker.json")
+    tops = parse_book_tickers(json.dumps(payload).encode())
+    assert dict(tops) == dict(parse_book_tickers(payload))
+    assert list(tops) == [entry["symbol"] for entry in payload]
+    with pytest.raises(TypeError):
+        tops["NEW"] = tops[payload[0]["symbol"]]  # type: ignore[index]
+    assert not parse_book_tickers(b"[]")
+    payload[2]["bidQty"] = "1e3"
+    with pytest.raises(BadResponse) as err:
+        parse_book_tickers(json.dumps(payload).encode())
+    assert (err.value.endpoint, err.value.field) == ("/api/v3/ticker/bookTicker",
+                                                     "[2].bidQty")
+
+
+def test_raw_depth_updates_parse_as_decoded_ones() -> None:
+    raw = json.dumps(depth_event()).encode()
+    assert parse_depth_update(raw, STREAM) == parse_depth_update(depth_event(), STREAM)
+    with pytest.raises(BadResponse) as err:
+        parse_depth_update(b'{"e": "depthUpdate"', STREAM)
+    assert str(err.value) == f"stream {STREAM}: field body: not valid JSON"

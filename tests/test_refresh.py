@@ -131,15 +131,16 @@ def test_without_any_ranking_books_and_spreads_fail_without_calls(
 
 
 class SpyClient(BinanceClient):
-    """Records the deadline each call was given."""
+    """Records the deadline each call was given (every call reads its body through
+    get_body: decoded by get, or handed to models undecoded)."""
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock=clock, wall=clock.wall, retries=0)
         self.deadlines: list[float | None] = []
 
-    def get(self, endpoint: str, params: Any, deadline: float | None = None) -> Any:
+    def get_body(self, endpoint: str, params: Any, deadline: float | None = None) -> bytes:
         self.deadlines.append(deadline)
-        return super().get(endpoint, params, deadline)
+        return super().get_body(endpoint, params, deadline)
 
 
 def test_every_call_of_a_scrape_shares_the_refresh_budget(

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
 from binance_simulator.testkit import FakeClock
@@ -94,8 +95,11 @@ def dispatch(text: str, handler: Recorder | None = None) -> tuple[Recorder, Any]
 
 
 def test_events_go_to_the_handler_and_mark_their_stream_delivered() -> None:
+    """The event goes on undecoded, for models' parsers to decode typed."""
     handler, connection = dispatch('{"stream":"ethbtc@depth@100ms","data":{"e":"depthUpdate"}}')
-    assert handler.events == [("ethbtc@depth@100ms", {"e": "depthUpdate"})]
+    [(stream, data)] = handler.events
+    assert stream == "ethbtc@depth@100ms" and isinstance(data, msgspec.Raw)
+    assert msgspec.json.decode(data) == {"e": "depthUpdate"}
     assert connection.caught_up()
 
 
@@ -122,6 +126,26 @@ def test_replies_to_our_requests_are_not_events(text: str, caplog: pytest.LogCap
 def test_unreadable_messages_are_reported_as_bad(text: str, problem: str) -> None:
     handler, _ = dispatch(text)
     assert handler.bad == [f"stream: field message: {problem}"] and not handler.events
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[1, 2", "not JSON"),  # not an object: what follows is read only to tell a reply
+    ('{"stream":7,"data":{}}', "neither a stream event nor a reply"),
+    ('{"stream":"ethbtc@depth@100ms"}', "neither a stream event nor a reply"),
+    ('{"stream":"ethbtc@depth@100ms","data": "serverShutdown"}',
+     "neither a stream event nor a reply"),
+])
+def test_messages_that_are_not_events_are_told_apart(text: str, problem: str) -> None:
+    handler, connection = dispatch(text)
+    assert handler.bad == [f"stream: field message: {problem}"] and not handler.events
+    assert not connection.shutdown.is_set()
+
+
+def test_a_mention_of_server_shutdown_is_not_one() -> None:
+    text = '{"stream":"x@bookTicker","data":{"e":"serverShutdownNot","s":"serverShutdown"}}'
+    handler, connection = dispatch(text)
+    assert [stream for stream, _ in handler.events] == ["x@bookTicker"]
+    assert not connection.shutdown.is_set()
 
 
 def test_a_bug_in_the_handler_is_logged_and_reading_goes_on(caplog: pytest.LogCaptureFixture
