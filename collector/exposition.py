@@ -161,37 +161,58 @@ class _Format:
             header = self._headers[key] = text[: len(text) - len(self.trailer)]
         return header
 
-    def _parted_bytes(self, family: PartedFamily) -> _PartedBytes:
-        """The bytes of a parted family, rendered where its parts changed (under the lock)."""
-        old = self._parted.get(family.name)
-        if old is not None and old.parts is family.parts and not old.stored:
-            return old
-        header = self._header(family)
-        new, dirty = (old or _PartedBytes(())).successor(family.parts)
-        lines = new.lines
-        missing = [sample for n in dirty for sample in family.parts[n]
-                   if id(sample) not in lines]
-        for sample, line in zip(missing, self._lines(family, header, missing)):
-            lines[id(sample)] = (sample, line)
-        for n in dirty:
-            new.texts[n] = b"".join([lines[id(sample)][1] for sample in family.parts[n]])
-            new.segments[n - n % SEGMENT_PARTS] = None
-        new.text = b"".join([header, *new.texts])
-        self._parted[family.name] = new
-        return new
+    def _update_parted(self, families: list[PartedFamily]) -> None:
+        """The bytes of each parted family, rendered where its parts changed: the samples
+        none of them had, of all the families at once, by one call of the encoder (under
+        the lock)."""
+        pending: list[tuple[PartedFamily, bytes, _PartedBytes, list[int], list[Sample]]] = []
+        for family in families:
+            old = self._parted.get(family.name)
+            if old is not None and old.parts is family.parts and not old.stored:
+                continue
+            new, dirty = (old or _PartedBytes(())).successor(family.parts)
+            lines = new.lines
+            missing = [sample for n in dirty for sample in family.parts[n]
+                       if id(sample) not in lines]
+            pending.append((family, self._header(family), new, dirty, missing))
+        rendered = self._lines([(family, header, missing)
+                                for family, header, _, _, missing in pending if missing])
+        for family, header, new, dirty, missing in pending:
+            lines = new.lines
+            for sample, line in zip(missing, rendered.get(family.name, ())):
+                lines[id(sample)] = (sample, line)
+            for n in dirty:
+                new.texts[n] = b"".join([lines[id(sample)][1] for sample in family.parts[n]])
+                new.segments[n - n % SEGMENT_PARTS] = None
+            new.text = b"".join([header, *new.texts])
+            self._parted[family.name] = new
 
-    def _lines(self, family: PartedFamily, header: bytes, samples: list[Sample]) -> list[bytes]:
-        """The lines of ``samples`` (one each), rendered together by the encoder."""
-        if not samples:
-            return []
-        batch = Metric(family.name, family.documentation, family.type, family.unit)
-        batch.samples = samples
-        text = self.encoder(_FamilySet([batch]))
-        body = text[len(header): len(text) - len(self.trailer)]
-        lines = [line + b"\n" for line in body.split(b"\n")[:-1]]
-        if len(lines) != len(samples):  # one line a sample is the format's rule
-            raise ValueError(f"{family.name}: {len(samples)} samples gave {len(lines)} lines")
-        return lines
+    def _lines(self, batches: list[tuple[PartedFamily, bytes, list[Sample]]]
+               ) -> dict[str, list[bytes]]:
+        """Per family, the lines of its samples (one each): every family's rendered by one
+        call of the encoder, then cut at the headers known."""
+        if not batches:
+            return {}
+        families = []
+        for family, _, samples in batches:
+            batch = Metric(family.name, family.documentation, family.type, family.unit)
+            batch.samples = samples
+            families.append(batch)
+        text = self.encoder(_FamilySet(families))
+        found, at = {}, 0
+        for family, header, samples in batches:
+            if not text.startswith(header, at):
+                raise ValueError(f"{family.name}: not rendered where expected")
+            at += len(header)
+            lines = []
+            for _ in samples:  # one line a sample is the format's rule
+                end = text.index(b"\n", at) + 1
+                lines.append(text[at:end])
+                at = end
+            found[family.name] = lines
+        if len(text) - at != len(self.trailer):
+            raise ValueError("the encoder rendered more lines than samples")
+        return found
 
     def _gzipped(self, family: _PartedBytes, header: bytes) -> bytes:
         """A parted family's deflate segments: one each :data:`SEGMENT_PARTS` parts, the
@@ -243,13 +264,15 @@ class _Format:
             known, segments = self._chunks, self._segments
             chunks: dict[int, _Chunk] = {}
             kept_segments: dict[bytes, bytes] = {}
+            self._update_parted([family for group in groups for family in group
+                                 if isinstance(family, PartedFamily)])
             for group in groups:
                 data = bool(group) and group[0].name not in PER_SCRAPE
                 run: list[bytes] = []  # ordinary families in a row: compressed together
                 for family in group:
                     if isinstance(family, PartedFamily):
                         self._flush(run, data, gzipped, zipped, segments, kept_segments)
-                        parted = self._parted_bytes(family)
+                        parted = self._parted[family.name]
                         texts.append(parted.text)
                         if gzipped:
                             zipped.append(self._gzipped(parted, self._header(family)))
