@@ -16,6 +16,7 @@ parts' in order.
 from __future__ import annotations
 
 import threading
+from itertools import chain
 from typing import Any, Callable, Iterable, Sequence
 
 from prometheus_client.metrics_core import Metric
@@ -80,10 +81,11 @@ class PartedBuilder:
                 number, offset = divmod(index[symbol], CHUNK)
                 self._update(symbol, tuple(m.chunks[number][offset] for m in maps))
                 dirty.add(number)
-            series = self._series
+            get = self._series.get
             for number in dirty:
-                parts[number] = tuple(sample for symbol in layout.chunk_keys[number]
-                                      for sample in series.get(symbol, ((), ()))[1])
+                parts[number] = tuple(chain.from_iterable(
+                    [kept[1] for symbol in layout.chunk_keys[number]
+                     if (kept := get(symbol)) is not None]))
             self._maps, self._parts = tuple(maps), tuple(parts)
             return PartedFamily(self._template, self._parts)
 
