@@ -373,9 +373,11 @@ FLAGS: tuple[Flag, ...] = (
          details="See [request weight](request-weight.md)."),
     # binance-exporter: how long each data group is reused
     Flag("--ttl-spreads", "BINANCE_TTL_SPREADS", ttl, "best bid/ask (bookTicker, weight 4)",
-         default="10", metavar="SECONDS", commands=(EXPORTER,), group=CACHE),
+         default="10", metavar="SECONDS", commands=(EXPORTER,), group=CACHE,
+         details="Not used in stream mode, where the streams push them."),
     Flag("--ttl-books", "BINANCE_TTL_BOOKS", ttl, "order books (depth, weight 25 each)",
-         default="30", metavar="SECONDS", commands=(EXPORTER,), group=CACHE),
+         default="30", metavar="SECONDS", commands=(EXPORTER,), group=CACHE,
+         details="Not used in stream mode, where the streams push them."),
     Flag("--ttl-rankings", "BINANCE_TTL_RANKINGS", ttl, "24 h ticker for Q1/Q2 (weight 80)",
          default="300", metavar="SECONDS", commands=(EXPORTER,), group=CACHE),
     Flag("--ttl-exchange", "BINANCE_TTL_EXCHANGE", ttl, "exchangeInfo (weight 20)",

@@ -20,7 +20,7 @@ import pytest
 from e2e_support import promtool, tool
 import yaml
 
-from collector import __version__, exporter_cli, report
+from collector import __version__, exporter_cli
 from collector.config import parse_args
 from collector.costs import peak_weight_per_minute
 from collector.exporter import BinanceCollector
@@ -751,23 +751,6 @@ def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     (job,) = yaml.safe_load(snippet.group(1))["scrape_configs"]
     assert job["job_name"] == "binance"
-
-
-def test_readme_documents_every_flag_and_variable_of_both_commands() -> None:
-    """A flag added to a parser without a word in the README fails here: each option of
-    binance-exporter and binance-report appears in code (`--flag`, `--flag VALUE` or
-    `--flag=...`), and so does each BINANCE_* variable their help names."""
-    text = README.read_text()
-    for parser in (exporter_cli.build_parser(), report.build_parser()):
-        options = [option for action in parser._actions  # pylint: disable=protected-access
-                   for option in action.option_strings if option.startswith("--")]
-        assert "--symbols" in options and "--depth-bands" in options
-        for option in options:
-            assert re.search(rf"`{re.escape(option)}[\s`=]", text), \
-                f"README.md does not document {parser.prog} {option}"
-        for variable in set(re.findall(r"BINANCE_[A-Z_]+", parser.format_help())):
-            assert f"`{variable}`" in text or f"{variable}=" in text, \
-                f"README.md does not name {variable}"
 
 
 COST_ROW = re.compile(r"^\| (none|`[^`]+`) \| (\d+)(, refused)? \| (\d+)(, refused)? \|$", re.M)
