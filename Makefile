@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/docker-compose config -q
 	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
 		-f tools/compose-smoke/compose.override.yml --profile offline config -q
-	$(BIN)/python tools/k8s_manifests.py check
+	RUNBOOK_BASE_URL="$(RUNBOOK_BASE_URL)" $(BIN)/python tools/k8s_manifests.py check
 	$(BIN)/python tools/flags_doc.py check
 
 # rewrite docs/configuration.md and the README's table of common flags from the flag
@@ -50,9 +50,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/flags_doc.py generate
 
-# rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard (commit them)
+# rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard, and every
+# alert's runbook_url from one base: the repository's docs/alerts.md, or
+# RUNBOOK_BASE_URL=https://... for runbooks published elsewhere (commit them)
+RUNBOOK_BASE_URL ?=
 k8s: $(STAMP)
-	$(BIN)/python tools/k8s_manifests.py generate
+	RUNBOOK_BASE_URL="$(RUNBOOK_BASE_URL)" $(BIN)/python tools/k8s_manifests.py generate
 
 docker:
 	docker build -t $(IMAGE) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) .

@@ -9,11 +9,12 @@ A missing tool skips its test on a workstation but fails in CI, where it must be
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
@@ -68,6 +69,16 @@ PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
 GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?\}?|\[\[(\w+)\]\]")
 DURATION_VARIABLES = {"__rate_interval", "__interval", "__range"}
+
+
+def k8s_manifests() -> ModuleType:
+    """tools/k8s_manifests.py, which builds every runbook_url from one setting."""
+    spec = importlib.util.spec_from_file_location("k8s_manifests",
+                                                  ROOT / "tools" / "k8s_manifests.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -519,13 +530,20 @@ def test_every_alert_has_a_static_summary_and_a_runbook_in_the_manual(
         alerts: list[dict[str, Any]]) -> None:
     """Mixin conventions: a summary is the same sentence for every instance (so alerts
     group), the labels go in the description, and runbook_url leads to a section of
-    docs/alerts.md named after the alert that says what it means and what to do."""
+    docs/alerts.md named after the alert that says what it means and what to do: an
+    absolute URL built from the one runbook setting, since Alertmanager and Grafana
+    resolve a relative one against their own pages."""
     text = ALERTS_PAGE.read_text(encoding="utf-8")
+    tool = k8s_manifests()
+    # the one setting: by default the repository's runbooks, which open from Alertmanager
+    assert re.fullmatch(r"https://github\.com/[\w-]+/[\w-]+/blob/main/docs/alerts\.md",
+                        tool.RUNBOOK_BASE_URL)
+    runbook_base = tool.runbook_base()
     for rule in alerts:
         name, annotations = rule["alert"], rule["annotations"]
         assert "{{" not in annotations["summary"], name
         assert annotations["summary"].endswith("."), name
-        assert annotations["runbook_url"] == f"README.md#{name.lower()}", name
+        assert annotations["runbook_url"] == f"{runbook_base}#{name.lower()}", name
         assert f"\n## {name}\n" in text, f"docs/alerts.md has no section {name}"
         section = text.split(f"\n## {name}\n", 1)[1].split("\n#", 1)[0]
         assert f"*{rule['labels']['severity']}" in section, name  # it states the severity
@@ -735,8 +753,8 @@ COST_ROW = re.compile(r"^\| (none|`[^`]+`) \| (\d+)(, refused)? \| (\d+)(, refus
 
 
 def test_the_weight_table_is_what_the_budget_check_computes() -> None:
-    """Each row of docs/request-weight.md's table of worst-minute weights is recomputed from its flags
-    through the exporter's own parser and collector.costs, in both modes, and says
+    """Each row of docs/request-weight.md's table of worst-minute weights is recomputed from
+    its flags through the exporter's own parser and collector.costs, in both modes, and says
     "refused" exactly where the start-up check refuses it (over --weight-budget)."""
     text = WEIGHT_PAGE.read_text(encoding="utf-8")
     section = text.split("<!-- worst-minute weights:", 1)[1].split("\n\n", 1)[0]

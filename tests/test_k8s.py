@@ -140,6 +140,58 @@ def test_generate_rewrites_the_copies(tmp_path: Path) -> None:
         assert (root / path).read_bytes() == (ROOT / path).read_bytes()
 
 
+def runbook_urls(text: str) -> list[str]:
+    return re.findall(r'runbook_url: "?([^"\s]+)"?', text)
+
+
+def test_runbook_links_are_built_from_one_base_for_each_alert() -> None:
+    """Every runbook_url, in the rules, their tests and the PrometheusRule, is the base
+    setting (RUNBOOK_BASE_URL, else the repository's docs/alerts.md) plus the alert's own
+    name: a section of the runbooks."""
+    base = k8s.runbook_base()
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    for group in rules:
+        for rule in group["rules"]:
+            assert rule["annotations"]["runbook_url"] == \
+                f"{base}#{rule['alert'].lower()}"
+    for path in (ALERTS, ROOT / k8s.ALERT_TESTS, ROOT / k8s.RULE_COPY):
+        urls = runbook_urls(path.read_text(encoding="utf-8"))
+        assert len(urls) >= 14, path
+        assert {url.split("#")[0] for url in urls} == {base}, path
+    text = "alert: BinanceUpstreamFailing\n  x: 1\n  runbook_url: old#wrong\n" \
+        "alertname: BinanceStreamSilent\n      runbook_url: \"elsewhere\"\n"
+    assert k8s.with_runbooks(text, "https://h/p.md") == (
+        "alert: BinanceUpstreamFailing\n  x: 1\n"
+        "  runbook_url: \"https://h/p.md#binanceupstreamfailing\"\n"
+        "alertname: BinanceStreamSilent\n"
+        "      runbook_url: \"https://h/p.md#binancestreamsilent\"\n")
+
+
+def test_runbook_base_url_points_every_link_elsewhere(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make k8s RUNBOOK_BASE_URL=...`: the rules, the annotations their tests expect and the
+    PrometheusRule all link the other runbooks, promtool's tests still pass, and the check
+    holds the files to the setting it is given."""
+    root = copy_tree(tmp_path)
+    base = "https://wiki.example.com/ops/binance-runbooks.html"
+    monkeypatch.setenv("RUNBOOK_BASE_URL", base)
+    assert k8s.main(["generate", str(root)]) == 0
+    for path in (k8s.ALERTS, k8s.ALERT_TESTS, k8s.RULE_COPY):
+        urls = runbook_urls((root / path).read_text(encoding="utf-8"))
+        assert {url.split("#")[0] for url in urls} == {base}, path
+    assert all((root / path).read_text(encoding="utf-8") == text
+               for path, text in k8s.generated(root).items())
+    checked = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"],
+                             cwd=root / "prometheus", capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    monkeypatch.delenv("RUNBOOK_BASE_URL")
+    assert any(root.joinpath(path).read_text(encoding="utf-8") != text
+               for path, text in k8s.generated(root).items())  # the default's would differ
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "RUNBOOK_BASE_URL" in makefile[makefile.index("\nk8s:"):].split("\n\n", 1)[0]
+
+
 def copy_tree(tmp_path: Path) -> Path:
     """What the check reads: deploy/, prometheus/ and grafana/."""
     root = tmp_path / "repo"
@@ -247,6 +299,14 @@ def dashboard_changed(root: Path) -> None:
     path.write_text(json.dumps(dashboard, indent=2), encoding="utf-8")
 
 
+def runbook_link_edited(root: Path) -> None:
+    """A runbook_url written by hand, relative as they once were: it leads nowhere from
+    Alertmanager, and it is not the one setting's."""
+    edit(root / "prometheus" / "alerts.yml",
+         f'runbook_url: "{k8s.runbook_base()}#binanceexporterdown"',
+         'runbook_url: "README.md#binanceexporterdown"')
+
+
 def rule_copy_edited(root: Path) -> None:
     path = root / BASE / "prometheusrule.yaml"
     rule = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -294,6 +354,9 @@ BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "dashboard changed, copy not regenerated": (dashboard_changed, [
         "binance.json: differs from what grafana/dashboards/binance.json generates",
         "its binance.json is not grafana/dashboards/binance.json"]),
+    "runbook link edited by hand": (runbook_link_edited, [
+        "prometheus/alerts.yml: has runbook_url values not built from "
+        f"{k8s.runbook_base()}#<alertname>", "its groups are not those of"]),
     "copy edited by hand": (rule_copy_edited, [
         "prometheusrule.yaml: differs from what prometheus/alerts.yml generates",
         "its groups are not those of prometheus/alerts.yml"]),
