@@ -61,12 +61,6 @@ def from_env(variable: str, default: str | None) -> str | None:
     return marked
 
 
-def env(name: str, default: str) -> str:
-    """The value of ``BINANCE_<NAME>`` or ``default``."""
-    value = from_env(f"BINANCE_{name}", default)
-    return default if value is None else value
-
-
 class Kind(Protocol):
     """A flag's type: converts a value (or raises ``ArgumentTypeError``); ``range`` says in
     words what it accepts."""
@@ -160,7 +154,6 @@ class Check:
 
 positive_int = Number(int, 1)
 non_negative_int = Number(int, 0)
-positive_float = Number(float, 0, above=True)
 seconds = Number(float, 0, above=True, unit="s")
 weight_budget = Number(float, 0, above=True, high=WEIGHT_LIMIT, too_high="{text!r} is above "
                        f"Binance's limit of {WEIGHT_LIMIT} per minute and IP")
@@ -169,11 +162,6 @@ ttl = Number(float, MIN_TTL, unit="s", too_low="{text!r} is below the "
 top = Number(int, 1, high=50)
 depth_levels = Number(int, 1, high=5000,
                       too_high="{text!r} is above Binance's maximum depth of 5000")
-
-
-def one_of(*choices: str) -> Choice:
-    """A type that accepts only ``choices`` (case-insensitive)."""
-    return Choice(*choices)
 
 
 def port(text: str) -> int:
