@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint k8s bench soak docker docker-smoke compose-up compose-offline compose-down compose-smoke clean
+.PHONY: run report demo test lint docs k8s bench soak docker docker-smoke compose-up compose-offline compose-down compose-smoke clean
 
 IMAGE ?= binance-exporter:local
 
@@ -34,19 +34,28 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
-	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py \
+	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py tools/flags_doc.py \
 		tools/compose-smoke/check_prometheus.py bench
 	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py \
-		tools/compose-smoke/check_prometheus.py
+		tools/flags_doc.py tools/compose-smoke/check_prometheus.py
 	$(BIN)/hadolint Dockerfile tools/compose-smoke/Dockerfile.prometheus
 	$(BIN)/docker-compose config -q
 	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
 		-f tools/compose-smoke/compose.override.yml --profile offline config -q
-	$(BIN)/python tools/k8s_manifests.py check
+	RUNBOOK_BASE_URL="$(RUNBOOK_BASE_URL)" $(BIN)/python tools/k8s_manifests.py check
+	$(BIN)/python tools/flags_doc.py check
 
-# rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard (commit them)
+# rewrite docs/configuration.md and the README's table of common flags from the flag
+# definitions of collector/config.py (commit them)
+docs: $(STAMP)
+	$(BIN)/python tools/flags_doc.py generate
+
+# rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard, and every
+# alert's runbook_url from one base: the repository's docs/alerts.md, or
+# RUNBOOK_BASE_URL=https://... for runbooks published elsewhere (commit them)
+RUNBOOK_BASE_URL ?=
 k8s: $(STAMP)
-	$(BIN)/python tools/k8s_manifests.py generate
+	RUNBOOK_BASE_URL="$(RUNBOOK_BASE_URL)" $(BIN)/python tools/k8s_manifests.py generate
 
 docker:
 	docker build -t $(IMAGE) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) .

@@ -16,18 +16,14 @@ import threading
 from types import FrameType
 from typing import Callable, Sequence
 
-from collector import __version__, wiring
+from collector import __version__, config, wiring
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
     Parser,
-    add_upstream_flags,
     check_weight_budget,
-    env,
     parse_args,
-    positive_float,
     settings_from,
-    ttl,
 )
 from collector.costs import peak_weight_per_minute
 from collector.records import STREAM, Settings
@@ -36,50 +32,12 @@ from collector.server import MetricsServer
 log = logging.getLogger("collector.exporter_cli")
 
 
-def port(text: str) -> int:
-    """A TCP port, 0 (any free port) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return value
-
-
 def build_parser() -> Parser:
-    """The exporter's flags."""
-    parser = Parser(
-        prog="binance-exporter",
-        description="Serve Binance Spot spreads, deltas and order book notionals as "
-        "Prometheus metrics, fetched when scraped and cached per data group.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    web = parser.add_argument_group("web")
-    # not BINANCE_PORT: Kubernetes sets <SERVICE>_PORT=tcp://... for a Service named binance
-    web.add_argument("--listen-address", default=env("LISTEN_ADDRESS", "::"),
-                     metavar="HOST", help="address to listen on, IPv4 or IPv6; :: is every "
-                     "interface, IPv4 and IPv6 (IPv4 alone on a machine without IPv6), "
-                     "0.0.0.0 every IPv4 one (env BINANCE_LISTEN_ADDRESS; default ::)")
-    web.add_argument("--port", type=port, default=env("LISTEN_PORT", "8080"),
-                     help="port to listen on (env BINANCE_LISTEN_PORT; default 8080)")
-    add_upstream_flags(parser)
-    cache = parser.add_argument_group("cache (TTL per data group; 10 s minimum)")
-    for name, default, what in (
-        ("spreads", "10", "best bid/ask (bookTicker, weight 4)"),
-        ("books", "30", "order books (depth, weight 25 each)"),
-        ("rankings", "300", "24 h ticker for Q1/Q2 (weight 80)"),
-        ("exchange", "3600", "exchangeInfo (weight 20)"),
-    ):
-        cache.add_argument(f"--ttl-{name}", type=ttl, default=env(f"TTL_{name.upper()}", default),
-                           metavar="SECONDS",
-                           help=f"{what} (env BINANCE_TTL_{name.upper()}; default {default})")
-    cache.add_argument(
-        "--refresh-budget", type=positive_float, default=env("REFRESH_BUDGET", "8"),
-        metavar="SECONDS",
-        help="most time a scrape may spend refreshing, retries included; keep it under "
-        "Prometheus' scrape timeout (env BINANCE_REFRESH_BUDGET; default 8)")
-    return parser
+    """The exporter's flags (:data:`collector.config.FLAGS`)."""
+    return config.build_parser(
+        config.EXPORTER, __version__,
+        "Serve Binance Spot spreads, deltas and order book notionals as Prometheus metrics, "
+        "fetched when scraped and cached per data group.")
 
 
 def exporter_settings(args: argparse.Namespace) -> Settings:

@@ -38,19 +38,14 @@ from decimal import Decimal
 from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
-from collector import __version__, wiring
+from collector import __version__, config, wiring
 from collector.answers import plain, relative_spread
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
     Parser,
-    add_upstream_flags,
     check_weight_budget,
-    env,
-    non_negative_int,
-    one_of,
     parse_args,
-    positive_float,
     settings_from,
 )
 from collector.errors import BinanceError
@@ -375,29 +370,10 @@ def table_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int]) -> list
 
 
 def build_parser() -> Parser:
-    """The report's flags."""
-    parser = Parser(
-        prog="binance-report",
-        description="Print Binance Spot answers Q1-Q4, then spreads and their deltas (Q5).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    add_upstream_flags(parser)
-    parser.add_argument(
-        "--interval", type=positive_float, default=env("INTERVAL", "10"), metavar="SECONDS",
-        help="seconds between Q5 ticks (env BINANCE_INTERVAL; default 10)",
-    )
-    parser.add_argument(
-        "--count", type=non_negative_int, default=os_count(), metavar="N",
-        help="Q5 ticks to print, then exit; 0 prints Q1-Q4 only (env BINANCE_COUNT; "
-        "default: until Ctrl-C)",
-    )
-    parser.add_argument(
-        "--format", type=one_of("text", "json"), default=env("FORMAT", "text"),
-        metavar="{text,json}",
-        help="text tables, or JSON (Q1-Q4 object then JSON Lines) (env BINANCE_FORMAT; "
-        "default text)",
-    )
-    return parser
+    """The report's flags (:data:`collector.config.FLAGS`)."""
+    return config.build_parser(
+        config.REPORT, __version__,
+        "Print Binance Spot answers Q1-Q4, then spreads and their deltas (Q5).")
 
 
 @contextlib.contextmanager
@@ -415,12 +391,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def os_count() -> str | None:
-    """BINANCE_COUNT if set; None means no limit."""
-    value = env("COUNT", "")
-    return value or None
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:

@@ -92,7 +92,7 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _serve_forever(self) -> None:
-        # SIGTERM must reach the main thread, which waits for it (cli.serve): taken by this
+        # SIGTERM must reach the main thread, which waits for it (exporter_cli.serve): taken by this
         # thread, or by the threads it starts (they inherit the mask), it would not wake it
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         self._loop.run_forever()

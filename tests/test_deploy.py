@@ -9,18 +9,19 @@ A missing tool skips its test on a workstation but fails in CI, where it must be
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 from e2e_support import promtool, tool
 import yaml
 
-from collector import __version__, exporter_cli, report
+from collector import __version__, exporter_cli
 from collector.config import parse_args
 from collector.costs import peak_weight_per_minute
 from collector.exporter import BinanceCollector
@@ -68,6 +69,16 @@ PROMETHEUS_METRICS = {"up"}
 METRIC_NAME = re.compile(r"\bbinance_[A-Za-z0-9_]+\b")
 GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?\}?|\[\[(\w+)\]\]")
 DURATION_VARIABLES = {"__rate_interval", "__interval", "__range"}
+
+
+def k8s_manifests() -> ModuleType:
+    """tools/k8s_manifests.py, which builds every runbook_url from one setting."""
+    spec = importlib.util.spec_from_file_location("k8s_manifests",
+                                                  ROOT / "tools" / "k8s_manifests.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -493,7 +504,7 @@ def test_stale_data_alert_has_a_threshold_for_every_group(
     assert groups == served == {"spreads", "books", "rankings", "exchange"}
 
 
-JOB = "binance"  # the job name of prometheus.yml and of the README's scrape_configs
+JOB = "binance"  # the job name of prometheus.yml and of the manual's scrape_configs
 SELECTOR = re.compile(r"\b(binance_[A-Za-z0-9_]+|up)\b(\{[^}]*\})?")
 MARKET_METRICS = {"binance_price_spread", "binance_price_spread_delta",
                   "binance_price_spread_ratio", "binance_order_book_band_notional",
@@ -515,19 +526,26 @@ def test_every_alert_selects_the_job_prometheus_scrapes(
             assert f'job="{JOB}"' in matchers, f"{rule['alert']}: {name} selects no job"
 
 
-def test_every_alert_has_a_static_summary_and_a_runbook_in_the_readme(
+def test_every_alert_has_a_static_summary_and_a_runbook_in_the_manual(
         alerts: list[dict[str, Any]]) -> None:
     """Mixin conventions: a summary is the same sentence for every instance (so alerts
-    group), the labels go in the description, and runbook_url leads to a README section
-    named after the alert that says what it means and what to do."""
-    anchors = readme_anchors()
+    group), the labels go in the description, and runbook_url leads to a section of
+    docs/alerts.md named after the alert that says what it means and what to do: an
+    absolute URL built from the one runbook setting, since Alertmanager and Grafana
+    resolve a relative one against their own pages."""
+    text = ALERTS_PAGE.read_text(encoding="utf-8")
+    tool = k8s_manifests()
+    # the one setting: by default the repository's runbooks, which open from Alertmanager
+    assert re.fullmatch(r"https://github\.com/[\w-]+/[\w-]+/blob/main/docs/alerts\.md",
+                        tool.RUNBOOK_BASE_URL)
+    runbook_base = tool.runbook_base()
     for rule in alerts:
         name, annotations = rule["alert"], rule["annotations"]
         assert "{{" not in annotations["summary"], name
         assert annotations["summary"].endswith("."), name
-        assert annotations["runbook_url"] == f"README.md#{name.lower()}", name
-        assert name.lower() in anchors, f"README.md has no section {name}"
-        section = README.read_text().split(f"\n#### {name}\n", 1)[1].split("\n#", 1)[0]
+        assert annotations["runbook_url"] == f"{runbook_base}#{name.lower()}", name
+        assert f"\n## {name}\n" in text, f"docs/alerts.md has no section {name}"
+        section = text.split(f"\n## {name}\n", 1)[1].split("\n#", 1)[0]
         assert f"*{rule['labels']['severity']}" in section, name  # it states the severity
 
 
@@ -667,17 +685,17 @@ def test_compose_file_is_valid_and_pins_its_images() -> None:
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
 
 
-def test_compose_comments_name_files_that_exist_and_the_logins_the_readme_gives() -> None:
+def test_compose_comments_name_files_that_exist_and_the_logins_the_manual_gives() -> None:
     """The file's comments are what a newcomer reads first: they named a rules file
     (alerts/alerts.yml) that does not exist, and said Grafana needs no login where the
-    README gives admin/admin for editing."""
+    manual gives admin/admin for editing."""
     comments = "\n".join(line for line in COMPOSE.read_text().splitlines()
                          if line.lstrip().startswith("#"))
     paths = set(re.findall(r"\b[\w-]+/[\w./-]+\.(?:yml|json)\b", comments))
     assert paths, "the comments name no file"
     for path in paths:
         assert (ROOT / path).is_file(), f"docker-compose.yml names {path}, which does not exist"
-    assert "admin/admin" in comments and "admin/admin" in README.read_text()
+    assert "admin/admin" in comments and "admin/admin" in DEPLOYMENT.read_text(encoding="utf-8")
 
 
 def test_offline_profile_feeds_an_exporter_in_stream_mode_from_the_simulator() -> None:
@@ -706,43 +724,21 @@ def test_the_package_version_is_the_collectors() -> None:
         == __version__  # type: ignore[union-attr]
 
 
-# ---------------------------------------------------------------- README
+# ---------------------------------------------------------------- the manual (docs/)
 
-README = ROOT / "README.md"
-README_LINK = re.compile(r"\]\((README\.md)?#([^)\s]+)\)")
-
-
-def github_anchor(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading: lower case, punctuation (backticks,
-    parentheses, dots, ``≥``) dropped, each space a hyphen."""
-    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return kept.replace(" ", "-")
+DOCS = ROOT / "docs"
+ALERTS_PAGE = DOCS / "alerts.md"
+DEPLOYMENT = DOCS / "deployment.md"
+WEIGHT_PAGE = DOCS / "request-weight.md"
+SYMBOLS_PAGE = DOCS / "symbols.md"
 
 
-def readme_anchors() -> set[str]:
-    return {github_anchor(line.lstrip("#")) for line in README.read_text().splitlines()
-            if re.match(r"#{1,6} ", line)}
-
-
-def test_github_anchor_matches_githubs_own() -> None:
-    assert github_anchor(" Set up (Python ≥ 3.10)") == "set-up-python--310"
-    assert github_anchor(" Stream mode (`--source stream`)") == "stream-mode---source-stream"
-    assert github_anchor(" The report: `binance-report`") == "the-report-binance-report"
-
-
-def test_every_link_to_a_readme_section_exists() -> None:
-    """The contents list and the cross-references: a renamed heading breaks its links."""
-    links = {anchor for _, anchor in README_LINK.findall(README.read_text())}
-    assert len(links) > 20
-    assert links <= readme_anchors(), sorted(links - readme_anchors())
-
-
-def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
+def test_the_scrape_config_of_the_manual_is_valid_and_scrapes_the_job_the_rules_select(
         tmp_path: Path) -> None:
     """The snippet for users without Compose: promtool accepts it, with alerts.yml beside it
     as it says, and its job is the one the alert rules select."""
-    text = README.read_text()
-    section = text[text.index("### Your own Prometheus"):]
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    section = text[text.index("## Your own Prometheus"):]
     snippet = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert snippet is not None
     (tmp_path / "prometheus.yml").write_text(snippet.group(1))
@@ -753,31 +749,14 @@ def test_readme_scrape_config_is_valid_and_scrapes_the_job_the_rules_select(
     assert job["job_name"] == "binance"
 
 
-def test_readme_documents_every_flag_and_variable_of_both_commands() -> None:
-    """A flag added to a parser without a word in the README fails here: each option of
-    binance-exporter and binance-report appears in code (`--flag`, `--flag VALUE` or
-    `--flag=...`), and so does each BINANCE_* variable their help names."""
-    text = README.read_text()
-    for parser in (exporter_cli.build_parser(), report.build_parser()):
-        options = [option for action in parser._actions  # pylint: disable=protected-access
-                   for option in action.option_strings if option.startswith("--")]
-        assert "--symbols" in options and "--depth-bands" in options
-        for option in options:
-            assert re.search(rf"`{re.escape(option)}[\s`=]", text), \
-                f"README.md does not document {parser.prog} {option}"
-        for variable in set(re.findall(r"BINANCE_[A-Z_]+", parser.format_help())):
-            assert f"`{variable}`" in text or f"{variable}=" in text, \
-                f"README.md does not name {variable}"
-
-
 COST_ROW = re.compile(r"^\| (none|`[^`]+`) \| (\d+)(, refused)? \| (\d+)(, refused)? \|$", re.M)
 
 
-def test_readme_weight_table_is_what_the_budget_check_computes() -> None:
-    """Each row of the README's table of worst-minute weights is recomputed from its flags
-    through the exporter's own parser and collector.costs, in both modes, and says
+def test_the_weight_table_is_what_the_budget_check_computes() -> None:
+    """Each row of docs/request-weight.md's table of worst-minute weights is recomputed from
+    its flags through the exporter's own parser and collector.costs, in both modes, and says
     "refused" exactly where the start-up check refuses it (over --weight-budget)."""
-    text = README.read_text()
+    text = WEIGHT_PAGE.read_text(encoding="utf-8")
     section = text.split("<!-- worst-minute weights:", 1)[1].split("\n\n", 1)[0]
     rows = COST_ROW.findall(section)
     assert len(rows) == len(section.splitlines()) - 3  # comment, header, rule: none unread
@@ -792,8 +771,9 @@ def test_readme_weight_table_is_what_the_budget_check_computes() -> None:
             assert bool(refused) == (spend > args.weight_budget), (flags, source)
 
 
-def test_readme_keeps_a_place_for_the_whole_market_figures() -> None:
-    """BENCHMARKS.md holds the --spreads all figures; the README links them, never copies."""
-    text = README.read_text()
-    assert "[BENCHMARKS.md](BENCHMARKS.md), section 7" in text
-    assert "whole market" in text.split("[BENCHMARKS.md](BENCHMARKS.md), section 7")[0][-300:]
+def test_the_manual_keeps_a_place_for_the_whole_market_figures() -> None:
+    """BENCHMARKS.md holds the --spreads all figures; the manual links them, never copies."""
+    text = SYMBOLS_PAGE.read_text(encoding="utf-8")
+    link = "[BENCHMARKS.md](../BENCHMARKS.md#7-whole-market), section 7"
+    assert link in text
+    assert "whole market" in text.split(link)[0][-300:]

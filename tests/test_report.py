@@ -272,7 +272,7 @@ def test_ctrl_c_ends_the_log_cleanly(market_mock: responses.RequestsMock,
 
 
 def test_the_installed_command_against_a_stand_in_server() -> None:
-    """The README's example, as a real process over real HTTP on loopback."""
+    """docs/report.md's example, as a real process over real HTTP on loopback."""
     command = Path(sys.executable).with_name("binance-report")
     with running_standin() as server:
         done = subprocess.run(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the Binance simulator and the exporter against it, no network needed.
 # Simulator on http://127.0.0.1:8090 (SIM_PORT=... to change; its /_sim control API is
-# what the README's examples call), metrics at http://localhost:8080/metrics (PORT=...).
+# what docs/development.md's examples call), metrics at http://localhost:8080/metrics (PORT=...).
 # STREAM=1: the exporter in stream mode, on the simulator's WebSocket streams at
 # ws://127.0.0.1:8091 (SIM_WS_PORT=...). Ctrl-C stops both.
 set -euo pipefail

@@ -5,15 +5,20 @@
 
 ROOT is the repository (default: the one this file is in); tests give a broken copy.
 
-``generate`` writes ``base/prometheusrule.yaml`` from ``prometheus/alerts.yml`` and copies
-``grafana/dashboards/binance.json`` into ``base/dashboards/`` for the ConfigMap kustomize
-generates: kustomize loads no file outside the kustomization's folder, and
-``kubectl apply -k`` cannot be told to, so the copies are committed.
+``generate`` first sets every alert's ``runbook_url`` in ``prometheus/alerts.yml`` (and the
+annotations ``prometheus/alerts_test.yml`` expects) to ``<base>#<alertname in lower case>``,
+the base being the one runbook setting: ``RUNBOOK_BASE_URL`` from the environment (``make k8s
+RUNBOOK_BASE_URL=...``), else :data:`RUNBOOK_BASE_URL`, the repository's docs/alerts.md,
+which opens from Alertmanager and Grafana as a relative link would not. It then writes
+``base/prometheusrule.yaml`` from ``prometheus/alerts.yml``, so the PrometheusRule carries the
+same links, and copies ``grafana/dashboards/binance.json`` into ``base/dashboards/`` for the
+ConfigMap kustomize generates: kustomize loads no file outside the kustomization's folder,
+and ``kubectl apply -k`` cannot be told to, so the copies are committed.
 
 ``check`` contacts no cluster (``kubectl kustomize`` only renders; KUBECONFIG points at an
 empty file all the same) and fails on:
 
-* a copy that differs from what ``generate`` would write (drift);
+* a copy that differs from what ``generate`` would write (drift), runbook links included;
 * a base or overlay that ``kubectl kustomize`` cannot build;
 * a core object that ``kubernetes-validate --strict`` rejects (unknown fields included);
 * a ServiceMonitor or PrometheusRule that check-jsonschema rejects against the Prometheus
@@ -56,6 +61,12 @@ BASE = KUBE / "base"
 OVERLAYS = KUBE / "overlays"
 SCHEMAS = KUBE / "schemas"
 ALERTS = Path("prometheus/alerts.yml")
+ALERT_TESTS = Path("prometheus/alerts_test.yml")
+# The one setting runbook links are built from (the environment's RUNBOOK_BASE_URL wins): the
+# repository's runbooks, one section per alert, anchored by the alert's name in lower case.
+RUNBOOK_BASE_URL = "https://github.com/binance-exporter/binance-exporter/blob/main/docs/alerts.md"
+RUNBOOK_LINE = re.compile(r"^(\s*runbook_url:\s*).*$")
+ALERT_LINE = re.compile(r"^\s*(?:- )?(?:alert|alertname):\s*\"?(\w+)\"?\s*$")
 DASHBOARD = Path("grafana/dashboards/binance.json")
 RULE_COPY = BASE / "prometheusrule.yaml"
 DASHBOARD_COPY = BASE / "dashboards" / DASHBOARD.name
@@ -84,18 +95,51 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str)
 
 
-def rule_copy(root: Path) -> str:
-    """The PrometheusRule holding the groups of ``root``'s alerts.yml."""
-    groups = yaml.safe_load((root / ALERTS).read_text(encoding="utf-8"))["groups"]
+def runbook_base() -> str:
+    """The base URL of the runbook links: ``RUNBOOK_BASE_URL`` if set, else the default."""
+    return os.environ.get("RUNBOOK_BASE_URL") or RUNBOOK_BASE_URL
+
+
+def runbook_url(base: str, alert: str) -> str:
+    """The runbook link of ``alert``: its section of the runbook page at ``base``."""
+    return f"{base}#{alert.lower()}"
+
+
+def with_runbooks(text: str, base: str) -> str:
+    """A rules or rule-test file with each ``runbook_url`` built from ``base`` and the alert
+    it belongs to (the ``alert:`` or ``alertname:`` above it); nothing else changes."""
+    lines, alert = [], None
+    for line in text.split("\n"):
+        named = ALERT_LINE.match(line)
+        alert = named.group(1) if named else alert
+        link = RUNBOOK_LINE.match(line)
+        if link and alert:
+            line = f'{link.group(1)}"{runbook_url(base, alert)}"'
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def with_links(root: Path, base: str) -> dict[Path, str]:
+    """alerts.yml and alerts_test.yml of ``root``, their runbook links built from ``base``."""
+    return {path: with_runbooks((root / path).read_text(encoding="utf-8"), base)
+            for path in (ALERTS, ALERT_TESTS)}
+
+
+def rule_copy(root: Path, alerts: str | None = None) -> str:
+    """The PrometheusRule holding the groups of ``root``'s alerts.yml (or of ``alerts``)."""
+    text = (root / ALERTS).read_text(encoding="utf-8") if alerts is None else alerts
+    groups = yaml.safe_load(text)["groups"]
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": RULE_METADATA, "spec": {"groups": groups}}
     body = yaml.dump(rule, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
     return GENERATED.format(ALERTS) + body
 
 
-def generated(root: Path) -> dict[Path, str]:
-    """What ``generate`` writes under ``root``: path → text."""
-    return {RULE_COPY: rule_copy(root),
+def generated(root: Path, base: str | None = None) -> dict[Path, str]:
+    """What ``generate`` writes under ``root``, runbook links from ``base`` (default:
+    :func:`runbook_base`): path → text."""
+    linked = with_links(root, base or runbook_base())
+    return {**linked, RULE_COPY: rule_copy(root, linked[ALERTS]),
             DASHBOARD_COPY: (root / DASHBOARD).read_text(encoding="utf-8")}
 
 
@@ -154,13 +198,17 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
         return self.problems
 
     def check_drift(self) -> None:
-        """The committed copies are what ``generate`` writes from their sources."""
+        """The committed copies are what ``generate`` writes from their sources, and the
+        runbook links what the runbook setting makes."""
+        base = runbook_base()
         sources = {RULE_COPY: ALERTS, DASHBOARD_COPY: DASHBOARD}
-        for path, text in generated(self.root).items():
+        for path, text in generated(self.root, base).items():
             copy = self.root / path
             if not copy.is_file() or copy.read_text(encoding="utf-8") != text:
                 self.fail(str(path), f"differs from what {sources[path]} generates "
-                          "(run `make k8s` and commit the result)")
+                          "(run `make k8s` and commit the result)" if path in sources else
+                          f"has runbook_url values not built from {base}#<alertname> "
+                          "(run `make k8s`, with the RUNBOOK_BASE_URL you use)")
 
     def build(self, kustomization: Path) -> list[dict[str, Any]] | None:
         """The objects ``kubectl kustomize`` renders (no cluster is contacted)."""
@@ -369,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "generate":
         generate(args.root)
-        print(f"wrote {RULE_COPY} and {DASHBOARD_COPY}")
+        print(f"wrote {RULE_COPY} and {DASHBOARD_COPY}, runbook links to {runbook_base()}")
         return 0
     problems = check(args.root)
     for problem in problems:

@@ -42,6 +42,8 @@ from typing import Any
 
 from binance_simulator.market import SimulatedMarket
 from binance_simulator.testkit import SimulatorProcess, running_exporter, running_simulator
+from collector.costs import peak_weight_per_minute
+from collector.records import STREAM, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ["/api/v3/exchangeInfo", "/api/v3/ticker/24hr", "/api/v3/depth",
@@ -78,7 +80,8 @@ FRESH = 3.0
 LOOKBACK = 120  # steps back a value shown may be from (the exporter's stall watchdog: 30 s)
 ATTEMPT_WINDOW = 300.0  # the exporter's cap: 30 connection attempts in 300 s
 MAX_ATTEMPTS = 30
-STREAM_WEIGHT_BUDGET = 850  # collector.refresh.peak_weight_per_minute in stream mode
+# the exporter's worst minute in stream mode at the flags this soak gives it (StreamSoak)
+STREAM_WEIGHT_BUDGET = peak_weight_per_minute(Settings(source=STREAM, depth_levels=DEPTH_LEVELS))
 
 
 def proc_status(pid: int) -> tuple[int, int]:
