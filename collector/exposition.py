@@ -94,12 +94,12 @@ class _FamilySet(Collector):
         return self._families
 
 
-class _PartedBytes:  # pylint: disable=too-many-instance-attributes
+class _PartedBytes:
     """A parted family's bytes as last rendered: per part its bytes and deflate segment,
     its samples' lines (by sample, shared by its successors), and the whole family's text
     and gzip segments."""
 
-    __slots__ = ("parts", "texts", "lines", "segments", "streaks", "text", "gzipped", "stored")
+    __slots__ = ("parts", "texts", "lines", "segments", "text", "gzipped")
 
     def __init__(self, parts: tuple[Part, ...],
                  lines: dict[int, tuple[Sample, bytes]] | None = None) -> None:
@@ -107,10 +107,8 @@ class _PartedBytes:  # pylint: disable=too-many-instance-attributes
         self.texts: list[bytes] = [b""] * len(parts)
         self.lines = {} if lines is None else lines  # id(sample) → (the sample, held; line)
         self.segments: list[bytes | None] = [None] * len(parts)
-        self.streaks = [0] * len(parts)  # per segment: renders in a row it changed in
         self.text = b""
         self.gzipped: bytes | None = None
-        self.stored = False  # a segment is stored uncompressed (it was busy)
 
     def successor(self, parts: tuple[Part, ...]) -> tuple["_PartedBytes", list[int]]:
         """A copy for ``parts``, and which of them differ from this one's."""
@@ -121,10 +119,7 @@ class _PartedBytes:  # pylint: disable=too-many-instance-attributes
         if len(parts) != len(self.parts):
             return new, list(range(len(parts)))
         new.texts, new.segments = list(self.texts), list(self.segments)
-        dirty = [n for n, (a, b) in enumerate(zip(self.parts, parts)) if a is not b]
-        changed = {n - n % SEGMENT_PARTS for n in dirty}
-        new.streaks = [streak + 1 if n in changed else 0 for n, streak in enumerate(self.streaks)]
-        return new, dirty
+        return new, [n for n, (a, b) in enumerate(zip(self.parts, parts)) if a is not b]
 
 
 class _Format:
@@ -168,7 +163,7 @@ class _Format:
         pending: list[tuple[PartedFamily, bytes, _PartedBytes, list[int], list[Sample]]] = []
         for family in families:
             old = self._parted.get(family.name)
-            if old is not None and old.parts is family.parts and not old.stored:
+            if old is not None and old.parts is family.parts:
                 continue
             new, dirty = (old or _PartedBytes(())).successor(family.parts)
             lines = new.lines
@@ -216,24 +211,16 @@ class _Format:
 
     def _gzipped(self, family: _PartedBytes, header: bytes) -> bytes:
         """A parted family's deflate segments: one each :data:`SEGMENT_PARTS` parts, the
-        first with the header (compressed alone, a part of 16 series loses too much). A
-        segment that changed in each of the two renders before too (a busy symbol's,
-        changed by nearly every event) is stored as it is: it is compressed once it stays
-        unchanged for a render."""
+        first with the header (compressed alone, a part of 16 series loses too much)."""
         if family.gzipped is None:
-            segments, pieces = family.segments, []
+            segments = family.segments
             for n in range(0, len(segments), SEGMENT_PARTS):
-                segment = segments[n]
-                if segment is None:
-                    text = b"".join([*([header] if n == 0 else []),
-                                     *family.texts[n:n + SEGMENT_PARTS]])
-                    if family.streaks[n] > 2:
-                        pieces.append(_stored(text))
-                        family.stored = True
-                        continue
-                    segment = segments[n] = _deflate(text, PARTED_GZIP_LEVEL)
-                pieces.append(segment)
-            family.gzipped = b"".join(pieces) if pieces else _deflate(header, PARTED_GZIP_LEVEL)
+                if segments[n] is None:
+                    segments[n] = _deflate(b"".join([*([header] if n == 0 else []),
+                                                     *family.texts[n:n + SEGMENT_PARTS]]),
+                                           PARTED_GZIP_LEVEL)
+            family.gzipped = b"".join(segment or b"" for segment in segments[::SEGMENT_PARTS]) \
+                if segments else _deflate(header, PARTED_GZIP_LEVEL)
         return family.gzipped
 
     @staticmethod

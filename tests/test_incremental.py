@@ -133,21 +133,3 @@ def test_a_scrape_between_events_renders_only_the_changed_series() -> None:
     assert shared == [True] * (len(shared) - 1) + [False]
     assert Exposition(collector).fresh(Request()).data == _reference(source, "")
 
-
-def test_a_busy_symbol_s_segment_is_stored_until_it_calms_down() -> None:
-    """A segment changed by render after render is not compressed each time: stored as it
-    is, then compressed once it stays unchanged; the body decompresses right throughout."""
-    source = _Source()
-    for update, symbol in enumerate(SYMBOLS, 1):
-        _push(source, update, symbol, "100", "101")
-    exposition = Exposition(BinanceCollector(source, clock=lambda: 0.0))  # type: ignore[arg-type]
-    zipped = Request(accept_encoding="gzip")
-    sizes = []
-    for update in range(1000, 1006):  # the same symbol changes before each scrape
-        _push(source, update, SYMBOLS[0], str(update), str(update + 1))
-        body = exposition.fresh(zipped).data
-        assert zlib.decompress(body, 16 + zlib.MAX_WBITS) == _reference(source, "")
-        sizes.append(len(body))
-    calm = exposition.fresh(zipped).data  # nothing changed: compressed again
-    assert zlib.decompress(calm, 16 + zlib.MAX_WBITS) == _reference(source, "")
-    assert sizes[0] < sizes[-1] and len(calm) < sizes[-1]  # stored while busy, then not
