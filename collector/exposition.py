@@ -45,13 +45,13 @@ FORMATS_KEPT = 4
 # (e.g. every millisecond) costs a comparison, not a render, until they change
 FILTERS_KEPT = 8
 GZIP_LEVEL = 6
-# a parted family's segments are compressed again at the rate its series change (a stream
-# event each): zlib's fastest level costs a third of level 6's and, on these repetitive
-# lines, as many bytes as level 6 over fewer parts (BENCHMARKS.md, section 7)
-PARTED_GZIP_LEVEL = 1
+# a parted family's segments at the level of the rest: at zlib's fastest (1) a whole-market
+# body was 52 % larger (110 against 73 KB, section 7), for compression that only matters
+# when scrapes come faster than the market changes
+PARTED_GZIP_LEVEL = GZIP_LEVEL
 # parts (collector.parted: 16 series each) compressed together in a parted family's gzip
 # body: what a change costs to compress again against what compressing apart loses
-SEGMENT_PARTS = 4
+SEGMENT_PARTS = 8
 # the families BinanceCollector builds anew on every scrape (exporter._PerScrape, and in stream
 # mode exporter._message_age): their bytes may change each time, so a gzip body carries them
 # stored rather than compressing every scrape
