@@ -725,7 +725,7 @@ def readme_anchors() -> set[str]:
 
 
 def test_github_anchor_matches_githubs_own() -> None:
-    assert github_anchor(" Set up (Python ≥ 3.10)") == "set-up-python--310"
+    assert github_anchor(" Set up (Python ≥ 3.11)") == "set-up-python--311"
     assert github_anchor(" Stream mode (`--source stream`)") == "stream-mode---source-stream"
     assert github_anchor(" The report: `binance-report`") == "the-report-binance-report"
 
