@@ -34,6 +34,7 @@ Module map, in the order data flows (each imports only modules above it):
 * ``stream_source``: stream mode's source: thread, loop, feed, book snapshots, Q5 clock;
 * ``parted``: the whole market's metric families, built and kept a chunk at a time;
 * ``exporter``: ``BinanceCollector``, metric families from a snapshot;
+* ``exporter_metrics``: the exporter's own process and Python families (client_python's);
 * ``exposition``: /metrics bodies (text, OpenMetrics, gzip): only what changed rendered;
 * ``server``: the HTTP server (``/``, ``/metrics``);
 * ``config``: flags and ``BINANCE_*`` variables → validated settings (parsing only);

@@ -119,6 +119,32 @@ def one_of(*choices: str) -> Callable[[str], str]:
     return check
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def boolean(text: str) -> bool:
+    """``true``/``false`` (or ``1``/``0``, ``yes``/``no``; any case), for a variable that
+    stands for a flag without a value."""
+    value = BOOLEANS.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
+
+
+class Switch(argparse.Action):
+    """A flag without a value that turns something on; its default (``False``, or a
+    ``BINANCE_*`` variable's ``true``/``false``) goes through :func:`boolean`, so a bad
+    variable is an error naming it, as for any other flag."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, default: Any = "false",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, type=boolean, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+
+
 def depth_levels(text: str) -> int:
     """Order book levels per side: Binance serves 1 to 5000."""
     value = positive_int(text)

@@ -21,6 +21,7 @@ from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
     Parser,
+    Switch,
     add_upstream_flags,
     check_weight_budget,
     env,
@@ -63,6 +64,10 @@ def build_parser() -> Parser:
                      "0.0.0.0 every IPv4 one (env BINANCE_LISTEN_ADDRESS; default ::)")
     web.add_argument("--port", type=port, default=env("LISTEN_PORT", "8080"),
                      help="port to listen on (env BINANCE_LISTEN_PORT; default 8080)")
+    web.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics",
+                     action=Switch, default=env("WEB_DISABLE_EXPORTER_METRICS", "false"),
+                     help="leave out the exporter's own process_* and python_* metrics (env "
+                     "BINANCE_WEB_DISABLE_EXPORTER_METRICS=true; default: served)")
     add_upstream_flags(parser)
     cache = parser.add_argument_group("cache (TTL per data group; 10 s minimum)")
     for name, default, what in (
