@@ -34,15 +34,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
-	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py \
+	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py tools/web_configs.py \
 		tools/compose-smoke/check_prometheus.py bench
 	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py \
-		tools/compose-smoke/check_prometheus.py
+		tools/web_configs.py tools/compose-smoke/check_prometheus.py
 	$(BIN)/hadolint Dockerfile tools/compose-smoke/Dockerfile.prometheus
 	$(BIN)/docker-compose config -q
 	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
 		-f tools/compose-smoke/compose.override.yml --profile offline config -q
 	$(BIN)/python tools/k8s_manifests.py check
+	$(BIN)/python tools/web_configs.py
 
 # rewrite deploy/kubernetes/base's copies of prometheus/alerts.yml and the dashboard (commit them)
 k8s: $(STAMP)

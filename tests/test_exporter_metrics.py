@@ -151,3 +151,10 @@ def test_the_registry_is_the_client_librarys_own_collectors() -> None:
     first, second = exporter_registry(), exporter_registry()
     assert [m.name for m in first.collect()] == [m.name for m in second.collect()]
     assert len({m.name for m in first.collect()}) == 10
+
+
+def test_describe_names_them_too(source: RestSource) -> None:
+    """A registry learns the names from describe(): a client library's restricted registry
+    over this collector finds these families as it finds ours."""
+    names = [family.name for family in WithExporterMetrics(source).describe()]
+    assert "binance_up" in names and "process_cpu_seconds" in names and "python_info" in names
