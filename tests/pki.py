@@ -43,6 +43,8 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - DAY).not_valid_after(now + DAY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                           critical=False)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
                                          crl_sign=True, content_commitment=False,
                                          key_encipherment=False, data_encipherment=False,
@@ -77,6 +79,10 @@ class CA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            # Python 3.13's default contexts verify strictly (VERIFY_X509_STRICT): a leaf
+            # without its issuer's key identifier is refused, as real CAs always set it
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256()))
         cert_path, key_path = self.folder / f"{name}.crt", self.folder / f"{name}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

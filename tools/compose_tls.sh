@@ -24,7 +24,9 @@ openssl req -x509 "${ec[@]}" -keyout "$scratch/ca.key" -out "$OUT/ca.crt" -days 
   -subj "/CN=binance-exporter compose CA" 2>/dev/null
 openssl req "${ec[@]}" -keyout "$OUT/tls.key" -out "$scratch/tls.csr" \
   -subj "/CN=exporter" 2>/dev/null
-printf 'subjectAltName=DNS:exporter,DNS:exporter-offline,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
+# the key identifiers: Python 3.13's strict verification (curl and Go do without) needs them
+printf '%s\n' 'subjectAltName=DNS:exporter,DNS:exporter-offline,DNS:localhost,IP:127.0.0.1' \
+  'extendedKeyUsage=serverAuth' 'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' \
   > "$scratch/ext"
 openssl x509 -req -in "$scratch/tls.csr" -CA "$OUT/ca.crt" -CAkey "$scratch/ca.key" \
   -CAserial "$scratch/ca.srl" -CAcreateserial -out "$OUT/tls.crt" -days 825 \
