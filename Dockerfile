@@ -10,7 +10,8 @@
 # Another base (a mirror, or a local stand-in when Docker Hub is out of reach) is given with
 # --build-arg PYTHON_IMAGE=...; every stage uses it, so a venv finds the same interpreter.
 # Configure the exporter with BINANCE_* environment variables: the health check reads
-# BINANCE_LISTEN_PORT and BINANCE_LISTEN_ADDRESS to find the landing page.
+# BINANCE_LISTEN_PORT, BINANCE_LISTEN_ADDRESS and BINANCE_WEB_CONFIG_FILE to find the
+# landing page.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # ---- deps: a venv with the pinned runtime dependencies ----
@@ -67,8 +68,10 @@ LABEL org.opencontainers.image.title="binance-exporter" \
 COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 8080
-# GET / (the landing page: it never calls Binance) with the standard library only; the
-# default address :: serves IPv4 too (IPv4 alone without IPv6), so 127.0.0.1 answers
+# binance-healthcheck (collector/healthcheck.py): GET / (the landing page: it never calls
+# Binance) at BINANCE_LISTEN_ADDRESS and BINANCE_LISTEN_PORT (:: and 0.0.0.0: 127.0.0.1),
+# over TLS when BINANCE_WEB_CONFIG_FILE asks for it; a 401 for want of a password is an
+# answer too (docs/security.md)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; a = os.environ.get('BINANCE_LISTEN_ADDRESS') or '::'; a = {'0.0.0.0': '127.0.0.1', '::': '127.0.0.1'}.get(a, a); a = '[%s]' % a if ':' in a else a; urllib.request.urlopen('http://%s:%s/' % (a, os.environ.get('BINANCE_LISTEN_PORT') or '8080'), timeout=4).close()"]
+  CMD ["binance-healthcheck"]
 ENTRYPOINT ["binance-exporter"]

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run report demo test lint docs k8s bench soak docker docker-smoke compose-up compose-offline compose-down compose-smoke clean
+.PHONY: run report demo test lint docs k8s bench soak docker docker-smoke compose-up compose-offline compose-down compose-tls compose-smoke clean
 
 IMAGE ?= binance-exporter:local
 
@@ -35,15 +35,18 @@ lint: $(STAMP)
 	$(BIN)/pylint collector binance_simulator
 	$(BIN)/pylint tests --disable=missing-function-docstring,missing-class-docstring,redefined-outer-name,too-many-arguments,too-many-positional-arguments
 	$(BIN)/pylint tools/soak.py tools/k8s_manifests.py tools/crd_schema.py tools/flags_doc.py \
-		tools/compose-smoke/check_prometheus.py bench
+		tools/web_configs.py tools/compose-smoke/check_prometheus.py bench
 	$(BIN)/mypy collector binance_simulator bench tools/k8s_manifests.py tools/crd_schema.py \
-		tools/flags_doc.py tools/compose-smoke/check_prometheus.py
+		tools/flags_doc.py tools/web_configs.py tools/compose-smoke/check_prometheus.py
 	$(BIN)/hadolint Dockerfile tools/compose-smoke/Dockerfile.prometheus
 	$(BIN)/docker-compose config -q
 	PYTHON_IMAGE=lint $(BIN)/docker-compose -f docker-compose.yml \
 		-f tools/compose-smoke/compose.override.yml --profile offline config -q
+	$(BIN)/docker-compose -f docker-compose.yml -f deploy/compose/tls.yml --profile offline config -q
+	promtool check config --syntax-only prometheus/prometheus-tls.yml >/dev/null
 	RUNBOOK_BASE_URL="$(RUNBOOK_BASE_URL)" $(BIN)/python tools/k8s_manifests.py check
 	$(BIN)/python tools/flags_doc.py check
+	$(BIN)/python tools/web_configs.py
 
 # rewrite docs/configuration.md and the README's table of common flags from the flag
 # definitions of collector/config.py (commit them)
@@ -77,6 +80,12 @@ compose-offline: $(COMPOSE_NEEDS)
 
 compose-down: $(COMPOSE_NEEDS)
 	$(COMPOSE) --profile offline down
+
+# the stack behind TLS and basic auth (deploy/compose/tls.yml, docs/security.md); its CA,
+# certificate and password are made once by tools/compose_tls.sh, in deploy/compose/tls/
+compose-tls: $(COMPOSE_NEEDS) $(STAMP)
+	[ -f deploy/compose/tls/web-config.yml ] || PYTHON=$(BIN)/python tools/compose_tls.sh
+	$(COMPOSE) -f docker-compose.yml -f deploy/compose/tls.yml up -d --build
 
 # the offline profile in real containers, Prometheus scraping the exporter (needs Docker, root)
 compose-smoke: $(STAMP)

@@ -13,7 +13,8 @@ HERE = Path(__file__).parent
 SCRIPTS = []
 if (HERE / "collector").is_dir():
     SCRIPTS += ["binance-report = collector.report:main",
-                "binance-exporter = collector.exporter_cli:main"]
+                "binance-exporter = collector.exporter_cli:main",
+                "binance-healthcheck = collector.healthcheck:main"]
 if (HERE / "binance_simulator").is_dir():
     SCRIPTS.append("binance-simulator = binance_simulator.cli:main")
 

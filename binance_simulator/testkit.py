@@ -43,7 +43,7 @@ from .streams import StreamSettings
 BIN = Path(sys.executable).parent
 SIMULATOR_READY = re.compile(r"binance-simulator listening on (http://\S+)")
 STREAMS_READY = re.compile(r"binance-simulator streams on (ws://\S+)")
-EXPORTER_READY = re.compile(r"listening on (http://\S+?)/metrics")
+EXPORTER_READY = re.compile(r"listening on (https?://\S+?)/metrics")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 HTTP_TIMEOUT = 10.0
@@ -220,7 +220,8 @@ def running_simulator(*args: str, logs: Path | None = None,
 def running_exporter(upstream: str, *args: str, logs: Path | None = None,
                      name: str = "exporter") -> Iterator[Process]:
     """``binance-exporter`` on 127.0.0.1, port 0, reading from ``upstream``; yields it with
-    its base URL (``http://127.0.0.1:PORT``), read from its own start-up log line."""
+    its base URL (``http://127.0.0.1:PORT``, ``https://`` with a web configuration that
+    asks for TLS), read from its own start-up log line."""
     command = [str(BIN / "binance-exporter"), "--base-url", upstream, "--listen-address",
                "127.0.0.1", "--port", "0", "--log-level", "info", *args]
     with _log_in(logs, name) as log, \

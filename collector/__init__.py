@@ -34,11 +34,15 @@ Module map, in the order data flows (each imports only modules above it):
 * ``stream_source``: stream mode's source: thread, loop, feed, book snapshots, Q5 clock;
 * ``parted``: the whole market's metric families, built and kept a chunk at a time;
 * ``exporter``: ``BinanceCollector``, metric families from a snapshot;
+* ``exporter_metrics``: the exporter's own process and Python families (client_python's);
 * ``exposition``: /metrics bodies (text, OpenMetrics, gzip): only what changed rendered;
+* ``web_config``: ``--web.config.file``, the exporter-toolkit's format, read strictly, kept current;
+* ``web_access``: TLS per connection, then headers, rate limit and basic auth per request;
 * ``server``: the HTTP server (``/``, ``/metrics``);
 * ``config``: flags and ``BINANCE_*`` variables → validated settings (parsing only);
 * ``wiring``: validated flags → the running objects, for both front ends;
-* ``exporter_cli``: ``binance-exporter``; ``report``: ``binance-report``.
+* ``exporter_cli``: ``binance-exporter``; ``report``: ``binance-report``;
+* ``healthcheck``: ``binance-healthcheck``, a container's probe of its own exporter.
 """
 
 __version__ = "0.1.0"

@@ -175,6 +175,32 @@ def port(text: str) -> int:
     return value
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def boolean(text: str) -> bool:
+    """``true``/``false`` (or ``1``/``0``, ``yes``/``no``; any case), for a variable that
+    stands for a flag without a value."""
+    value = BOOLEANS.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
+
+
+class Switch(argparse.Action):
+    """A flag without a value that turns something on; its default (``False``, or a
+    ``BINANCE_*`` variable's ``true``/``false``) goes through :func:`boolean`, so a bad
+    variable is an error naming it, as for any other flag."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, default: Any = "false",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, type=boolean, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+
+
 def symbol_list(text: str) -> tuple[str, ...]:
     """``SYM[,SYM…]``: symbols as Binance spells them (any Unicode but spaces and control
     characters; case-sensitive), none empty."""
@@ -252,6 +278,7 @@ class Flag:  # pylint: disable=too-many-instance-attributes  # one field a fact 
     blank_is_unset: bool = False  # an empty variable means the default
     common: bool = False
     details: str = ""
+    switch: bool = False  # takes no value: given, it turns something on (its variable: true)
 
     @property
     def range(self) -> str:
@@ -301,6 +328,17 @@ FLAGS: tuple[Flag, ...] = (
          "info level", default="8080", metavar="N", commands=(EXPORTER,), group=WEB,
          common=True, details="Not `BINANCE_PORT`: Kubernetes sets that for a Service named "
          "`binance`."),
+    Flag("--web.config.file", "BINANCE_WEB_CONFIG_FILE", Check(str, "a file path"),
+         "the exporter-toolkit's web configuration file: TLS, mutual TLS, basic auth and "
+         "response headers for every path, read again as requests and connections come",
+         default="", shown="none: plain HTTP, open to anyone who can reach the port",
+         metavar="FILE", commands=(EXPORTER,), group=WEB, dest="web_config_file",
+         common=True, details="See [security](security.md)."),
+    Flag("--web.disable-exporter-metrics", "BINANCE_WEB_DISABLE_EXPORTER_METRICS",
+         Check(boolean, "no value; its variable true or false"),
+         "leave out the exporter's own process_* and python_* metrics", default="false",
+         shown="served", commands=(EXPORTER,), group=WEB, dest="disable_exporter_metrics",
+         switch=True),
     # both: where and what to ask Binance
     Flag("--base-url", "BINANCE_BASE_URL", Check(base_url, "an http(s) URL, host and port only"),
          "Binance Spot API base URL; repeat to give fallbacks, tried in order when no "
@@ -435,6 +473,10 @@ def build_parser(command: str, version: str, description: str) -> Parser:
             "default": flag.default_value()}
         if flag.dest:
             options["dest"] = flag.dest
+        if flag.switch:
+            groups[flag.group].add_argument(flag.name, action=Switch, help=flag.help_text(),
+                                            **options)
+            continue
         groups[flag.group].add_argument(flag.name, type=flag.kind, metavar=flag.metavar,
                                         help=flag.help_text(), **options)
     return parser

@@ -1,7 +1,8 @@
 """``binance-exporter``: flags → a started metrics server, until SIGTERM/SIGINT.
 
 Exit codes: 0 clean shutdown; 1 cannot listen (e.g. the port is in use);
-2 bad flags or environment variables, or flags over ``--weight-budget``.
+2 bad flags or environment variables, flags over ``--weight-budget``, or a web
+configuration file that cannot be served (checked before listening).
 Start-up makes no call to Binance: the first scrape does the first fetch.
 """
 
@@ -20,6 +21,7 @@ from collector import __version__, config, wiring
 from collector.config import (
     EXIT_OK,
     EXIT_FAILURE,
+    EXIT_USAGE,
     Parser,
     check_weight_budget,
     parse_args,
@@ -28,6 +30,7 @@ from collector.config import (
 from collector.costs import peak_weight_per_minute
 from collector.records import STREAM, Settings
 from collector.server import MetricsServer
+from collector.web_config import WebConfigError, WebConfigFile
 
 log = logging.getLogger("collector.exporter_cli")
 
@@ -75,10 +78,19 @@ def serve(
 ) -> int:
     """Listen, serve until ``stop`` is set, then release the port. Returns the exit code."""
     settings = exporter_settings(args)
+    web_config = None
+    if args.web_config_file:
+        try:
+            web_config = WebConfigFile.at_start(args.web_config_file)
+        except WebConfigError as exc:
+            print(f"binance-exporter: error: --web.config.file {args.web_config_file}: {exc}",
+                  file=sys.stderr)
+            return EXIT_USAGE
     source, exposition = wiring.exporter(args, settings)
     host = f"[{args.listen_address}]" if ":" in args.listen_address else args.listen_address
     try:
-        server = MetricsServer(args.listen_address, args.port, exposition)
+        server = MetricsServer(args.listen_address, args.port, exposition,
+                               web_config=web_config)
     except OSError as exc:
         source.close()
         print(f"binance-exporter: cannot listen on {host}:{args.port}: "
@@ -86,9 +98,10 @@ def serve(
         return EXIT_FAILURE
     server.start()
     streams = f", streams {', '.join(args.stream_urls)}" if settings.source == STREAM else ""
-    log.info("listening on http://%s:%d/metrics (upstream %s%s, at most %d request weight "
-             "in any minute)", host, server.port, ", ".join(args.base_urls), streams,
-             peak_weight_per_minute(settings))
+    guarded = f", web config {args.web_config_file}" if web_config is not None else ""
+    log.info("listening on %s://%s:%d/metrics (upstream %s%s, at most %d request weight "
+             "in any minute%s)", server.scheme, host, server.port, ", ".join(args.base_urls),
+             streams, peak_weight_per_minute(settings), guarded)
     if on_ready is not None:
         on_ready(server)
     stop.wait()

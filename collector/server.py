@@ -3,6 +3,8 @@
 aiohttp speaks HTTP (parsing, keep-alive, limits, timeouts: its defaults); this module
 routes. A scrape served from cache is answered on the event loop; only one that waits
 on a Binance refresh goes to a thread pool, so it never holds up ``/`` or other scrapes.
+With a web configuration file (``--web.config.file``), :mod:`collector.web_access` guards
+every path and, when the file configures TLS, makes each connection's handshake.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from aiohttp import web
 
 from collector import __version__
 from collector.exposition import Body, Exposition, Request as Wanted
+from collector.web_access import Guard, TLSSite
+from collector.web_config import TLSContexts, WebConfigFile
 
 log = logging.getLogger("collector.server")
 
@@ -52,8 +56,14 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
     ``start()`` serves in a background thread, ``stop()`` releases the port. ``app`` is
     the aiohttp application (its signals may be added to before ``start()``)."""
 
-    def __init__(self, address: str, port: int, exposition: Exposition,
-                 grace: float = SHUTDOWN_GRACE) -> None:
+    def __init__(self, address: str, port: int, exposition: Exposition,  # pylint: disable=too-many-arguments
+                 grace: float = SHUTDOWN_GRACE, *, web_config: WebConfigFile | None = None
+                 ) -> None:
+        self._guard = None if web_config is None else Guard(web_config)
+        # TLS or not is decided here, once, as the toolkit decides it when it starts serving
+        self._tls = TLSContexts(web_config) if web_config is not None \
+            and web_config.started().tls.enabled else None
+        self.scheme = "http" if self._tls is None else "https"
         self._sock = listen(address, port)
         self.port: int = self._sock.getsockname()[1]  # the bound port (useful with port 0)
         self._exposition = exposition
@@ -62,7 +72,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="scrape")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve_forever, name="http", daemon=True)
-        self.app = web.Application()
+        self.app = web.Application(middlewares=() if self._guard is None
+                                   else (self._guard.middleware,))
         self.app.router.add_get("/", self._landing)  # add_get routes HEAD too
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_route("*", "/{path:.*}", self._elsewhere)
@@ -90,6 +101,8 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
             self._loop.close()  # an unclosed loop complains when collected (--log-level debug)
         self._sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._guard is not None:
+            self._guard.credentials.close()
 
     def _serve_forever(self) -> None:
         # SIGTERM must reach the main thread, which waits for it (exporter_cli.serve): taken by this
@@ -99,7 +112,10 @@ class MetricsServer:  # pylint: disable=too-many-instance-attributes
 
     async def _start_serving(self) -> None:
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock, backlog=BACKLOG).start()
+        if self._tls is None:
+            await web.SockSite(self._runner, self._sock, backlog=BACKLOG).start()
+        else:
+            await TLSSite(self._runner, self._sock, self._tls, backlog=BACKLOG).start()
 
     async def _end_waits_after_grace(self, _: web.Application) -> None:
         """On stop (nothing new accepted): scrapes still waiting on a refresh after the

@@ -13,6 +13,7 @@ import time
 
 from collector.binance import BinanceClient
 from collector.exporter import BinanceCollector
+from collector.exporter_metrics import WithExporterMetrics
 from collector.exposition import Exposition
 from collector.q5 import SAMPLE_SECONDS, Listener, log_sample
 from collector.records import STREAM, Settings
@@ -41,9 +42,13 @@ def source(args: argparse.Namespace, settings: Settings, *,
 
 
 def exporter(args: argparse.Namespace, settings: Settings) -> tuple[Source, Exposition]:
-    """The exporter's source, and the exposition of its collector (no global registry)."""
+    """The exporter's source, and the exposition of its collector (no global registry):
+    with the exporter's own process and Python metrics unless
+    ``--web.disable-exporter-metrics``."""
     running = source(args, settings)
-    return running, Exposition(BinanceCollector(running))
+    collector = BinanceCollector(running) if args.disable_exporter_metrics \
+        else WithExporterMetrics(running)
+    return running, Exposition(collector)
 
 
 def setup_logging(level: str) -> None:

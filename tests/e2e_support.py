@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import pytest
+import yaml
 
 from binance_simulator.testkit import popen
 
@@ -133,20 +134,20 @@ class Prometheus:
 
 
 @contextmanager
-def running_prometheus(target: str, scrape_interval: str = "1s") -> Iterator[Prometheus]:
-    """Debian's ``prometheus`` scraping ``target`` (host:port) as job ``binance``."""
+def running_prometheus(target: str, scrape_interval: str = "1s",
+                       jobs: dict[str, dict[str, Any]] | None = None) -> Iterator[Prometheus]:
+    """Debian's ``prometheus`` scraping ``target`` (host:port) as job ``binance``; ``jobs``:
+    {job name: its settings beside the target (scheme, tls_config, basic_auth...)}, instead
+    of ``binance`` alone."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed (apt-get install prometheus)"
     with tempfile.TemporaryDirectory(prefix="e2e-prometheus-") as workdir:
         config = Path(workdir) / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            f"  scrape_interval: {scrape_interval}\n"
-            f"  scrape_timeout: {scrape_interval}\n"
-            "scrape_configs:\n"
-            "  - job_name: binance\n"
-            f"    static_configs: [{{targets: ['{target}']}}]\n"
-        )
+        scrapes = [{"job_name": name, "static_configs": [{"targets": [target]}], **settings}
+                   for name, settings in (jobs or {"binance": {}}).items()]
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval},
+            "scrape_configs": scrapes}))
         port = free_port()
         command = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]

