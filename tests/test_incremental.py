@@ -132,4 +132,3 @@ def test_a_scrape_between_events_renders_only_the_changed_series() -> None:
     shared = [a is b for a, b in zip(before.parts, after.parts)]  # type: ignore[attr-defined]
     assert shared == [True] * (len(shared) - 1) + [False]
     assert Exposition(collector).fresh(Request()).data == _reference(source, "")
-
